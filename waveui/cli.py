@@ -1,0 +1,148 @@
+"""The `waveui` command line: subcommands, argument parsing, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+
+from waveui import __version__
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"waveui: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def example_path(name: str) -> Path:
+    return Path(str(resources.files("waveui") / "examples" / f"{name}.toml"))
+
+
+def _colour_enabled(stream) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+_STYLES = {"title": "1", "head": "1;36", "dim": "2", "warn": "33"}
+
+
+def _styler(stream):
+    if not _colour_enabled(stream):
+        return lambda s, _tag: s
+    return lambda s, tag: f"\033[{_STYLES[tag]}m{s}\033[0m"
+
+
+def _load(path: str):
+    from waveui import spec
+
+    return spec.load(path)
+
+
+def cmd_plan(args) -> int:
+    from waveui.plan import make_plan
+    from waveui.plan import report
+
+    epic = _load(str(example_path("hybrid")) if args.example else args.file)
+    plan = make_plan(epic, args.workers)
+    if args.json:
+        print(report.json_text(plan))
+    else:
+        width = shutil.get_terminal_size((100, 24)).columns
+        print(report.text(plan, width=width, style=_styler(sys.stdout)))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from waveui.plan import make_plan
+    from waveui.plan import report
+
+    plan = make_plan(_load(args.file))
+    print(report.dot(plan) if args.format == "dot" else report.mermaid(plan))
+    return 0
+
+
+def cmd_init(args) -> int:
+    target = Path(args.file)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} already exists (use --force to overwrite it)")
+    target.write_text(example_path("starter").read_text(encoding="utf-8"), encoding="utf-8")
+    print(f"wrote {target}: edit its tasks, then run `waveui plan`")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="waveui",
+        description="Plan, run and watch an epic of coding tasks in parallel git worktrees.",
+    )
+    parser.add_argument("--version", action="version", version=f"waveui {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, handler, *, epic_file: bool = True):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if epic_file:
+            sub.add_argument("-f", "--file", default="waveui.toml", metavar="PATH",
+                             help="the epic file (default: ./waveui.toml)")
+        return sub
+
+    plan = add("plan", "Show how an epic will run: waves, critical path, makespan, conflicts.", cmd_plan)
+    plan.add_argument("--workers", "-w", type=_positive, metavar="N",
+                      help="plan for N workers (default: the epic's max_parallel, else the CPU count)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object (schema in the README)")
+    plan.add_argument("--example", action="store_true", help="plan the bundled example epic instead of a file")
+
+    graph = add("graph", "Print the dependency graph for docs and pull requests, critical path marked.", cmd_graph)
+    graph.add_argument("--format", choices=("dot", "mermaid"), default="mermaid",
+                       help="Graphviz DOT or a Mermaid flowchart (default: mermaid)")
+
+    init = add("init", "Write a commented starter waveui.toml.", cmd_init)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from waveui.spec import SpecError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args)
+    except SpecError as error:
+        for problem in error.problems:
+            print(f"waveui: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as error:
+        print(f"waveui: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # `waveui plan | head`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())
