@@ -1,0 +1,1 @@
+"""Running an epic: events, state, journal, runner, worktrees, locks, merging, adaptive limits."""

@@ -1,0 +1,36 @@
+"""The control API a user interface calls to steer a run.
+
+The engine implements it; the read-only watcher implements nothing (every
+action there is refused before it gets here). Each call returns at once: its
+effect arrives later as events, like everything else a reader sees.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RunControl(Protocol):
+    def pause_task(self, task_id: str) -> None:
+        """Stop a running task's processes (SIGSTOP); its clock stops too."""
+
+    def resume_task(self, task_id: str) -> None:
+        """Continue a paused task (SIGCONT)."""
+
+    def pause_run(self) -> None:
+        """Start no new task; running ones go on."""
+
+    def resume_run(self) -> None:
+        """Dispatch again."""
+
+    def retry(self, task_id: str) -> None:
+        """Run a failed, conflicted or cancelled task again; its blocked dependents wait for it."""
+
+    def cancel(self, task_id: str) -> None:
+        """Stop a task for good (its dependents become blocked)."""
+
+    def set_priority(self, task_id: str, priority: int) -> None:
+        """Reorder the ready queue at once: higher priority starts sooner."""
+
+    def stop(self, *, leave_resumable: bool) -> None:
+        """End the session: stop every task, or leave the run for `waveui run` to resume."""

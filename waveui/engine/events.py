@@ -1,0 +1,166 @@
+"""The events a run emits: plain dataclasses, one JSON line each in the journal.
+
+Every reader (the live app, ``waveui watch``, the headless reporter and
+resume after a crash) sees a run only through these. Times are wall-clock
+seconds (``time.time()``) stamped by the engine, so folding a journal later
+gives exactly the state the live app showed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class Event:
+    t: float
+    type: ClassVar[str] = "event"
+
+
+@dataclass
+class TaskInfo:
+    """What readers need to know of a task, fixed for the whole run."""
+
+    id: str
+    title: str
+    requires: list[str]  # dependencies as the run honours them (serialisations included)
+    story_points: float
+    affected_files: list[str]
+    wave: int
+    rank: int  # place in the plan's dispatch order
+    critical: bool
+    priority: int = 0
+
+
+@dataclass
+class RunStarted(Event):
+    type: ClassVar[str] = "run_started"
+    run_id: str = ""
+    epic: str = ""
+    branch: str = ""  # the integration branch
+    base: str = ""
+    strategy: str = "eager"
+    conflict_mode: str = "serialise"
+    max_parallel: int = 1
+    limit: int = 1
+    tasks: list[TaskInfo] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)  # {"tasks": [a, b], "files": [...], "handling": str}
+    critical_length: float = 0.0
+    resumed: bool = False
+
+
+@dataclass
+class TaskStateChanged(Event):
+    """A task moved to another state.
+
+    States: pending (dependencies not done), ready, running, paused, verifying,
+    merging, done, failed, blocked (a dependency failed), conflicted (merge
+    conflict), cancelled.
+    """
+
+    type: ClassVar[str] = "task_state"
+    task: str = ""
+    state: str = ""
+    attempt: int = 0
+    reason: str = ""
+    worker: int | None = None  # slot number while it holds one
+    worktree: str = ""
+    pid: int | None = None
+    pid_started: float | None = None  # process create time, so a reused pid is never mistaken for it
+    exit_code: int | None = None
+    files: list[str] = field(default_factory=list)  # conflicted files, or changed files when done
+    undeclared: list[str] = field(default_factory=list)  # changed but not in affected_files
+    commit: str = ""
+
+
+@dataclass
+class TaskProgress(Event):
+    """A ``::waveui`` line from the task: any field left None is unchanged."""
+
+    type: ClassVar[str] = "task_progress"
+    task: str = ""
+    progress: float | None = None
+    cost: float | None = None
+    iterations: int | None = None
+    message: str | None = None
+
+
+@dataclass
+class SetupRan(Event):
+    type: ClassVar[str] = "setup"
+    worktree: str = ""
+    task: str = ""
+    seconds: float = 0.0
+    skipped: bool = False
+    exit_code: int = 0
+
+
+@dataclass
+class LimitChanged(Event):
+    type: ClassVar[str] = "limit"
+    limit: int = 1
+    reason: str = ""
+
+
+@dataclass
+class MetricsSample(Event):
+    type: ClassVar[str] = "sample"
+    cpu: float = 0.0  # percent of all cores
+    memory_available: float = 0.0  # bytes
+    memory_percent: float = 0.0
+
+
+@dataclass
+class RunPaused(Event):
+    """Dispatching stopped (``paused``) or went on; running tasks are left alone."""
+
+    type: ClassVar[str] = "run_paused"
+    paused: bool = True
+
+
+@dataclass
+class PriorityChanged(Event):
+    type: ClassVar[str] = "priority"
+    task: str = ""
+    priority: int = 0
+
+
+@dataclass
+class RunFinished(Event):
+    type: ClassVar[str] = "run_finished"
+    ok: bool = False
+    reason: str = ""  # "complete", "stopped", "failed tasks", ...
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (RunStarted, TaskStateChanged, TaskProgress, SetupRan, LimitChanged, MetricsSample,
+                RunPaused, PriorityChanged, RunFinished)
+}
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    data = dataclasses.asdict(event)
+    data["type"] = event.type
+    return data
+
+
+def to_json(event: Event) -> str:
+    return json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def from_dict(data: dict[str, Any]) -> Event:
+    """The event a journal line holds; unknown fields (from newer versions) are ignored."""
+    cls = EVENT_TYPES[data["type"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    if cls is RunStarted:
+        values["tasks"] = [TaskInfo(**t) for t in values.get("tasks", [])]
+    return cls(**values)
+
+
+def from_json(line: str) -> Event:
+    return from_dict(json.loads(line))

@@ -1,0 +1,127 @@
+"""The run's journal: events appended to ``.waveui/runs/<run>/events.jsonl``.
+
+State changes are flushed and fsync'd before :meth:`Journal.append` returns,
+so the engine never acts on a change the disk does not hold. Progress and
+metrics samples are only flushed (losing the last of them in a crash costs
+nothing). Readers tolerate a torn last line: a crash mid-write leaves one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from waveui.engine.events import Event, MetricsSample, TaskProgress, from_dict, to_json
+
+JOURNAL_NAME = "events.jsonl"
+_UNSYNCED = (TaskProgress, MetricsSample)
+
+
+def waveui_dir(repo_root: Path) -> Path:
+    return repo_root / ".waveui"
+
+
+def runs_dir(repo_root: Path) -> Path:
+    return waveui_dir(repo_root) / "runs"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) owner-only: logs and prompts may be private."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def new_run_id(epic: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", epic)[:40]
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+class Journal:
+    """Appends events to one run's journal file."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / JOURNAL_NAME
+        ensure_private_dir(run_dir)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._repair_torn_tail()
+
+    def _repair_torn_tail(self) -> None:
+        """End a torn last line so the next event starts on a line of its own."""
+        size = self.path.stat().st_size
+        if size:
+            with open(self.path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    self._file.write("\n")
+                    self._file.flush()
+
+    def append(self, event: Event) -> None:
+        self._file.write(to_json(event) + "\n")
+        self._file.flush()
+        if not isinstance(event, _UNSYNCED):
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+def parse_lines(lines) -> Iterator[Event]:
+    """Events from journal lines, skipping torn or unknown ones."""
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line after a crash, or a newer event type
+
+
+def read_events(path: Path) -> list[Event]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return list(parse_lines(f))
+
+
+class JournalTail:
+    """Reads new events from a journal as they are appended (for ``waveui watch``).
+
+    Opens the file read-only and keeps a partial last line until its end arrives.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        data = self._partial + data
+        complete, _, self._partial = data.rpartition(b"\n")
+        if not complete:
+            return []
+        return list(parse_lines(complete.decode("utf-8", errors="replace").splitlines()))
+
+
+def list_runs(repo_root: Path) -> list[Path]:
+    """Run folders, oldest first."""
+    root = runs_dir(repo_root)
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / JOURNAL_NAME).exists()), key=lambda p: p.name)

@@ -1,0 +1,289 @@
+"""RunState and the one reducer that folds events into it.
+
+The live app, ``waveui watch``, the headless reporter and resume after a
+crash all build their view of a run with :func:`fold`, so they can never
+disagree. ``fold`` reads no clock and touches nothing outside the state: the
+same events always give the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from waveui.engine.events import (
+    Event,
+    LimitChanged,
+    MetricsSample,
+    PriorityChanged,
+    RunFinished,
+    RunPaused,
+    RunStarted,
+    SetupRan,
+    TaskProgress,
+    TaskStateChanged,
+)
+
+# States in which a task holds a worker slot and its clock runs (paused holds the slot, clock stopped).
+SLOT_STATES = frozenset({"running", "paused", "verifying"})
+CLOCK_STATES = frozenset({"running", "verifying"})
+FINAL_STATES = frozenset({"done", "cancelled"})
+TROUBLE_STATES = frozenset({"failed", "conflicted", "blocked"})
+SAMPLES_KEPT = 120
+
+
+@dataclass
+class Attempt:
+    number: int
+    started: float
+    ended: float | None = None
+    outcome: str = ""  # the state it ended in
+    reason: str = ""
+
+
+@dataclass
+class TaskView:
+    id: str
+    title: str
+    requires: list[str]
+    story_points: float
+    affected_files: list[str]
+    wave: int
+    rank: int
+    critical: bool
+    priority: int = 0
+    state: str = "pending"
+    reason: str = ""
+    attempt: int = 0
+    progress: float = 0.0
+    cost: float = 0.0
+    iterations: int = 0
+    message: str = ""
+    worker: int | None = None
+    worktree: str = ""
+    pid: int | None = None
+    pid_started: float | None = None
+    started: float | None = None  # first start of the current attempt
+    finished: float | None = None
+    busy_seconds: float = 0.0  # time running, pauses excluded, over the current attempt
+    clock_since: float | None = None  # while the clock runs: when it last started
+    setup_seconds: float = 0.0
+    exit_code: int | None = None
+    files: list[str] = field(default_factory=list)
+    undeclared: list[str] = field(default_factory=list)
+    commit: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def elapsed(self, now: float) -> float:
+        """Running time of the current attempt, pauses excluded."""
+        running = now - self.clock_since if self.clock_since is not None else 0.0
+        return self.busy_seconds + max(0.0, running)
+
+
+@dataclass
+class RunState:
+    run_id: str = ""
+    epic: str = ""
+    branch: str = ""
+    base: str = ""
+    strategy: str = "eager"
+    conflict_mode: str = "serialise"
+    max_parallel: int = 1
+    limit: int = 1
+    limit_reason: str = ""
+    critical_length: float = 0.0
+    tasks: dict[str, TaskView] = field(default_factory=dict)
+    conflicts: list[dict] = field(default_factory=list)
+    paused: bool = False
+    started: float | None = None
+    now: float = 0.0  # time of the last event folded
+    finished: bool = False
+    ok: bool = False
+    finish_reason: str = ""
+    resumes: int = 0
+    capacity_seconds: float = 0.0  # worker slots available, integrated over time
+    busy_seconds: float = 0.0  # worker slots in use (clock running), integrated over time
+    setup_seconds: float = 0.0
+    setups_skipped: int = 0
+    samples: list[MetricsSample] = field(default_factory=list)
+    events: int = 0
+
+    # ---- derived figures (never stored, so they cannot drift) ----
+    def count(self, *states: str) -> int:
+        return sum(1 for t in self.tasks.values() if t.state in states)
+
+    @property
+    def total(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def done(self) -> int:
+        return self.count("done")
+
+    @property
+    def active(self) -> int:
+        return self.count(*SLOT_STATES)
+
+    @property
+    def blocked(self) -> int:
+        return self.count("blocked")
+
+    @property
+    def cost(self) -> float:
+        return sum(t.cost for t in self.tasks.values())
+
+    @property
+    def iterations(self) -> int:
+        return sum(t.iterations for t in self.tasks.values())
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started is None:
+            return 0.0
+        return max(0.0, (self.now if now is None else max(now, self.now)) - self.started)
+
+    def efficiency(self, now: float | None = None) -> float:
+        """Busy worker time / (elapsed × capacity), capacity integrated as the limit changed."""
+        capacity, busy = self.capacity_seconds, self.busy_seconds
+        if now is not None and now > self.now and not self.finished:
+            dt = now - self.now
+            capacity += self.limit * dt
+            busy += self._clock_running() * dt
+        return busy / capacity if capacity > 0 else 0.0
+
+    def _clock_running(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.clock_since is not None)
+
+
+def _advance(state: RunState, t: float) -> None:
+    """Integrate capacity and busy time up to ``t``."""
+    if state.started is not None and t > state.now and not state.finished:
+        dt = t - state.now
+        state.capacity_seconds += state.limit * dt
+        state.busy_seconds += state._clock_running() * dt
+    state.now = max(state.now, t)
+
+
+def _start_run(state: RunState, e: RunStarted) -> None:
+    state.resumes += e.resumed
+    state.finished = False
+    if e.resumed and state.tasks:
+        # Resuming: tasks keep what was done; the engine re-sends states of the
+        # rest. Clocks stopped when the last controller fell silent.
+        for task in state.tasks.values():
+            if task.clock_since is not None:
+                task.busy_seconds += max(0.0, state.now - task.clock_since)
+                task.clock_since = None
+        state.now = max(state.now, e.t)
+        state.limit, state.max_parallel = e.limit, e.max_parallel
+        return
+    state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
+    state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
+    state.max_parallel, state.limit = e.max_parallel, e.limit
+    state.critical_length, state.conflicts = e.critical_length, list(e.conflicts)
+    state.started = e.t
+    state.now = e.t
+    state.tasks = {
+        info.id: TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
+                          info.wave, info.rank, info.critical, info.priority)
+        for info in e.tasks
+    }
+
+
+def _task_state(state: RunState, e: TaskStateChanged) -> None:
+    task = state.tasks.get(e.task)
+    if task is None:
+        return
+    was_clocked = task.clock_since is not None
+    if was_clocked and e.state not in CLOCK_STATES:
+        task.busy_seconds += max(0.0, e.t - task.clock_since)
+        task.clock_since = None
+    if e.state == "running" and task.state not in SLOT_STATES:
+        # a new attempt
+        task.busy_seconds, task.progress, task.finished = 0.0, 0.0, None
+        task.started = e.t
+        task.attempts.append(Attempt(e.attempt, e.t))
+        task.files, task.undeclared, task.exit_code = [], [], None
+    if e.state in CLOCK_STATES and task.clock_since is None:
+        task.clock_since = e.t
+    if e.state in SLOT_STATES:
+        task.worker = e.worker if e.worker is not None else task.worker
+        task.worktree = e.worktree or task.worktree
+        task.pid = e.pid if e.pid is not None else task.pid
+        task.pid_started = e.pid_started if e.pid_started is not None else task.pid_started
+    else:
+        task.worker, task.pid, task.pid_started = None, None, None
+    if e.state in FINAL_STATES | TROUBLE_STATES and task.state in SLOT_STATES | {"merging"}:
+        task.finished = e.t
+        if task.attempts and task.attempts[-1].ended is None:
+            task.attempts[-1].ended, task.attempts[-1].outcome = e.t, e.state
+            task.attempts[-1].reason = e.reason
+    if e.state == "done":
+        task.progress = 100.0
+    task.state = e.state
+    task.reason = e.reason
+    task.attempt = e.attempt or task.attempt
+    if e.exit_code is not None:
+        task.exit_code = e.exit_code
+    if e.files:
+        task.files = list(e.files)
+    if e.undeclared:
+        task.undeclared = list(e.undeclared)
+    if e.commit:
+        task.commit = e.commit
+
+
+def _progress(state: RunState, e: TaskProgress) -> None:
+    task = state.tasks.get(e.task)
+    if task is None:
+        return
+    if e.progress is not None:
+        task.progress = max(0.0, min(100.0, e.progress))
+    if e.cost is not None:
+        task.cost = e.cost
+    if e.iterations is not None:
+        task.iterations = e.iterations
+    if e.message is not None:
+        task.message = e.message
+
+
+def fold(state: RunState, event: Event) -> RunState:
+    """Apply one event to ``state`` (changed in place) and return it."""
+    if not (isinstance(event, RunStarted) and event.resumed):  # downtime is no one's capacity
+        _advance(state, event.t)
+    state.events += 1
+    if isinstance(event, RunStarted):
+        _start_run(state, event)
+    elif isinstance(event, TaskStateChanged):
+        _task_state(state, event)
+    elif isinstance(event, TaskProgress):
+        _progress(state, event)
+    elif isinstance(event, LimitChanged):
+        state.limit, state.limit_reason = event.limit, event.reason
+    elif isinstance(event, MetricsSample):
+        state.samples.append(event)
+        del state.samples[:-SAMPLES_KEPT]
+    elif isinstance(event, RunPaused):
+        state.paused = event.paused
+    elif isinstance(event, PriorityChanged):
+        if event.task in state.tasks:
+            state.tasks[event.task].priority = event.priority
+    elif isinstance(event, SetupRan):
+        if event.skipped:
+            state.setups_skipped += 1
+        else:
+            state.setup_seconds += event.seconds
+            if event.task in state.tasks:
+                state.tasks[event.task].setup_seconds += event.seconds
+    elif isinstance(event, RunFinished):
+        state.finished, state.ok, state.finish_reason = True, event.ok, event.reason
+        for task in state.tasks.values():  # nothing runs past the end of a run
+            if task.clock_since is not None:
+                task.busy_seconds += max(0.0, event.t - task.clock_since)
+                task.clock_since = None
+    return state
+
+
+def replay(events) -> RunState:
+    state = RunState()
+    for event in events:
+        fold(state, event)
+    return state
