@@ -83,9 +83,63 @@ def cmd_init(args) -> int:
     target = Path(args.file)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite it)")
-    target.write_text(example_path("starter").read_text(encoding="utf-8"), encoding="utf-8")
+    try:
+        target.write_text(example_path("starter").read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{target}: cannot write: {error.strerror or error}") from None
     print(f"wrote {target}: edit its tasks, then run `waveui plan`")
     return 0
+
+
+def _repo_root(epic_path: Path, isolation: str) -> Path:
+    """The git repository holding the epic file (or, without isolation, its folder)."""
+    folder = epic_path.resolve().parent
+    if isolation == "none":
+        return folder
+    import subprocess
+
+    found = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise UsageError(f"{epic_path}: not inside a git repository (run `git init`, or set isolation = \"none\")")
+    return Path(found.stdout.strip())
+
+
+def cmd_run(args) -> int:
+    import asyncio
+    import signal
+
+    from waveui.engine.engine import Engine, EngineError, RunOptions
+    from waveui.engine.headless import HeadlessReporter
+
+    epic = _load(args.file)
+    root = _repo_root(Path(args.file), epic.isolation)
+    options = RunOptions(max_parallel=args.max_parallel, fresh=args.fresh)
+    headless = args.headless or not sys.stdout.isatty()
+    if not headless:
+        try:
+            from waveui.ui.live import run_live
+        except ImportError:
+            headless = True
+    if not headless:
+        return run_live(epic, root, options)
+    options.listeners.append(HeadlessReporter(sys.stdout))
+    engine = Engine(epic, root, options)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, lambda: engine.stop(leave_resumable=True))
+        state = await engine.run()
+        if state.finish_reason == "interrupted":
+            print("waveui: stopped; run `waveui run` again to resume", file=sys.stderr)
+            return 130
+        return 0 if state.ok else 1
+
+    try:
+        return asyncio.run(main())
+    except EngineError as error:
+        raise UsageError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     graph = add("graph", "Print the dependency graph for docs and pull requests, critical path marked.", cmd_graph)
     graph.add_argument("--format", choices=("dot", "mermaid"), default="mermaid",
                        help="Graphviz DOT or a Mermaid flowchart (default: mermaid)")
+
+    run = add("run", "Run the epic: every task in its own git worktree, merged into waveui/<epic>.", cmd_run)
+    run.add_argument("--max-parallel", "-j", type=_positive, metavar="N", help="run at most N tasks at once")
+    run.add_argument("--headless", action="store_true",
+                     help="print one line per change instead of the full-screen app (automatic when not a terminal)")
+    run.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
 
     init = add("init", "Write a commented starter waveui.toml.", cmd_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")

@@ -23,8 +23,9 @@ from waveui.engine.events import (
     TaskStateChanged,
 )
 
-# States in which a task holds a worker slot and its clock runs (paused holds the slot, clock stopped).
-SLOT_STATES = frozenset({"running", "paused", "verifying"})
+# States in which a task holds a worker slot; its clock runs only in CLOCK_STATES
+# (setup while "preparing" is timed apart, and a paused task's clock stops).
+SLOT_STATES = frozenset({"preparing", "running", "paused", "verifying"})
 CLOCK_STATES = frozenset({"running", "verifying"})
 FINAL_STATES = frozenset({"done", "cancelled"})
 TROUBLE_STATES = frozenset({"failed", "conflicted", "blocked"})
@@ -196,7 +197,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
     if was_clocked and e.state not in CLOCK_STATES:
         task.busy_seconds += max(0.0, e.t - task.clock_since)
         task.clock_since = None
-    if e.state == "running" and task.state not in SLOT_STATES:
+    if e.state in SLOT_STATES and task.state not in SLOT_STATES:
         # a new attempt
         task.busy_seconds, task.progress, task.finished = 0.0, 0.0, None
         task.started = e.t

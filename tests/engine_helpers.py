@@ -1,0 +1,39 @@
+"""Real git repositories and epics for engine tests."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+from waveui import spec
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str] | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test User")
+    git(path, "config", "user.email", "test@example.invalid")
+    for name, text in (files or {"README.md": "hello\n"}).items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+def write_epic(repo: Path, text: str) -> spec.Epic:
+    path = repo / "waveui.toml"
+    path.write_text(textwrap.dedent(text))
+    return spec.load(path)
+
+
+def tree_files(repo: Path, ref: str) -> dict[str, str]:
+    """Every file on ``ref`` with its blob id: two refs with equal maps hold the same work."""
+    out = git(repo, "ls-tree", "-r", ref)
+    return {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}

@@ -1,0 +1,511 @@
+"""The engine: dispatch an epic's tasks to workers, merge their work, journal every change.
+
+One asyncio loop runs everything. Blocking git and psutil calls go to threads
+(``asyncio.to_thread``) so a user interface sharing the loop never stalls.
+Every change is emitted as an event: appended to the journal (and on disk)
+first, folded into :attr:`Engine.state` next, then passed to listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from waveui.engine import runner
+from waveui.engine.adaptive import AdaptiveLimit, sample_machine
+from waveui.engine.events import (
+    Event,
+    LimitChanged,
+    MetricsSample,
+    PriorityChanged,
+    RunFinished,
+    RunPaused,
+    RunStarted,
+    SetupRan,
+    TaskInfo,
+    TaskProgress,
+    TaskStateChanged,
+)
+from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir, waveui_dir
+from waveui.engine.locks import ControllerLock, FileLocks
+from waveui.engine.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
+from waveui.plan import Plan, default_workers, make_plan
+from waveui.spec import Epic, Task
+
+SAMPLE_SECONDS = 2.0
+TERM_GRACE_SECONDS = 5.0
+RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
+SETTLED = FINAL_STATES | TROUBLE_STATES
+# A run that ended this way is picked up again by the next `waveui run`.
+RESUMABLE_ENDS = frozenset({"interrupted"})
+
+
+class EngineError(Exception):
+    """A run that cannot start: one line for the user."""
+
+
+@dataclass
+class RunOptions:
+    max_parallel: int | None = None
+    fresh: bool = False
+    grace: float = TERM_GRACE_SECONDS
+    sample_seconds: float = SAMPLE_SECONDS
+    backoff: float = RETRY_BACKOFF_SECONDS
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
+
+
+class Engine:
+    """Runs one epic in a repository. Implements :class:`waveui.engine.control.RunControl`."""
+
+    def __init__(self, epic: Epic, repo_root: Path, options: RunOptions | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.epic = epic
+        self.repo_root = repo_root.resolve()
+        self.options = options or RunOptions()
+        self.clock = clock
+        self.state = RunState()
+        self.plan: Plan = make_plan(epic, self.options.max_parallel or default_workers(epic))
+        self.tasks: dict[str, Task] = {t.id: t for t in epic.tasks}
+        self.requires = {self.plan.graph.ids[i]: [self.plan.graph.ids[d] for d in deps]
+                         for i, deps in enumerate(self.plan.graph.pred)}
+        self.dependents: dict[str, list[str]] = {t: [] for t in self.tasks}
+        for task_id, deps in self.requires.items():
+            for dep in deps:
+                self.dependents[dep].append(task_id)
+        partners = {self.plan.graph.ids[i]: [self.plan.graph.ids[j] for j in others]
+                    for i, others in enumerate(self.plan.exclusive)}
+        self.locks = FileLocks(partners if epic.conflicts == "lock" else {})
+        self.git = epic.isolation == "worktree"
+        self.run_dir: Path | None = None
+        self.journal: Journal | None = None
+        self.pool = None
+        self.integrator = None
+        self._processes: dict[str, runner.TaskProcess] = {}
+        self._jobs: dict[str, asyncio.Task] = {}
+        self._retry_at: dict[str, float] = {}
+        self._free_slots: list[int] = []
+        self._wake = asyncio.Event()
+        self._stopping: str | None = None
+        self._adaptive: AdaptiveLimit | None = None
+        self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
+
+    # ------------------------------------------------------------ events
+
+    def emit(self, event: Event) -> None:
+        assert self.journal is not None
+        self.journal.append(event)
+        fold(self.state, event)
+        for listener in self.options.listeners:
+            listener(event)
+
+    def _set_state(self, task_id: str, state: str, **fields) -> None:
+        task = self.state.tasks[task_id]
+        fields.setdefault("attempt", task.attempt)
+        self.emit(TaskStateChanged(t=self.clock(), task=task_id, state=state, **fields))
+        self._wake.set()
+
+    # ------------------------------------------------------------ starting
+
+    def _limits(self) -> tuple[int, int]:
+        maximum = self.options.max_parallel or default_workers(self.epic)
+        minimum = min(self.epic.min_parallel, maximum)
+        return minimum, maximum
+
+    def _task_infos(self) -> list[TaskInfo]:
+        plan = self.plan
+        level = {task: number for number, wave in enumerate(plan.waves) for task in wave}
+        rank = plan.dispatch_rank
+        on_path = plan.critical.members
+        return [
+            TaskInfo(task_id, self.tasks[task_id].title, self.requires[task_id], plan.graph.weight[i],
+                     list(self.tasks[task_id].affected_files), level[i], rank[task_id], i in on_path,
+                     self.tasks[task_id].priority)
+            for i, task_id in enumerate(plan.graph.ids)
+        ]
+
+    def _conflict_rows(self) -> list[dict]:
+        ids = self.plan.graph.ids
+        handling = {"serialise": "serialised", "lock": "locked", "defer": "deferred"}[self.epic.conflicts]
+        return [{"tasks": [ids[c.a], ids[c.b]], "files": list(c.files), "handling": handling}
+                for c in self.plan.conflicts]
+
+    def _resumable_run(self) -> tuple[Path, list[Event]] | None:
+        for run_dir in reversed(list_runs(self.repo_root)):
+            events = read_events(run_dir / "events.jsonl")
+            started = next((e for e in events if isinstance(e, RunStarted)), None)
+            if started is None or started.epic != self.epic.name:
+                continue
+            ends = [e for e in events if isinstance(e, (RunFinished, RunStarted))]
+            last = ends[-1] if ends else None
+            if isinstance(last, RunFinished) and last.reason not in RESUMABLE_ENDS:
+                return None
+            return run_dir, events
+        return None
+
+    async def _open(self) -> bool:
+        """Set up the run folder, git and the journal; True when resuming."""
+        previous = None if self.options.fresh else self._resumable_run()
+        if previous:
+            self.run_dir, events = previous
+            self.state = replay(events)
+        else:
+            self.run_dir = runs_dir(self.repo_root) / new_run_id(self.epic.name)
+        ensure_private_dir(self.run_dir / "logs")
+        if self.git:
+            from waveui.engine.merge import GitError, Integrator
+            from waveui.engine.worktrees import WorktreePool
+
+            try:
+                self.integrator = Integrator(self.repo_root, self.epic.name, self.epic.base)
+                await asyncio.to_thread(self.integrator.ensure_branch)
+                self.pool = WorktreePool(self.repo_root, self.epic.name, self.epic.setup, self.epic.setup_inputs,
+                                         self.run_dir / "logs")
+            except GitError as error:
+                raise EngineError(str(error)) from None
+        self.journal = Journal(self.run_dir)
+        return previous is not None
+
+    def _start_events(self, resumed: bool) -> None:
+        minimum, maximum = self._limits()
+        limit = maximum
+        if self.epic.adaptive:
+            limit = max(minimum, min(maximum, self.state.limit if resumed else maximum))
+            self._adaptive = AdaptiveLimit(minimum, maximum, limit, self.epic.cpu_high, self.epic.cpu_low,
+                                           self.epic.min_free_memory)
+        self._free_slots = list(range(maximum))
+        self.emit(RunStarted(
+            t=self.clock(), run_id=self.run_dir.name, epic=self.epic.name,
+            branch=self.integrator.branch if self.integrator else "", base=self.epic.base or "",
+            strategy=self.epic.strategy, conflict_mode=self.epic.conflicts, max_parallel=maximum, limit=limit,
+            tasks=self._task_infos(), conflicts=self._conflict_rows(), critical_length=self.plan.critical.length,
+            resumed=resumed,
+        ))
+
+    async def _recover_in_flight(self) -> None:
+        """After a crash: kill what is left of in-flight tasks, keep merged work, rerun the rest."""
+        for task in list(self.state.tasks.values()):
+            if task.state in SLOT_STATES or task.state in ("merging", "ready"):
+                if task.pid and task.pid_started:
+                    await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
+                if task.state == "merging" and self.integrator and await asyncio.to_thread(
+                        self.integrator.is_merged, self._branch(task.id)):
+                    self._set_state(task.id, "done", reason="merged before waveui stopped")
+                    continue
+                self._set_state(task.id, "pending", reason="rerun: it was in flight when waveui stopped")
+            elif task.state == "blocked":
+                self._set_state(task.id, "pending", reason="resumed")
+
+    # ------------------------------------------------------------ the run
+
+    async def run(self) -> RunState:
+        """Run the epic to the end (or until stopped); return the final state."""
+        try:
+            self._controller.acquire()
+        except Exception as error:
+            raise EngineError(str(error)) from None
+        sampler = None
+        try:
+            resumed = await self._open()
+            self._start_events(resumed)
+            if resumed:
+                await self._recover_in_flight()
+            sampler = asyncio.create_task(self._sample_loop())
+            await self._dispatch_loop()
+            if self._jobs:
+                await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+            self._finish()
+        finally:
+            if sampler:
+                sampler.cancel()
+            for process in self._processes.values():
+                await process.terminate(self.options.grace)
+            if self.journal:
+                self.journal.close()
+            self._controller.release()
+        return self.state
+
+    def _finish(self) -> None:
+        if self._stopping:
+            reason, ok = self._stopping, False
+        else:
+            ok = all(t.state == "done" for t in self.state.tasks.values())
+            reason = "complete" if ok else "finished with tasks not done"
+        self.emit(RunFinished(t=self.clock(), ok=ok, reason=reason))
+
+    def _ready(self) -> list[str]:
+        """Tasks that may start now, best first; marks newly blocked tasks as it goes."""
+        tasks = self.state.tasks
+        current_wave = None
+        if self.epic.strategy == "waves":
+            open_waves = [t.wave for t in tasks.values() if t.state not in SETTLED]
+            current_wave = min(open_waves, default=None)
+        now = self.clock()
+        ready = []
+        for task_id, task in tasks.items():
+            if task.state not in ("pending", "ready"):
+                continue
+            deps = [tasks[d] for d in self.requires[task_id]]
+            stuck = [d.id for d in deps if d.state in TROUBLE_STATES or d.state == "cancelled"]
+            if stuck:
+                self._set_state(task_id, "blocked", reason="waiting on " + ", ".join(stuck))
+                continue
+            if any(d.state != "done" for d in deps):
+                continue
+            if current_wave is not None and task.wave != current_wave:
+                continue
+            if self._retry_at.get(task_id, 0) > now or not self.locks.free_for(task_id):
+                continue
+            ready.append(task)
+        ready.sort(key=lambda t: (-t.priority, t.rank))
+        return [t.id for t in ready]
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            if self._stopping:
+                return
+            if not self.state.paused:
+                for task_id in self._ready():
+                    # jobs, not states: a job just created has not emitted its first state yet
+                    if len(self._jobs) >= self.state.limit or not self._free_slots:
+                        break
+                    if not self.locks.free_for(task_id):
+                        continue
+                    self.locks.acquire(task_id)
+                    slot = self._free_slots.pop(0)
+                    self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
+            if not self._jobs and self._settled():
+                return
+            timeout = self._next_retry_in()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _settled(self) -> bool:
+        """Nothing left that could still run: ``_ready`` has blocked whatever waits on a stuck task."""
+        return not self._retry_at and all(t.state in SETTLED for t in self.state.tasks.values())
+
+    def _next_retry_in(self) -> float | None:
+        if not self._retry_at:
+            return None
+        return max(0.01, min(self._retry_at.values()) - self.clock())
+
+    # ------------------------------------------------------------ one task
+
+    def _branch(self, task_id: str) -> str:
+        return self.pool.branch_for(task_id) if self.pool else ""
+
+    def _env(self, task: Task, attempt: int, workdir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "WAVEUI_TASK_ID": task.id,
+            "WAVEUI_TITLE": task.title,
+            "WAVEUI_PROMPT": task.prompt or task.title,
+            "WAVEUI_WORKTREE": str(workdir),
+            "WAVEUI_EPIC": self.epic.name,
+            "WAVEUI_ATTEMPT": str(attempt),
+            "WAVEUI_RUN_ID": self.run_dir.name,
+            "WAVEUI_AFFECTED_FILES": "\n".join(task.affected_files),
+        })
+        return env
+
+    def _on_directive(self, task_id: str) -> Callable[[dict], None]:
+        def record(values: dict) -> None:
+            self.emit(TaskProgress(t=self.clock(), task=task_id, **values))
+        return record
+
+    async def _run_task(self, task_id: str, slot: int) -> None:
+        task = self.tasks[task_id]
+        attempt = self.state.tasks[task_id].attempt + 1
+        self._retry_at.pop(task_id, None)
+        worktree = None
+        try:
+            workdir = self.repo_root
+            start_point = ""
+            self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
+            if self.pool:
+                start_point = await asyncio.to_thread(self.integrator.tip)
+                worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
+                workdir = worktree.path
+                env = self._env(task, attempt, workdir)
+                began = self.clock()
+                setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env)
+                self.emit(SetupRan(t=self.clock(), worktree=str(workdir), task=task_id,
+                                   seconds=setup.seconds if setup.ran else self.clock() - began,
+                                   skipped=not setup.ran, exit_code=setup.exit_code))
+                if setup.exit_code != 0:
+                    await self._failed(task_id, f"setup failed (exit {setup.exit_code})", attempt)
+                    return
+            outcome = await self._run_commands(task, attempt, slot, workdir)
+            if outcome is not None:
+                await self._failed(task_id, outcome, attempt)
+                return
+            if not self.pool:
+                self._set_state(task_id, "done", reason="commands succeeded")
+                return
+            await self._integrate(task, worktree, start_point, attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug or a git failure must not take the whole run down
+            await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
+        finally:
+            self._processes.pop(task_id, None)
+            if worktree is not None:
+                await asyncio.to_thread(self.pool.release, worktree)
+            self._free_slots.append(slot)
+            self._free_slots.sort()
+            if self.state.tasks[task_id].state != "merging":
+                self.locks.release(task_id)
+            self._jobs.pop(task_id, None)
+            self._wake.set()
+
+    async def _run_commands(self, task: Task, attempt: int, slot: int, workdir: Path) -> str | None:
+        """Run the task's command, then its verify; None on success, else why it failed."""
+        env = self._env(task, attempt, workdir)
+        log_path = self.run_dir / "logs" / f"{task.id}.log"
+        timeout = task.timeout or self.epic.timeout
+        steps = [("running", task.command or self.epic.command)]
+        verify = task.verify or self.epic.verify
+        if verify:
+            steps.append(("verifying", verify))
+        for state, command in steps:
+            if not command:
+                return "no command: set one on the task or in [epic]"
+            if self._stopping or self.state.tasks[task.id].state == "cancelled":
+                return "stopped"
+            process = await runner.start_task(command, workdir, env, log_path, self._on_directive(task.id))
+            self._processes[task.id] = process
+            self._set_state(task.id, state, attempt=attempt, worker=slot, worktree=str(workdir) if self.pool else "",
+                            pid=process.pid, pid_started=process.create_time)
+            result = await process.wait(timeout=timeout, grace=self.options.grace)
+            self._processes.pop(task.id, None)
+            if self.state.tasks[task.id].state == "cancelled" or self._stopping:
+                return "stopped"
+            if result.timed_out:
+                return f"timed out after {timeout:g}s"
+            if result.exit_code != 0:
+                what = "verify" if state == "verifying" else "command"
+                how = f"killed by signal {result.signal}" if result.signal else f"exit {result.exit_code}"
+                return f"{what} failed ({how})"
+        return None
+
+    async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
+        message = f"waveui: {task.id}" + (f" {task.title}" if task.title else "")
+        commit = await asyncio.to_thread(self.integrator.commit_task, worktree.path, message, start_point)
+        if commit is None:
+            if task.expect_changes:
+                await self._failed(task.id, "changed nothing (set expect_changes = false if that is right)",
+                                   attempt, retry=False)
+            else:
+                self._set_state(task.id, "done", reason="no changes, as expected")
+            return
+        changed = await asyncio.to_thread(self.integrator.changed_files, start_point, commit)
+        undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
+        self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
+        result = await asyncio.to_thread(self.integrator.merge, worktree.branch, message)
+        self.locks.release(task.id)
+        if result.ok:
+            self._set_state(task.id, "done", commit=result.commit, files=changed, undeclared=undeclared,
+                            reason="merged")
+        else:
+            self._set_state(task.id, "conflicted", files=result.conflicted,
+                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {worktree.branch} kept")
+
+    async def _failed(self, task_id: str, reason: str, attempt: int, retry: bool = True) -> None:
+        if reason == "stopped" or self.state.tasks[task_id].state == "cancelled":
+            return
+        task = self.tasks[task_id]
+        allowed = task.retries if task.retries is not None else self.epic.retries
+        if retry and attempt <= allowed and not self._stopping:
+            delay = self.options.backoff * 2 ** (attempt - 1)
+            self._retry_at[task_id] = self.clock() + delay
+            self._set_state(task_id, "pending", reason=f"attempt {attempt} {reason}; retrying in {delay:g}s",
+                            attempt=attempt)
+        else:
+            self._set_state(task_id, "failed", reason=reason, attempt=attempt)
+
+    # ------------------------------------------------------------ sampling
+
+    async def _sample_loop(self) -> None:
+        await asyncio.to_thread(sample_machine)  # primes cpu_percent's baseline
+        while True:
+            await asyncio.sleep(self.options.sample_seconds)
+            sample = await asyncio.to_thread(sample_machine)
+            now = self.clock()
+            self.emit(MetricsSample(t=now, cpu=sample.cpu, memory_available=sample.memory_available,
+                                    memory_percent=sample.memory_percent))
+            if self._adaptive:
+                reason = self._adaptive.decide(sample, now)
+                if reason:
+                    self.emit(LimitChanged(t=now, limit=self._adaptive.limit, reason=reason))
+                    self._wake.set()
+
+    # ------------------------------------------------------------ control (RunControl)
+
+    def pause_task(self, task_id: str) -> None:
+        process = self._processes.get(task_id)
+        if process and not process.paused and self.state.tasks[task_id].state in ("running", "verifying"):
+            process.pause()
+            self._set_state(task_id, "paused", reason="paused by user")
+
+    def resume_task(self, task_id: str) -> None:
+        process = self._processes.get(task_id)
+        if process and process.paused:
+            process.resume()
+            self._set_state(task_id, "running", reason="resumed by user")
+
+    def pause_run(self) -> None:
+        if not self.state.paused:
+            self.emit(RunPaused(t=self.clock(), paused=True))
+
+    def resume_run(self) -> None:
+        if self.state.paused:
+            self.emit(RunPaused(t=self.clock(), paused=False))
+            self._wake.set()
+
+    def retry(self, task_id: str) -> None:
+        task = self.state.tasks.get(task_id)
+        if task and task.state in ("failed", "conflicted", "cancelled", "blocked"):
+            self._retry_at.pop(task_id, None)
+            self._set_state(task_id, "pending", reason="retry requested")
+            for dependent in self._all_dependents(task_id):
+                if self.state.tasks[dependent].state == "blocked":
+                    self._set_state(dependent, "pending", reason=f"{task_id} is being retried")
+
+    def _all_dependents(self, task_id: str) -> list[str]:
+        seen, stack = [], [task_id]
+        while stack:
+            for dependent in self.dependents[stack.pop()]:
+                if dependent not in seen:
+                    seen.append(dependent)
+                    stack.append(dependent)
+        return seen
+
+    def cancel(self, task_id: str) -> None:
+        task = self.state.tasks.get(task_id)
+        if task is None or task.state in SETTLED or task.state == "merging":
+            return
+        self._retry_at.pop(task_id, None)
+        self._set_state(task_id, "cancelled", reason="cancelled by user")
+        process = self._processes.get(task_id)
+        if process:
+            asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
+
+    def set_priority(self, task_id: str, priority: int) -> None:
+        if task_id in self.state.tasks:
+            self.emit(PriorityChanged(t=self.clock(), task=task_id, priority=priority))
+            self._wake.set()
+
+    def stop(self, *, leave_resumable: bool) -> None:
+        """End the session; with ``leave_resumable`` the next `waveui run` picks the run up again."""
+        self._stopping = "interrupted" if leave_resumable else "stopped"
+        for task_id, process in list(self._processes.items()):
+            asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
+            self._set_state(task_id, "pending" if leave_resumable else "cancelled",
+                            reason="waveui stopped" + ("; reruns on resume" if leave_resumable else ""))
+        self._wake.set()

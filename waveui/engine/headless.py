@@ -1,0 +1,91 @@
+"""Headless output: one line per task state change, a periodic summary, a final one."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from waveui.engine.events import Event, LimitChanged, RunFinished, RunPaused, RunStarted, TaskStateChanged
+from waveui.engine.metrics import estimate_remaining, format_seconds, projected_cost
+from waveui.engine.state import RunState, fold
+from waveui.sanitize import sanitize
+
+SUMMARY_EVERY_SECONDS = 10.0
+# Steps too brief to be worth a line of their own in a log.
+QUIET_STATES = frozenset({"preparing", "merging"})
+
+
+class HeadlessReporter:
+    """Prints a run for logs and CI. It folds events into its own RunState, as every reader does."""
+
+    def __init__(self, out: TextIO = sys.stdout, summary_every: float = SUMMARY_EVERY_SECONDS):
+        self.out = out
+        self.state = RunState()
+        self.summary_every = summary_every
+        self._last_summary = 0.0
+
+    def __call__(self, event: Event) -> None:
+        fold(self.state, event)
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
+        if isinstance(event, RunStarted):
+            verb = "resuming" if event.resumed else "running"
+            done = self.state.done
+            self._print(f"{stamp}  {verb} {event.epic}: {len(event.tasks)} tasks, up to {event.limit} at once"
+                        + (f", {done} already done" if event.resumed else "")
+                        + (f", merging into {event.branch}" if event.branch else ""))
+        elif isinstance(event, TaskStateChanged) and event.state not in QUIET_STATES:
+            self._print(self._task_line(stamp, event))
+        elif isinstance(event, LimitChanged):
+            self._print(f"{stamp}  parallelism limit {event.limit}: {sanitize(event.reason)}")
+        elif isinstance(event, RunPaused):
+            self._print(f"{stamp}  dispatching {'paused' if event.paused else 'resumed'}")
+        elif isinstance(event, RunFinished):
+            self._print(f"{stamp}  run {event.reason}: " + self.summary(event.t))
+            self._final_lines()
+            return
+        if event.t - self._last_summary >= self.summary_every and self.state.started is not None:
+            self._last_summary = event.t
+            self._print(f"{stamp}  [{self.summary(event.t)}]")
+
+    def _task_line(self, stamp: str, e: TaskStateChanged) -> str:
+        task = self.state.tasks.get(e.task)
+        detail = []
+        if e.state in ("running", "preparing") and e.attempt > 1:
+            detail.append(f"attempt {e.attempt}")
+        if e.state == "done" and task is not None:
+            detail.append(f"{format_seconds(task.busy_seconds)}")
+            if e.files:
+                detail.append(f"{len(e.files)} file{'s' if len(e.files) != 1 else ''} changed")
+            if e.undeclared:
+                detail.append("undeclared: " + ", ".join(e.undeclared[:5]))
+        if e.reason and e.state not in ("running", "preparing", "done"):
+            detail.append(e.reason)
+        elif e.reason and e.state == "running" and "resumed" in e.reason:
+            detail.append(e.reason)
+        text = f"{stamp}  {e.task:<24} {e.state:<10}"
+        return sanitize(text + ("  " + "; ".join(detail) if detail else "")).rstrip()
+
+    def summary(self, now: float) -> str:
+        s = self.state
+        eta = estimate_remaining(s, now)
+        parts = [
+            f"{s.done}/{s.total} done",
+            f"{s.active} active",
+            f"efficiency {100 * s.efficiency(now):.0f}%",
+            f"cost ${s.cost:.2f}" + (f" (projected ${projected_cost(s):.2f})" if s.cost else ""),
+            f"elapsed {format_seconds(s.elapsed(now))}",
+        ]
+        if s.blocked:
+            parts.insert(2, f"{s.blocked} blocked")
+        if not s.finished:
+            parts.append(f"ETA {format_seconds(eta)}")
+        return ", ".join(parts)
+
+    def _final_lines(self) -> None:
+        for task in self.state.tasks.values():
+            if task.state != "done":
+                self._print(sanitize(f"  {task.id}: {task.state}" + (f" ({task.reason})" if task.reason else "")))
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.out, flush=True)

@@ -1,0 +1,900 @@
+"""Runs one task's shell command: its log, its ``::waveui`` directives, and every process it starts.
+
+:func:`start_task` starts ``/bin/sh -c COMMAND`` in a session (and so a process
+group) of its own, with stdin from ``/dev/null`` and stdout and stderr merged
+into one pipe. Everything on that pipe is appended to the task's log as it
+arrives; lines of the form ::
+
+    ::waveui progress=40 cost=0.12 iteration=3 message="writing tests"
+
+are also parsed (:func:`parse_directive`) and handed to a callback.
+
+:class:`TaskProcess` makes sure no process of the task outlives it. The
+process group catches ordinary children, including those that outlive the
+shell; descendants that leave the group (``setsid``, daemons) are found by
+sampling the process tree while the task runs; and, on Linux, any process still
+holding the task's output pipe at the end is found through ``/proc``. Pausing
+stops all of them with SIGSTOP; the task's clock (and its timeout) stops too.
+
+:func:`kill_leftover` cleans up after a crash of waveui itself, from the pid
+and create time the journal recorded, and :func:`process_tree_usage` sums CPU
+and memory over a task's processes for a worker table.
+
+Nothing here touches the screen: the engine calls it from its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+DIRECTIVE_PREFIX = "::waveui"
+_PREFIX_BYTES = DIRECTIVE_PREFIX.encode()
+
+# Lines longer than this are logged but not searched for a directive, so one
+# endless line cannot make waveui hold it all in memory.
+MAX_LINE = 1 << 20
+MESSAGE_MAX = 1000  # a message is shown in a table cell and stored in the journal
+
+# The tree is sampled to find descendants that leave the process group; the
+# first sample comes soon after the start, as that is when setups daemonise.
+FIRST_SAMPLE = 0.1
+SAMPLE_INTERVAL = 0.5
+# A process-table scan shared by all tasks sampling at about the same time, so
+# the cost of sampling does not grow with the number of running tasks.
+_TABLE_MAX_AGE = 0.25
+_POLL = 0.05
+
+# psutil derives create_time from the boot time, which the kernel recomputes
+# from the wall clock: in another waveui process (resume after a crash) the
+# same process can show a create time shifted by a clock step. A pid reused
+# within this window by another session leader is not a practical concern.
+CREATE_TIME_TOLERANCE = 1.0
+
+_LINUX_PROC = os.path.isdir("/proc/self/fd") and os.path.exists("/proc/self/stat")
+
+
+# --- directives -------------------------------------------------------------
+
+
+def _number(text: str, strip: str) -> float | None:
+    try:
+        value = float(text.strip().strip(strip))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_directive(line: str) -> dict | None:
+    """The fields of a ``::waveui`` line, or None if ``line`` is not one.
+
+    Values are ``key=value`` words split like a shell does (quote values with
+    spaces). Recognised keys: ``progress`` (percent, 0 to 100, a trailing ``%``
+    allowed), ``cost`` (USD so far, at least 0, a leading ``$`` allowed),
+    ``iteration`` or ``iterations`` (whole number, at least 0) and ``message``.
+    The result has keys ``progress``, ``cost``, ``iterations`` and ``message``,
+    only for the values that were valid; bad values and unknown keys are
+    dropped, so a directive line can give an empty dict.
+    """
+    text = line.strip()
+    if not text.startswith(DIRECTIVE_PREFIX):
+        return None
+    rest = text[len(DIRECTIVE_PREFIX):]
+    if rest and not rest[0].isspace():
+        return None  # "::waveuiX" is some other tool's marker
+    try:
+        words = shlex.split(rest)
+    except ValueError:
+        return {}  # unbalanced quotes: no word can be trusted
+    result: dict = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep:
+            continue
+        key = key.lower()
+        if key == "progress":
+            number = _number(value, "%")
+            if number is not None and 0.0 <= number <= 100.0:
+                result["progress"] = number
+        elif key == "cost":
+            number = _number(value, "$")
+            if number is not None and number >= 0.0:
+                result["cost"] = number
+        elif key in ("iteration", "iterations"):
+            try:
+                count = int(value)
+            except ValueError:
+                continue
+            if count >= 0:
+                result["iterations"] = count
+        elif key == "message":
+            # Control characters would garble a table cell.
+            clean = "".join(ch if ch.isprintable() else " " for ch in value)
+            if len(clean) > MESSAGE_MAX:
+                clean = clean[:MESSAGE_MAX - 1] + "…"
+            result["message"] = clean
+    return result
+
+
+# --- the process table ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    ppid: int
+    pgid: int
+    start: float  # identity: with the pid, tells a process from a later one reusing the pid
+    zombie: bool
+
+
+_table_lock = threading.Lock()
+_table_cache: tuple[float, dict[int, _Entry]] = (-math.inf, {})
+
+
+def _read_stat(pid: int) -> _Entry | None:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    # The command name is in parentheses and may itself hold spaces or ")".
+    fields = data[data.rindex(b")") + 2:].split()
+    return _Entry(ppid=int(fields[1]), pgid=int(fields[2]), start=float(fields[19]),
+                  zombie=fields[0] in (b"Z", b"X"))
+
+
+def _scan_table() -> dict[int, _Entry]:
+    table: dict[int, _Entry] = {}
+    if _LINUX_PROC:
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    entry = _read_stat(int(name))
+                except (OSError, ValueError, IndexError):
+                    continue  # gone meanwhile
+                if entry is not None:
+                    table[int(name)] = entry
+        return table
+    for proc in psutil.process_iter(["ppid", "status", "create_time"]):
+        try:
+            table[proc.pid] = _Entry(ppid=proc.info["ppid"] or 0, pgid=os.getpgid(proc.pid),
+                                     start=proc.info["create_time"] or 0.0,
+                                     zombie=proc.info["status"] == psutil.STATUS_ZOMBIE)
+        except (OSError, psutil.Error):
+            continue
+    return table
+
+
+def _process_table(max_age: float = 0.0) -> dict[int, _Entry]:
+    """Every process's parent, group and identity; blocking, a few ms."""
+    global _table_cache
+    with _table_lock:
+        taken, table = _table_cache
+        now = time.monotonic()
+        if now - taken > max_age:
+            table = _scan_table()
+            _table_cache = (now, table)
+        return table
+
+
+def _entry(pid: int) -> _Entry | None:
+    """One process's entry, read afresh; None if there is no such process."""
+    try:
+        if _LINUX_PROC:
+            return _read_stat(pid)
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            return _Entry(ppid=proc.ppid(), pgid=os.getpgid(pid), start=proc.create_time(),
+                          zombie=proc.status() == psutil.STATUS_ZOMBIE)
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+
+
+def _alive(pid: int, start: float) -> bool:
+    """Whether the process ``(pid, start)`` exists and is not a zombie."""
+    entry = _entry(pid)
+    return entry is not None and entry.start == start and not entry.zombie
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int | None, sig: int) -> None:
+    if pgid is None or pgid <= 1 or pgid == os.getpgrp():  # never waveui's own group
+        return
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_pids(pids: dict[int, float], sig: int) -> None:
+    for pid, start in pids.items():
+        # Checked just before the signal, so a pid reused since it was seen is spared.
+        entry = _entry(pid)
+        if entry is None or entry.start != start or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _descendants(table: dict[int, _Entry], roots: set[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, entry in table.items():
+        children.setdefault(entry.ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found and child not in roots:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+# What a collect function returns: the process group to signal (None once it
+# has no live member) and the other live processes, as pid -> identity.
+Targets = tuple[int | None, dict[int, float]]
+
+
+def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
+    """SIGTERM, then SIGKILL after ``grace``, everything ``collect`` finds; returns how many processes it found.
+
+    ``collect`` is called again while waiting, so processes started by a
+    dying one (a TERM handler that spawns) are caught too.
+    """
+    group, pids = collect()
+    if group is None and not pids:
+        return 0
+    seen = set(pids)
+    signalled: set[int] = set()
+    group_signalled = False
+    deadline = time.monotonic() + max(grace, 0.0)
+    while True:
+        fresh = {pid: start for pid, start in pids.items() if pid not in signalled}
+        for sig in (signal.SIGTERM, signal.SIGCONT):  # a stopped process acts on TERM only once continued
+            if group is not None and not group_signalled:
+                _signal_group(group, sig)
+            _signal_pids(fresh, sig)
+        group_signalled = group_signalled or group is not None
+        signalled |= fresh.keys()
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(_POLL)
+        group, pids = collect()
+        seen |= pids.keys()
+        if group is None and not pids:
+            return len(seen)
+    # Anything reaching here ignores SIGTERM or outlasted the grace period.
+    for _ in range(20):
+        _signal_group(group, signal.SIGKILL)
+        _signal_pids(pids, signal.SIGKILL)
+        time.sleep(_POLL)
+        group, pids = collect()
+        seen |= pids.keys()
+        if group is None and not pids:
+            break
+    else:
+        log.warning("processes survive SIGKILL (uninterruptible?): group %s, pids %s", group, sorted(pids))
+    return len(seen)
+
+
+def _pipe_holders(inode: int) -> set[int]:
+    """The processes (other than this one) with the pipe ``inode`` open; Linux only."""
+    if not _LINUX_PROC:
+        return set()
+    target = f"pipe:[{inode}]"
+    me = os.getpid()
+    holders = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
+                    holders.add(int(name))
+                    break
+        except OSError:
+            continue
+    return holders
+
+
+# --- output -----------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class _OutputProtocol(asyncio.Protocol):
+    """Appends the task's output to its log and passes directive lines on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, log_fd: int, on_directive: Callable[[dict], None]):
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+        self._log_fd = log_fd
+        self._log_failed = False
+        self._on_directive = on_directive
+        self._partial = bytearray()  # the line being received, up to MAX_LINE
+        self._overlong = False  # the line being received is past MAX_LINE: not parsed
+
+    def data_received(self, data: bytes) -> None:
+        if not self._log_failed:
+            try:
+                _write_all(self._log_fd, data)
+            except OSError as exc:  # disk full: keep draining, or the task would block on its pipe
+                self._log_failed = True
+                log.error("cannot write task log: %s", exc)
+        self._scan(data)
+
+    def _scan(self, data: bytes) -> None:
+        first = data.find(b"\n")
+        if first < 0:
+            self._add_partial(data)
+            return
+        self._add_partial(data[:first])
+        self._end_line()
+        last = data.rfind(b"\n")
+        # Whole lines in between: only split them when a directive may be there.
+        if last > first and data.find(_PREFIX_BYTES, first + 1, last) >= 0:
+            for line in data[first + 1:last].split(b"\n"):
+                if len(line) <= MAX_LINE:
+                    self._line(line)
+        self._add_partial(data[last + 1:])
+
+    def _add_partial(self, part: bytes) -> None:
+        if self._overlong or not part:
+            return
+        if len(self._partial) + len(part) > MAX_LINE:
+            self._overlong = True
+            self._partial.clear()
+        else:
+            self._partial += part
+
+    def _end_line(self) -> None:
+        if self._partial and not self._overlong:
+            self._line(bytes(self._partial))
+        self._partial.clear()
+        self._overlong = False
+
+    def _line(self, line: bytes) -> None:
+        if _PREFIX_BYTES not in line[:len(_PREFIX_BYTES) + 64]:
+            return
+        fields = parse_directive(line.decode("utf-8", "replace"))
+        if fields:
+            try:
+                self._on_directive(fields)
+            except Exception:
+                log.exception("directive handler failed")
+
+    def eof_received(self) -> bool:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_line()  # a last line without a newline still counts
+        if not self.output_closed.done():
+            self.output_closed.set_result(None)
+
+
+def _watch_exit(loop: asyncio.AbstractEventLoop, popen: subprocess.Popen, done: Callable[[], None]) -> None:
+    """Reap ``popen`` when it exits, then call ``done`` on the loop.
+
+    A pidfd needs no thread and no child watcher of the loop's; without one
+    (not Linux, or a kernel before 5.3) a thread waits, as asyncio itself does.
+    Reaping it here also means its pid cannot be reused while the task is known.
+    """
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        def ready() -> None:
+            if popen.poll() is None:
+                return
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            done()
+        loop.add_reader(pidfd, ready)
+        return
+
+    def wait() -> None:
+        popen.wait()
+        try:
+            loop.call_soon_threadsafe(done)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    threading.Thread(target=wait, name=f"waveui-wait-{popen.pid}", daemon=True).start()
+
+
+# --- the task ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    exit_code: int  # the shell's exit status; 128 + N when killed by signal N, as a shell reports it
+    timed_out: bool
+    signal: int | None  # the signal that ended the shell, if one did
+    seconds: float  # running time to the shell's exit, paused time not counted
+    leftovers: int = 0  # processes still alive when the shell exited (killed since)
+
+
+class TaskProcess:
+    """A running task: its shell and every process started under it.
+
+    Call :meth:`wait` once the task is started (it also does the cleaning up);
+    the other methods may be called meanwhile, from the same event loop.
+    """
+
+    def __init__(self, spawned: _Spawned, transport: asyncio.ReadTransport, protocol: _OutputProtocol,
+                 log_path: Path, command: str):
+        loop = asyncio.get_running_loop()
+        popen = spawned.popen
+        self.command = command
+        self.log_path = log_path
+        self.pid: int = popen.pid
+        self.create_time: float = spawned.create_time
+        self.pgid: int = self.pid  # start_new_session makes the shell its session's and group's leader
+        self._popen = popen
+        self._transport = transport
+        self._protocol = protocol
+        self._exited: asyncio.Future[None] = loop.create_future()
+        self._exited_at: float | None = None
+        self._log_fd: int | None = spawned.log_fd
+        self._started = spawned.started
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
+        self._state_changed = asyncio.Event()
+        self._timed_out = False
+        self._kill_deadline: float | None = None
+        self._result: ExitResult | None = None
+        self._finish_lock = asyncio.Lock()
+        self._lock = threading.Lock()  # _tracked is updated from sampling threads
+        self._group_gone = False
+        # Every process seen under the task, pid -> identity, the shell included.
+        self._tracked: dict[int, float] = {}
+        if spawned.identity is not None:
+            self._tracked[self.pid] = spawned.identity
+        self._pipe_inode: int | None = None
+        pipe = transport.get_extra_info("pipe")
+        if pipe is not None:
+            try:
+                self._pipe_inode = os.fstat(pipe.fileno()).st_ino
+            except (OSError, ValueError):
+                pass
+        self._sampler = loop.create_task(self._sample_loop())
+        _watch_exit(loop, popen, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._exited_at = time.monotonic()
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    # -- state
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
+    @property
+    def exited(self) -> bool:
+        """Whether the shell has exited (its leftovers may still be being killed)."""
+        return self._exited.done()
+
+    @property
+    def seconds(self) -> float:
+        """Running time so far (to the shell's exit), paused time not counted."""
+        end = self._exited_at or time.monotonic()
+        paused = self._paused_total
+        if self._paused_since is not None:
+            paused += max(0.0, end - self._paused_since)
+        return max(0.0, end - self._started - paused)
+
+    # -- tracking
+
+    async def _sample_loop(self) -> None:
+        await asyncio.sleep(FIRST_SAMPLE)
+        while True:
+            try:
+                await asyncio.to_thread(self._sample, _TABLE_MAX_AGE)
+            except Exception:
+                log.exception("sampling the process tree of %s failed", self.pid)
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+    def _sample(self, max_age: float) -> dict[int, _Entry]:
+        """Add to the tracked set every live process under the task; returns the table used."""
+        table = _process_table(max_age)
+        with self._lock:
+            live = {pid for pid, start in self._tracked.items()
+                    if pid in table and table[pid].start == start}
+            # Members of the group whose parent died are not descendants any more.
+            if not self._group_gone:
+                live |= {pid for pid, entry in table.items() if entry.pgid == self.pgid}
+            for pid in live | _descendants(table, live):
+                entry = table.get(pid)
+                if entry is not None and not entry.zombie:
+                    self._tracked[pid] = entry.start
+            # Forget the dead, so their pids are never signalled once reused.
+            for pid in [pid for pid, start in self._tracked.items()
+                        if pid not in table or table[pid].start != start or table[pid].zombie]:
+                del self._tracked[pid]
+        return table
+
+    def _nothing_left(self) -> bool:
+        """A quick check, without a scan, that the group is empty and every tracked process gone."""
+        if not self._group_gone:
+            if _group_exists(self.pgid):
+                return False
+            self._group_gone = True  # an empty group can never fill again
+        with self._lock:
+            tracked = dict(self._tracked)
+        return not any(_alive(pid, start) for pid, start in tracked.items())
+
+    def _collect(self) -> Targets:
+        """The task's live processes, for :func:`_terminate_blocking`; blocking."""
+        group: int | None = None
+        if not self._group_gone:
+            if _group_exists(self.pgid):
+                group = self.pgid
+            else:
+                # An empty group can never fill again; its number may be reused.
+                self._group_gone = True
+        with self._lock:
+            tracked = dict(self._tracked)
+        if group is None and not any(_alive(pid, start) for pid, start in tracked.items()):
+            with self._lock:
+                self._tracked.clear()
+            return None, {}
+        table = self._sample(0.0)
+        with self._lock:
+            pids = dict(self._tracked)
+        members = [pid for pid, entry in table.items() if entry.pgid == self.pgid and not entry.zombie]
+        if group is not None and not members:
+            group = None  # only zombies left (their reaper is elsewhere)
+        return group, pids
+
+    def _signal_all(self, sig: int) -> None:
+        if not self._group_gone:
+            _signal_group(self.pgid, sig)
+        with self._lock:
+            tracked = dict(self._tracked)
+        _signal_pids(tracked, sig)
+
+    # -- control
+
+    def pause(self) -> None:
+        """Stop every process of the task (SIGSTOP); its clock stops too."""
+        if self.paused or self.exited:
+            return
+        try:
+            self._sample(0.0)  # stop escaped descendants as well, even recent ones
+        except Exception:
+            log.exception("sampling the process tree of %s failed", self.pid)
+        self._signal_all(signal.SIGSTOP)
+        self._paused_since = time.monotonic()
+        self._state_changed.set()
+
+    def resume(self) -> None:
+        """Continue a paused task (SIGCONT)."""
+        if not self.paused:
+            return
+        self._signal_all(signal.SIGCONT)
+        self._paused_total += time.monotonic() - self._paused_since
+        self._paused_since = None
+        self._state_changed.set()
+
+    def kill(self) -> None:
+        """SIGKILL every known process of the task at once, without waiting (for shutdown paths)."""
+        self._signal_all(signal.SIGKILL)
+
+    async def terminate(self, grace: float = 5.0) -> ExitResult:
+        """SIGTERM the task, SIGKILL what is left after ``grace`` seconds; returns as :meth:`wait`."""
+        if not self.exited:
+            await self._stop(grace)
+        return await self.wait(grace=grace)
+
+    async def _stop(self, grace: float) -> None:
+        if self._kill_deadline is None:
+            self._kill_deadline = time.monotonic() + grace
+        self._signal_all(signal.SIGTERM)
+        self._signal_all(signal.SIGCONT)  # a stopped process acts on TERM only once continued
+        if self.paused:
+            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_since = None
+        exited = self._exited
+        try:
+            await asyncio.wait_for(asyncio.shield(exited),
+                                   max(0.0, self._kill_deadline - time.monotonic()))
+        except TimeoutError:
+            self._signal_all(signal.SIGKILL)
+            await exited
+
+    async def wait(self, timeout: float | None = None, grace: float = 5.0) -> ExitResult:
+        """Wait for the task to end, and for every process it started to be gone.
+
+        After ``timeout`` seconds of running (paused time not counted) the
+        task is stopped: SIGTERM to all its processes, SIGKILL to any left
+        after ``grace`` seconds. Processes still alive when the shell exits
+        get the same treatment. Calling it again returns the same result.
+        """
+        if self._result is not None:
+            return self._result
+        exited = self._exited
+        if timeout is not None:
+            while not exited.done():
+                remaining = timeout - self.seconds
+                if remaining <= 0:
+                    self._timed_out = True
+                    await self._stop(grace)
+                    break
+                self._state_changed.clear()
+                changed = asyncio.ensure_future(self._state_changed.wait())
+                try:
+                    # While paused the clock stands still: wait for exit or resume only.
+                    await asyncio.wait({exited, changed}, timeout=None if self.paused else remaining,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+        async with self._finish_lock:
+            if self._result is None:
+                await asyncio.shield(exited)
+                self._result = await self._finish(grace)
+        return self._result
+
+    async def _finish(self, grace: float) -> ExitResult:
+        seconds = self.seconds
+        returncode = self._popen.returncode
+        if returncode is None:  # cannot happen once reaped; be safe
+            returncode = -signal.SIGKILL
+        if self._kill_deadline is not None:
+            grace = max(0.0, self._kill_deadline - time.monotonic())
+        try:
+            leftovers = 0
+            if not self._nothing_left():
+                leftovers = await asyncio.to_thread(_terminate_blocking, self._collect, grace)
+            if leftovers:
+                log.info("task %s: killed %d process(es) left after the shell exited", self.pid, leftovers)
+            leftovers += await self._drain_output(grace)
+        finally:
+            self._sampler.cancel()
+            self._transport.close()
+            if self._log_fd is not None:
+                os.close(self._log_fd)
+                self._log_fd = None
+        if returncode < 0:
+            sig: int | None = -returncode
+            exit_code = 128 + sig
+        else:
+            sig, exit_code = None, returncode
+        return ExitResult(exit_code=exit_code, timed_out=self._timed_out, signal=sig,
+                          seconds=seconds, leftovers=leftovers)
+
+    async def _drain_output(self, grace: float) -> int:
+        """Wait for the end of the output; kill unknown processes still holding the pipe."""
+        closed = self._protocol.output_closed
+        try:
+            await asyncio.wait_for(asyncio.shield(closed), 0.5)
+            return 0
+        except TimeoutError:
+            pass
+        # A descendant that escaped between two samples and kept the output open.
+        killed = 0
+        if self._pipe_inode is not None:
+            holders = await asyncio.to_thread(_pipe_holders, self._pipe_inode)
+            if holders:
+                killed = await asyncio.to_thread(_terminate_blocking, _holders_collector(holders), grace)
+                log.info("task %s: killed %d process(es) holding its output", self.pid, killed)
+        try:
+            await asyncio.wait_for(asyncio.shield(closed), 1.0)
+        except TimeoutError:
+            log.warning("task %s: output still open after cleanup; closing it", self.pid)
+        return killed
+
+
+def _holders_collector(holders: set[int]) -> Callable[[], Targets]:
+    """A collect function for the pipe holders and their descendants."""
+    tracked: dict[int, float] = {}
+    for pid in holders:
+        entry = _entry(pid)
+        if entry is not None:
+            tracked[pid] = entry.start
+
+    def collect() -> Targets:
+        table = _process_table(0.0)
+        live = {pid for pid, start in tracked.items() if pid in table and table[pid].start == start}
+        for pid in live | _descendants(table, live):
+            tracked[pid] = table[pid].start
+        return None, {pid: tracked[pid] for pid in tracked
+                      if pid in table and table[pid].start == tracked[pid] and not table[pid].zombie}
+
+    return collect
+
+
+def _make_private_dirs(path: Path) -> None:
+    """Create ``path`` and any missing parents owner-only; existing folders are left as they are."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+
+
+@dataclass
+class _Spawned:
+    popen: subprocess.Popen
+    log_fd: int
+    started: float  # time.monotonic() at the start
+    create_time: float
+    identity: float | None  # the shell's start in the process table
+
+    def discard(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Kill a shell nobody will wait for (its start was cancelled)."""
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        self.popen.stdout.close()
+        os.close(self.log_fd)
+        _watch_exit(loop, self.popen, lambda: None)
+
+
+def _spawn(command: str, cwd: Path, env: dict[str, str], log_path: Path) -> _Spawned:
+    """Open the log and start the shell; blocking (run in a thread)."""
+    _make_private_dirs(log_path.parent)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        started = time.monotonic()
+        # Popen rather than loop.subprocess_exec: the shell is reaped by
+        # _watch_exit, whatever child watcher the loop has (on Python 3.11 the
+        # default one costs a thread per process).
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=cwd, env=env, start_new_session=True, bufsize=0,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+    except BaseException:
+        os.close(log_fd)
+        raise
+    try:
+        # Not reaped before _watch_exit runs, so this is surely the shell's.
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.Error:
+        create_time = time.time()
+    entry = _entry(popen.pid)
+    return _Spawned(popen, log_fd, started, create_time, entry.start if entry is not None else None)
+
+
+async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Path,
+                     on_directive: Callable[[dict], None]) -> TaskProcess:
+    """Start ``/bin/sh -c command`` in ``cwd`` with exactly ``env``; its output is appended to ``log_path``.
+
+    ``on_directive`` is called, on the event loop, with the fields of each
+    valid ``::waveui`` line (see :func:`parse_directive`). Cancelling the
+    start kills the shell if it had started already.
+    """
+    loop = asyncio.get_running_loop()
+    # Creating a file and forking block for a while (the parent is suspended
+    # until the child execs): in a thread, other tasks' output and exits are
+    # handled meanwhile, which doubles the rate of short tasks.
+    spawning = loop.run_in_executor(None, _spawn, command, cwd, env, Path(log_path))
+    try:
+        spawned = await asyncio.shield(spawning)
+    except asyncio.CancelledError:
+        def discard(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is None:
+                future.result().discard(loop)
+        spawning.add_done_callback(discard)
+        raise
+    protocol = _OutputProtocol(loop, spawned.log_fd, on_directive)
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: protocol, spawned.popen.stdout)
+    except BaseException:
+        spawned.discard(loop)
+        raise
+    return TaskProcess(spawned, transport, protocol, Path(log_path), command)
+
+
+# --- after a crash, and for the worker table -------------------------------
+
+
+def kill_leftover(pid: int, create_time: float, grace: float = 2.0) -> bool:
+    """Kill what is left of a task started by a waveui process that died; blocking.
+
+    Only if the process ``pid`` exists and was created at ``create_time``
+    (so a reused pid is never mistaken for it): its process group and its
+    descendants get SIGTERM, then SIGKILL after ``grace`` seconds. Returns
+    whether any live process was found to kill.
+    """
+    if pid <= 1 or pid == os.getpid():
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+            return False
+        pgid = os.getpgid(pid)
+    except (psutil.Error, OSError):
+        return False
+    # Tasks lead their own group; a group led by anything else is not the task's to kill.
+    group_alive = pgid == pid
+    root = _entry(pid)
+    if root is None:
+        return False
+    tracked: dict[int, float] = {pid: root.start}
+
+    def collect() -> Targets:
+        nonlocal group_alive
+        table = _process_table(0.0)
+        live = {p for p, start in tracked.items() if p in table and table[p].start == start}
+        if group_alive:
+            live |= {p for p, entry in table.items() if entry.pgid == pid}
+        for p in live | _descendants(table, live):
+            tracked[p] = table[p].start
+        members = [p for p, entry in table.items() if entry.pgid == pid and not entry.zombie]
+        if group_alive and not members:
+            group_alive = False  # never signal the number again: it may be reused
+        return (pid if group_alive else None), {
+            p: start for p, start in tracked.items()
+            if p in table and table[p].start == start and not table[p].zombie}
+
+    return _terminate_blocking(collect, grace) > 0
+
+
+_usage_lock = threading.Lock()
+_usage_procs: dict[int, psutil.Process] = {}
+_usage_calls = 0
+
+
+def process_tree_usage(pid: int) -> tuple[float, int]:
+    """CPU percent (100 = one core) and resident bytes of ``pid`` and its descendants; blocking.
+
+    The psutil objects are kept between calls, since CPU percent is measured
+    from one call to the next: the first call for a process counts 0 for it.
+    """
+    global _usage_calls
+    with _usage_lock:
+        _usage_calls += 1
+        if _usage_calls % 64 == 0:
+            for known in [p for p in _usage_procs.values() if not p.is_running()]:
+                _usage_procs.pop(known.pid, None)
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0, 0
+        cpu, rss = 0.0, 0
+        for proc in procs:
+            cached = _usage_procs.get(proc.pid)
+            if cached is None or cached != proc:  # new, or the pid was reused
+                _usage_procs[proc.pid] = cached = proc
+            try:
+                with cached.oneshot():
+                    cpu += cached.cpu_percent(None)
+                    rss += cached.memory_info().rss
+            except psutil.Error:
+                _usage_procs.pop(proc.pid, None)
+        return cpu, rss
