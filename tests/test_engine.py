@@ -351,3 +351,89 @@ def test_kill_9_then_run_again_resumes_and_ends_like_a_clean_run(tmp_path):
             starts[e.task] = starts.get(e.task, 0) + 1
     assert all(starts[t] == 1 for t in done_before)
     assert tree_files(crashed, state.branch) == tree_files(clean, state.branch)
+
+
+def test_adaptive_limit_moves_with_cpu_and_memory_and_cools_down():
+    from waveui.engine.adaptive import AdaptiveLimit, Sample
+
+    gb = 2**30
+    limit = AdaptiveLimit(minimum=1, maximum=4, limit=2, cool_down=10)
+    assert limit.decide(Sample(95, 8 * gb, 50), now=0) == "CPU 95% > 80%" and limit.limit == 1
+    assert limit.decide(Sample(10, 8 * gb, 50), now=5) is None  # cooling down
+    assert "CPU 10% < 40%" in limit.decide(Sample(10, 8 * gb, 50), now=11) and limit.limit == 2
+    assert limit.decide(Sample(10, 1.5 * gb, 80), now=30) is None  # idle CPU, but too little memory free
+    assert "memory low" in limit.decide(Sample(50, 0.5 * gb, 95), now=40) and limit.limit == 1
+    assert limit.decide(Sample(99, 8 * gb, 50), now=60) is None  # already at the minimum
+    for now in range(100, 200, 11):
+        limit.decide(Sample(5, 8 * gb, 10), now=now)
+    assert limit.limit == 4  # never above the maximum
+
+
+def test_priority_change_reorders_the_ready_queue_and_cancel_blocks_dependents(repo):
+    epic = write_epic(repo, """
+        [epic]
+        name = "order"
+        max_parallel = 1
+        command = 'echo "$WAVEUI_TASK_ID" >> "$WAVEUI_TASK_ID.txt"'
+        [[task]]
+        id = "first"
+        story_points = 5  # the longest remaining path: dispatched first
+        command = 'sleep 0.5; echo first > first.txt'
+        [[task]]
+        id = "low"
+        [[task]]
+        id = "raised"
+        [[task]]
+        id = "doomed"
+        [[task]]
+        id = "after-doomed"
+        requires = ["doomed"]
+    """)
+    engine = Engine(epic, repo, RunOptions(grace=0.5))
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+        while engine.state.tasks.get("first") is None or engine.state.tasks["first"].state != "running":
+            await asyncio.sleep(0.02)
+        engine.set_priority("raised", 5)
+        engine.cancel("doomed")
+        await run
+
+    asyncio.run(drive())
+    tasks = engine.state.tasks
+    assert tasks["raised"].started < tasks["low"].started
+    assert tasks["doomed"].state == "cancelled" and tasks["after-doomed"].state == "blocked"
+    # retrying the cancelled task wakes its dependent once it succeeds
+
+
+def test_pooled_worktree_keeps_ignored_dependencies_and_reruns_setup_only_when_inputs_change(tmp_path):
+    from waveui.engine.events import SetupRan
+
+    repo = make_repo(tmp_path / "repo", {"package-lock.json": "v1\n", ".gitignore": "node_modules/\n"})
+    epic = write_epic(repo, """
+        [epic]
+        name = "deps"
+        max_parallel = 1
+        setup = 'mkdir -p node_modules && cat package-lock.json >> node_modules/installed'
+        setup_inputs = ["package-lock.json"]
+        [[task]]
+        id = "a"
+        command = 'test -f node_modules/installed && echo a > a.txt'
+        [[task]]
+        id = "b"
+        requires = ["a"]
+        command = 'test -f node_modules/installed && echo v2 > package-lock.json'
+        [[task]]
+        id = "c"
+        requires = ["b"]
+        command = 'cp node_modules/installed c.txt'
+    """)
+    engine = run_engine(epic, repo)
+    assert engine.state.ok
+    setups = {e.task: e for e in read_events(engine.run_dir / "events.jsonl") if isinstance(e, SetupRan)}
+    assert not setups["a"].skipped  # a new pooled worktree
+    assert setups["b"].skipped  # same worktree, same inputs: node_modules kept, no reinstall
+    assert not setups["c"].skipped  # b changed package-lock.json
+    # node_modules survived between tasks: c saw both installs in one folder
+    assert git(repo, "show", f"{engine.state.branch}:c.txt").split() == ["v1", "v2"]
+    assert engine.state.setup_seconds > 0 and engine.state.setups_skipped == 1

@@ -131,6 +131,8 @@ def cmd_run(args) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, lambda: engine.stop(leave_resumable=True))
         state = await engine.run()
+        if engine.set_aside:
+            print(f"waveui: the earlier integration branch is kept as {engine.set_aside}", file=sys.stderr)
         if state.finish_reason == "interrupted":
             print("waveui: stopped; run `waveui run` again to resume", file=sys.stderr)
             return 130

@@ -81,6 +81,7 @@ class Engine:
         self.locks = FileLocks(partners if epic.conflicts == "lock" else {})
         self.git = epic.isolation == "worktree"
         self.run_dir: Path | None = None
+        self.set_aside: str | None = None  # where --fresh moved an earlier integration branch
         self.journal: Journal | None = None
         self.pool = None
         self.integrator = None
@@ -161,6 +162,8 @@ class Engine:
 
             try:
                 self.integrator = Integrator(self.repo_root, self.epic.name, self.epic.base)
+                if self.options.fresh:
+                    self.set_aside = await asyncio.to_thread(self.integrator.set_aside, self.run_dir.name)
                 await asyncio.to_thread(self.integrator.ensure_branch)
                 self.pool = WorktreePool(self.repo_root, self.epic.name, self.epic.setup, self.epic.setup_inputs,
                                          self.run_dir / "logs")
@@ -335,9 +338,10 @@ class Engine:
                 env = self._env(task, attempt, workdir)
                 began = self.clock()
                 setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env)
-                self.emit(SetupRan(t=self.clock(), worktree=str(workdir), task=task_id,
-                                   seconds=setup.seconds if setup.ran else self.clock() - began,
-                                   skipped=not setup.ran, exit_code=setup.exit_code))
+                if self.epic.setup:
+                    self.emit(SetupRan(t=self.clock(), worktree=str(workdir), task=task_id,
+                                       seconds=setup.seconds if setup.ran else self.clock() - began,
+                                       skipped=not setup.ran, exit_code=setup.exit_code))
                 if setup.exit_code != 0:
                     await self._failed(task_id, f"setup failed (exit {setup.exit_code})", attempt)
                     return

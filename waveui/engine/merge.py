@@ -65,6 +65,20 @@ class Integrator:
             self.base_name = name
         return tip
 
+    def set_aside(self, label: str) -> str | None:
+        """Move an existing integration branch to ``waveui/<epic>@_<label>`` (for a fresh start); its new name.
+
+        Nothing is deleted: the old work stays on that branch. Task ids start
+        with a letter or digit, so an ``@_`` name never clashes with a task's.
+        """
+        tip = self._resolve(self.ref)
+        if tip is None:
+            return None
+        kept = f"{self.branch}@_{label}"
+        run_git(self.repo_root, "update-ref", "-m", "waveui: set aside for a fresh run", f"refs/heads/{kept}", tip, "")
+        run_git(self.repo_root, "update-ref", "-d", self.ref, tip)
+        return kept
+
     def tip(self) -> str:
         tip = self._resolve(self.ref)
         if tip is None:

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,8 @@ MAX_LINE = 1 << 20
 MESSAGE_MAX = 1000  # a message is shown in a table cell and stored in the journal
 
 # The tree is sampled to find descendants that leave the process group; the
-# first sample comes soon after the start, as that is when setups daemonise.
+# first sample comes soon after the start, so that a parent living only a
+# moment is seen before its child is orphaned.
 FIRST_SAMPLE = 0.1
 SAMPLE_INTERVAL = 0.5
 # A process-table scan shared by all tasks sampling at about the same time, so
@@ -145,7 +146,7 @@ _table_lock = threading.Lock()
 _table_cache: tuple[float, dict[int, _Entry]] = (-math.inf, {})
 
 
-def _read_stat(pid: int) -> _Entry | None:
+def _read_stat(pid: int) -> _Entry:
     with open(f"/proc/{pid}/stat", "rb") as f:
         data = f.read()
     # The command name is in parentheses and may itself hold spaces or ")".
@@ -160,11 +161,9 @@ def _scan_table() -> dict[int, _Entry]:
         for name in os.listdir("/proc"):
             if name.isdigit():
                 try:
-                    entry = _read_stat(int(name))
+                    table[int(name)] = _read_stat(int(name))
                 except (OSError, ValueError, IndexError):
                     continue  # gone meanwhile
-                if entry is not None:
-                    table[int(name)] = entry
         return table
     for proc in psutil.process_iter(["ppid", "status", "create_time"]):
         try:
@@ -253,17 +252,24 @@ def _descendants(table: dict[int, _Entry], roots: set[int]) -> set[int]:
 
 
 # What a collect function returns: the process group to signal (None once it
-# has no live member) and the other live processes, as pid -> identity.
+# has no live member) and the live processes, as pid -> identity.
 Targets = tuple[int | None, dict[int, float]]
 
 
-def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
-    """SIGTERM, then SIGKILL after ``grace``, everything ``collect`` finds; returns how many processes it found.
+# How _terminate steps: it yields COLLECT to be sent the result of collect(),
+# or a number of seconds to sleep, so that one sequence serves both a
+# blocking caller and the event loop (where the scans run in a thread).
+COLLECT = "collect"
+Steps = Generator[str | float, Targets, int]
 
-    ``collect`` is called again while waiting, so processes started by a
-    dying one (a TERM handler that spawns) are caught too.
+
+def _terminate(grace: float) -> Steps:
+    """SIGTERM, then SIGKILL after ``grace``, every process collected; returns how many there were.
+
+    Processes are collected again while waiting, so those started by a dying
+    one (a TERM handler that spawns) are caught too.
     """
-    group, pids = collect()
+    group, pids = yield COLLECT
     if group is None and not pids:
         return 0
     seen = set(pids)
@@ -280,8 +286,8 @@ def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
         signalled |= fresh.keys()
         if time.monotonic() >= deadline:
             break
-        time.sleep(_POLL)
-        group, pids = collect()
+        yield min(_POLL, max(0.0, deadline - time.monotonic()))
+        group, pids = yield COLLECT
         seen |= pids.keys()
         if group is None and not pids:
             return len(seen)
@@ -289,14 +295,44 @@ def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
     for _ in range(20):
         _signal_group(group, signal.SIGKILL)
         _signal_pids(pids, signal.SIGKILL)
-        time.sleep(_POLL)
-        group, pids = collect()
+        yield _POLL
+        group, pids = yield COLLECT
         seen |= pids.keys()
         if group is None and not pids:
             break
     else:
         log.warning("processes survive SIGKILL (uninterruptible?): group %s, pids %s", group, sorted(pids))
     return len(seen)
+
+
+def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
+    steps = _terminate(grace)
+    try:
+        step = next(steps)
+        while True:
+            if step == COLLECT:
+                step = steps.send(collect())
+            else:
+                time.sleep(step)
+                step = next(steps)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _terminate_async(collect: Callable[[], Targets], grace: float) -> int:
+    # Not one long to_thread call: that would hold an executor thread for the
+    # whole grace period, and a few such tasks would stall every task start.
+    steps = _terminate(grace)
+    try:
+        step = next(steps)
+        while True:
+            if step == COLLECT:
+                step = steps.send(await asyncio.to_thread(collect))
+            else:
+                await asyncio.sleep(step)
+                step = next(steps)
+    except StopIteration as stop:
+        return stop.value
 
 
 def _pipe_holders(inode: int) -> set[int]:
@@ -553,7 +589,7 @@ class TaskProcess:
         return not any(_alive(pid, start) for pid, start in tracked.items())
 
     def _collect(self) -> Targets:
-        """The task's live processes, for :func:`_terminate_blocking`; blocking."""
+        """The task's live processes, for :func:`_terminate`; blocking."""
         group: int | None = None
         if not self._group_gone:
             if _group_exists(self.pgid):
@@ -673,7 +709,7 @@ class TaskProcess:
         try:
             leftovers = 0
             if not self._nothing_left():
-                leftovers = await asyncio.to_thread(_terminate_blocking, self._collect, grace)
+                leftovers = await _terminate_async(self._collect, grace)
             if leftovers:
                 log.info("task %s: killed %d process(es) left after the shell exited", self.pid, leftovers)
             leftovers += await self._drain_output(grace)
@@ -704,7 +740,7 @@ class TaskProcess:
         if self._pipe_inode is not None:
             holders = await asyncio.to_thread(_pipe_holders, self._pipe_inode)
             if holders:
-                killed = await asyncio.to_thread(_terminate_blocking, _holders_collector(holders), grace)
+                killed = await _terminate_async(_holders_collector(holders), grace)
                 log.info("task %s: killed %d process(es) holding its output", self.pid, killed)
         try:
             await asyncio.wait_for(asyncio.shield(closed), 1.0)
