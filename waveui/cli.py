@@ -106,22 +106,41 @@ def _repo_root(epic_path: Path, isolation: str) -> Path:
 
 
 def cmd_run(args) -> int:
-    import asyncio
-    import signal
-
-    from waveui.engine.engine import Engine, EngineError, RunOptions
-    from waveui.engine.headless import HeadlessReporter
+    from waveui.engine.engine import RunOptions
 
     epic = _load(args.file)
     root = _repo_root(Path(args.file), epic.isolation)
-    options = RunOptions(max_parallel=args.max_parallel, fresh=args.fresh)
-    headless = args.headless or not sys.stdout.isatty()
-    if not headless:
-        try:
-            from waveui.ui.live import run_live
-        except ImportError:
-            headless = True
-    if not headless:
+    return _run_epic(epic, root, RunOptions(max_parallel=args.max_parallel, fresh=args.fresh), args.headless)
+
+
+def cmd_demo(args) -> int:
+    import tempfile
+
+    from waveui import demo
+    from waveui.engine.engine import RunOptions
+
+    if args.path:
+        target = Path(args.path)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise UsageError(f"{target} exists and is not an empty folder: give a new path")
+    else:
+        target = Path(tempfile.mkdtemp(prefix="waveui-demo-"))
+    epic_path = demo.make_demo(target, speed=args.speed)
+    print(f"waveui: demo repository at {target}", file=sys.stderr)
+    return _run_epic(_load(str(epic_path)), target.resolve(), RunOptions(), args.headless)
+
+
+def _run_epic(epic, root: Path, options, headless: bool) -> int:
+    """Run in the full-screen app on a terminal, else headless; the exit status."""
+    import asyncio
+    import signal
+
+    from waveui.engine.engine import Engine, EngineError
+    from waveui.engine.headless import HeadlessReporter
+
+    if not (headless or not sys.stdout.isatty()):
+        from waveui.ui.live import run_live
+
         return run_live(epic, root, options)
     options.listeners.append(HeadlessReporter(sys.stdout))
     engine = Engine(epic, root, options)
@@ -175,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true",
                      help="print one line per change instead of the full-screen app (automatic when not a terminal)")
     run.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+
+    demo = add("demo", "Make a small git repository with a sample epic and run it, to see waveui at work.",
+               cmd_demo, epic_file=False)
+    demo.add_argument("path", nargs="?", help="where to make the repository (default: a new temporary folder)")
+    demo.add_argument("--headless", action="store_true", help="print progress lines instead of the full-screen app")
+    demo.add_argument("--speed", type=float, default=1.0, help="how fast the simulated agents work (default: 1)")
 
     init = add("init", "Write a commented starter waveui.toml.", cmd_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
