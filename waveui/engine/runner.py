@@ -440,6 +440,8 @@ def _watch_exit(loop: asyncio.AbstractEventLoop, popen: subprocess.Popen, done: 
     A pidfd needs no thread and no child watcher of the loop's; without one
     (not Linux, or a kernel before 5.3) a thread waits, as asyncio itself does.
     Reaping it here also means its pid cannot be reused while the task is known.
+    The loop's child watcher must not reap children it did not start (asyncio's
+    FastChildWatcher would; the default watchers do not).
     """
     try:
         pidfd = os.pidfd_open(popen.pid)
@@ -836,7 +838,8 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
     loop = asyncio.get_running_loop()
     # Creating a file and forking block for a while (the parent is suspended
     # until the child execs): in a thread, other tasks' output and exits are
-    # handled meanwhile, which doubles the rate of short tasks.
+    # handled meanwhile, which nearly doubled the rate of no-op tasks in
+    # benchmarks/overhead.py.
     spawning = loop.run_in_executor(None, _spawn, command, cwd, env, Path(log_path))
     try:
         spawned = await asyncio.shield(spawning)
@@ -861,10 +864,11 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
 def kill_leftover(pid: int, create_time: float, grace: float = 2.0) -> bool:
     """Kill what is left of a task started by a waveui process that died; blocking.
 
-    Only if the process ``pid`` exists and was created at ``create_time``
-    (so a reused pid is never mistaken for it): its process group and its
-    descendants get SIGTERM, then SIGKILL after ``grace`` seconds. Returns
-    whether any live process was found to kill.
+    Only if the process ``pid`` exists, was created at ``create_time`` (so a
+    reused pid is never mistaken for it) and leads its own session, as every
+    task's shell does: its process group and its descendants get SIGTERM,
+    then SIGKILL after ``grace`` seconds. Returns whether any live process
+    was found to kill.
     """
     if pid <= 1 or pid == os.getpid():
         return False
@@ -872,11 +876,12 @@ def kill_leftover(pid: int, create_time: float, grace: float = 2.0) -> bool:
         proc = psutil.Process(pid)
         if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
             return False
-        pgid = os.getpgid(pid)
+        # A task's shell leads its own session for life: anything else is not one.
+        if os.getsid(pid) != pid:
+            return False
     except (psutil.Error, OSError):
         return False
-    # Tasks lead their own group; a group led by anything else is not the task's to kill.
-    group_alive = pgid == pid
+    group_alive = True
     root = _entry(pid)
     if root is None:
         return False
