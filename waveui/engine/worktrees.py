@@ -36,6 +36,7 @@ from waveui.engine.journal import ensure_private_dir, waveui_dir
 from waveui.spec import TASK_ID
 
 EXCLUDE_LINE = "/.waveui/"
+BRANCH_SWITCH_WAIT_SECONDS = 30.0
 STALE_LOCK_SECONDS = 5.0  # an index.lock this old is stale even if some git process is about
 _SLOT_NAME = re.compile(r"slot-(\d+)\Z")
 # Left behind when an agent was stopped in the middle of one of these.
@@ -323,6 +324,13 @@ class WorktreePool:
         with self._lock:
             holders = [s for s in self._slots.values() if s is not keep and s.branch == branch]
         for other in holders:
+            # A slot left on this branch by a crash may just have been lent to
+            # another task, which is switching it away: give that a moment.
+            deadline = time.monotonic() + BRANCH_SWITCH_WAIT_SECONDS
+            while other.busy and other.branch == branch and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if other.branch != branch:
+                continue
             if other.busy:
                 raise GitError(f"branch {branch} is in use by another task in {other.path}")
             run_git(other.path, "checkout", "-q", "--detach")
