@@ -20,7 +20,10 @@ Ways of running (``RUNNERS``):
   of its own as waveui does, to tell the cost of creating the logs from
   waveui's own;
 * ``start_task``: :func:`waveui.engine.runner.start_task` and ``wait`` for
-  each, at most N at a time (an asyncio semaphore), each with its own log.
+  each, at most N at a time (an asyncio semaphore), each with its own log;
+* ``engine``: the whole engine on an epic of these tasks with
+  ``isolation = "none"``: planning, dispatch, journal (fsync per state
+  change) and logs.
 
 To measure another way (the full engine, say), write a function taking
 ``(commands, parallel, workdir)`` that runs them all and returns when they are
@@ -77,10 +80,24 @@ def run_start_task(commands: list[str], parallel: int, workdir: Path) -> None:
     asyncio.run(main())
 
 
+def run_engine(commands: list[str], parallel: int, workdir: Path) -> None:
+    """The whole engine: an epic of independent tasks with ``isolation = "none"``, journal and all."""
+    from waveui.engine.engine import Engine, RunOptions
+    from waveui.spec import Epic, Task
+
+    epic = Epic(name="overhead", isolation="none", max_parallel=parallel,
+                tasks=[Task(id=f"t{n}", command=command) for n, command in enumerate(commands)])
+    engine = Engine(epic, workdir, RunOptions(max_parallel=parallel))
+    state = asyncio.run(engine.run())
+    if not state.ok:
+        raise SystemExit(f"{state.total - state.done} tasks did not finish")
+
+
 RUNNERS: dict[str, Runner] = {
     "xargs": run_xargs,
     "xargs_logged": run_xargs_logged,
     "start_task": run_start_task,
+    "engine": run_engine,
 }
 BASELINE = "xargs"
 EXTERNAL = {"xargs", "xargs_logged"}  # their work is done by other processes: no CPU figure of ours

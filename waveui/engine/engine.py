@@ -9,6 +9,7 @@ first, folded into :attr:`Engine.state` next, then passed to listeners.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ SAMPLE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 SETTLED = FINAL_STATES | TROUBLE_STATES
+STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
+WAITING = frozenset({"pending", "ready"})
 # A run that ended this way is picked up again by the next `waveui run`.
 RESUMABLE_ENDS = frozenset({"interrupted"})
 
@@ -89,6 +92,10 @@ class Engine:
         self._jobs: dict[str, asyncio.Task] = {}
         self._retry_at: dict[str, float] = {}
         self._free_slots: list[int] = []
+        self._unmet: dict[str, int] = {}  # dependencies not yet done, per task
+        self._candidates: set[str] = set()  # waiting tasks with every dependency done
+        self._queue: list[tuple[int, int, str]] = []  # candidates by (-priority, rank); may hold stale entries
+        self._unsettled = 0
         self._wake = asyncio.Event()
         self._stopping: str | None = None
         self._adaptive: AdaptiveLimit | None = None
@@ -105,9 +112,45 @@ class Engine:
 
     def _set_state(self, task_id: str, state: str, **fields) -> None:
         task = self.state.tasks[task_id]
+        before = task.state
         fields.setdefault("attempt", task.attempt)
         self.emit(TaskStateChanged(t=self.clock(), task=task_id, state=state, **fields))
+        self._track(task_id, before, state)
         self._wake.set()
+
+    def _index_readiness(self) -> None:
+        """Count each task's dependencies not yet done; the ones with none are candidates to start."""
+        tasks = self.state.tasks
+        self._unmet = {t: sum(tasks[d].state != "done" for d in self.requires[t]) for t in tasks}
+        self._candidates = {t for t, n in self._unmet.items() if n == 0 and tasks[t].state in WAITING}
+        self._queue = []
+        for task_id in self._candidates:
+            self._enqueue(task_id)
+        self._unsettled = sum(task.state not in SETTLED for task in tasks.values())
+
+    def _track(self, task_id: str, before: str, state: str) -> None:
+        """Keep the readiness index current, and block whatever waits on a task in trouble.
+
+        Incremental, so a state change costs the task's dependents, not a scan
+        of the whole epic (which made 2,000-task epics crawl).
+        """
+        self._unsettled += (before in SETTLED) - (state in SETTLED)
+        if state in WAITING and self._unmet[task_id] == 0:
+            if task_id not in self._candidates:
+                self._candidates.add(task_id)
+                self._enqueue(task_id)
+        else:
+            self._candidates.discard(task_id)
+        if state == "done" and before != "done":
+            for dependent in self.dependents[task_id]:
+                self._unmet[dependent] -= 1
+                if self._unmet[dependent] == 0 and self.state.tasks[dependent].state in WAITING:
+                    self._candidates.add(dependent)
+                    self._enqueue(dependent)
+        elif state in STUCK_STATES:
+            for dependent in self.dependents[task_id]:
+                if self.state.tasks[dependent].state in WAITING:
+                    self._set_state(dependent, "blocked", reason=f"waiting on {task_id}")
 
     # ------------------------------------------------------------ starting
 
@@ -199,8 +242,6 @@ class Engine:
                     self._set_state(task.id, "done", reason="merged before waveui stopped")
                     continue
                 self._set_state(task.id, "pending", reason="rerun: it was in flight when waveui stopped")
-            elif task.state == "blocked":
-                self._set_state(task.id, "pending", reason="resumed")
 
     # ------------------------------------------------------------ the run
 
@@ -214,6 +255,7 @@ class Engine:
         try:
             resumed = await self._open()
             self._start_events(resumed)
+            self._index_readiness()
             if resumed:
                 await self._recover_in_flight()
             sampler = asyncio.create_task(self._sample_loop())
@@ -239,44 +281,48 @@ class Engine:
             reason = "complete" if ok else "finished with tasks not done"
         self.emit(RunFinished(t=self.clock(), ok=ok, reason=reason))
 
-    def _ready(self) -> list[str]:
-        """Tasks that may start now, best first; marks newly blocked tasks as it goes."""
+    def _next_ready(self, wanted: int) -> list[str]:
+        """Up to ``wanted`` tasks that may start now, best first (user priority, then plan rank).
+
+        Candidates wait in a heap; entries left stale by a start or a
+        priority change are dropped as they surface, so picking costs a few
+        heap operations, not a sort of every waiting task.
+        """
         tasks = self.state.tasks
         current_wave = None
         if self.epic.strategy == "waves":
-            open_waves = [t.wave for t in tasks.values() if t.state not in SETTLED]
-            current_wave = min(open_waves, default=None)
+            current_wave = min((t.wave for t in tasks.values() if t.state not in SETTLED), default=None)
         now = self.clock()
-        ready = []
-        for task_id, task in tasks.items():
-            if task.state not in ("pending", "ready"):
+        picked, held_back = [], []
+        while self._queue and len(picked) < wanted:
+            entry = heapq.heappop(self._queue)
+            neg_priority, _, task_id = entry
+            if task_id not in self._candidates or -neg_priority != tasks[task_id].priority or task_id in picked:
                 continue
-            deps = [tasks[d] for d in self.requires[task_id]]
-            stuck = [d.id for d in deps if d.state in TROUBLE_STATES or d.state == "cancelled"]
-            if stuck:
-                self._set_state(task_id, "blocked", reason="waiting on " + ", ".join(stuck))
+            if ((current_wave is not None and tasks[task_id].wave != current_wave)
+                    or self._retry_at.get(task_id, 0) > now or not self.locks.free_for(task_id)):
+                held_back.append(entry)
                 continue
-            if any(d.state != "done" for d in deps):
-                continue
-            if current_wave is not None and task.wave != current_wave:
-                continue
-            if self._retry_at.get(task_id, 0) > now or not self.locks.free_for(task_id):
-                continue
-            ready.append(task)
-        ready.sort(key=lambda t: (-t.priority, t.rank))
-        return [t.id for t in ready]
+            picked.append(task_id)
+            held_back.append(entry)  # stays queued until it really starts
+        for entry in held_back:
+            heapq.heappush(self._queue, entry)
+        return picked
+
+    def _enqueue(self, task_id: str) -> None:
+        task = self.state.tasks[task_id]
+        heapq.heappush(self._queue, (-task.priority, task.rank, task_id))
 
     async def _dispatch_loop(self) -> None:
         while True:
             self._wake.clear()
             if self._stopping:
                 return
-            if not self.state.paused:
-                for task_id in self._ready():
-                    # jobs, not states: a job just created has not emitted its first state yet
-                    if len(self._jobs) >= self.state.limit or not self._free_slots:
-                        break
-                    if not self.locks.free_for(task_id):
+            # jobs, not states: a job just created has not emitted its first state yet
+            room = min(self.state.limit - len(self._jobs), len(self._free_slots))
+            if not self.state.paused and room > 0:
+                for task_id in self._next_ready(room):
+                    if not self.locks.free_for(task_id):  # a task picked just before holds its file
                         continue
                     self.locks.acquire(task_id)
                     slot = self._free_slots.pop(0)
@@ -290,8 +336,8 @@ class Engine:
                 pass
 
     def _settled(self) -> bool:
-        """Nothing left that could still run: ``_ready`` has blocked whatever waits on a stuck task."""
-        return not self._retry_at and all(t.state in SETTLED for t in self.state.tasks.values())
+        """Nothing left that could still run (whatever waits on a stuck task is blocked)."""
+        return not self._retry_at and self._unsettled == 0
 
     def _next_retry_in(self) -> float | None:
         if not self._retry_at:
@@ -382,6 +428,7 @@ class Engine:
                 return "no command: set one on the task or in [epic]"
             if self._stopping or self.state.tasks[task.id].state == "cancelled":
                 return "stopped"
+            await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
             process = await runner.start_task(command, workdir, env, log_path, self._on_directive(task.id))
             self._processes[task.id] = process
             self._set_state(task.id, state, attempt=attempt, worker=slot, worktree=str(workdir) if self.pool else "",
@@ -411,6 +458,7 @@ class Engine:
         changed = await asyncio.to_thread(self.integrator.changed_files, start_point, commit)
         undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
         self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
+        await self.journal.durable()  # resume must know a merge may have happened
         result = await asyncio.to_thread(self.integrator.merge, worktree.branch, message)
         self.locks.release(task.id)
         if result.ok:
@@ -503,6 +551,8 @@ class Engine:
     def set_priority(self, task_id: str, priority: int) -> None:
         if task_id in self.state.tasks:
             self.emit(PriorityChanged(t=self.clock(), task=task_id, priority=priority))
+            if task_id in self._candidates:
+                self._enqueue(task_id)  # the entry under the old priority is now stale
             self._wake.set()
 
     def stop(self, *, leave_resumable: bool) -> None:

@@ -1,13 +1,19 @@
 """The run's journal: events appended to ``.waveui/runs/<run>/events.jsonl``.
 
-State changes are flushed and fsync'd before :meth:`Journal.append` returns,
-so the engine never acts on a change the disk does not hold. Progress and
-metrics samples are only flushed (losing the last of them in a crash costs
-nothing). Readers tolerate a torn last line: a crash mid-write leaves one.
+Every event is written and flushed to the operating system before
+:meth:`Journal.append` returns, so a killed waveui (even by ``kill -9``) never
+loses one, and watchers see it at once. Making state changes durable against
+a machine crash takes an fsync, which costs milliseconds: :meth:`Journal.durable`
+runs it in a thread and lets every caller waiting at the same time share one
+(group commit), and the engine awaits it before it acts on a change (before
+starting a task's process, before moving the integration branch). Progress
+and metrics samples never wait for it. Readers tolerate a torn last line: a
+crash mid-write leaves one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -51,6 +57,9 @@ class Journal:
         ensure_private_dir(run_dir)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._written = 0  # state changes appended
+        self._synced = 0  # state changes known to be on disk
+        self._sync_lock: asyncio.Lock | None = None
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:
@@ -67,7 +76,23 @@ class Journal:
         self._file.write(to_json(event) + "\n")
         self._file.flush()
         if not isinstance(event, _UNSYNCED):
+            self._written += 1
+
+    def sync(self) -> None:
+        """fsync now if a state change is not yet on disk (blocking)."""
+        target = self._written
+        if self._synced < target:
             os.fsync(self._file.fileno())
+            self._synced = max(self._synced, target)
+
+    async def durable(self) -> None:
+        """Return once every state change appended so far is on disk; concurrent callers share an fsync."""
+        if self._synced >= self._written:
+            return
+        if self._sync_lock is None:
+            self._sync_lock = asyncio.Lock()
+        async with self._sync_lock:
+            await asyncio.to_thread(self.sync)
 
     def close(self) -> None:
         if not self._file.closed:

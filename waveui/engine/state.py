@@ -103,6 +103,7 @@ class RunState:
     resumes: int = 0
     capacity_seconds: float = 0.0  # worker slots available, integrated over time
     busy_seconds: float = 0.0  # worker slots in use (clock running), integrated over time
+    clocked: int = 0  # tasks whose clock runs now (kept by _stop_clock/_start_clock: no scan per event)
     setup_seconds: float = 0.0
     setups_skipped: int = 0
     samples: list[MetricsSample] = field(default_factory=list)
@@ -151,7 +152,7 @@ class RunState:
         return busy / capacity if capacity > 0 else 0.0
 
     def _clock_running(self) -> int:
-        return sum(1 for t in self.tasks.values() if t.clock_since is not None)
+        return self.clocked
 
 
 def _advance(state: RunState, t: float) -> None:
@@ -163,6 +164,13 @@ def _advance(state: RunState, t: float) -> None:
     state.now = max(state.now, t)
 
 
+def _stop_clock(state: RunState, task: TaskView, t: float) -> None:
+    if task.clock_since is not None:
+        task.busy_seconds += max(0.0, t - task.clock_since)
+        task.clock_since = None
+        state.clocked -= 1
+
+
 def _start_run(state: RunState, e: RunStarted) -> None:
     state.resumes += e.resumed
     state.finished = False
@@ -170,9 +178,7 @@ def _start_run(state: RunState, e: RunStarted) -> None:
         # Resuming: tasks keep what was done; the engine re-sends states of the
         # rest. Clocks stopped when the last controller fell silent.
         for task in state.tasks.values():
-            if task.clock_since is not None:
-                task.busy_seconds += max(0.0, state.now - task.clock_since)
-                task.clock_since = None
+            _stop_clock(state, task, state.now)
         state.now = max(state.now, e.t)
         state.limit, state.max_parallel = e.limit, e.max_parallel
         return
@@ -193,10 +199,8 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
     task = state.tasks.get(e.task)
     if task is None:
         return
-    was_clocked = task.clock_since is not None
-    if was_clocked and e.state not in CLOCK_STATES:
-        task.busy_seconds += max(0.0, e.t - task.clock_since)
-        task.clock_since = None
+    if e.state not in CLOCK_STATES:
+        _stop_clock(state, task, e.t)
     if e.state in SLOT_STATES and task.state not in SLOT_STATES:
         # a new attempt
         task.busy_seconds, task.progress, task.finished = 0.0, 0.0, None
@@ -205,6 +209,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.files, task.undeclared, task.exit_code = [], [], None
     if e.state in CLOCK_STATES and task.clock_since is None:
         task.clock_since = e.t
+        state.clocked += 1
     if e.state in SLOT_STATES:
         task.worker = e.worker if e.worker is not None else task.worker
         task.worktree = e.worktree or task.worktree
@@ -277,9 +282,7 @@ def fold(state: RunState, event: Event) -> RunState:
     elif isinstance(event, RunFinished):
         state.finished, state.ok, state.finish_reason = True, event.ok, event.reason
         for task in state.tasks.values():  # nothing runs past the end of a run
-            if task.clock_since is not None:
-                task.busy_seconds += max(0.0, event.t - task.clock_since)
-                task.clock_since = None
+            _stop_clock(state, task, event.t)
     return state
 
 
