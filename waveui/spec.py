@@ -14,6 +14,7 @@ import difflib
 import math
 import re
 import tomllib
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -120,13 +121,15 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """The shortest of "45s", "20m", "1h30m" that parses back to ``seconds``."""
+    exact = format(Decimal(repr(float(seconds))), "f").removesuffix(".0") + "s"  # no exponent
     if seconds != int(seconds):
-        return f"{seconds:g}s"
+        return exact
     s = int(seconds)
     h, rest = divmod(s, 3600)
     m, sec = divmod(rest, 60)
     parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{sec}s" if sec else ""]
-    return "".join(parts) or "0s"
+    text = "".join(parts) or "0s"
+    return text if parse_duration(text) == seconds else exact
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\Z", re.I)
@@ -153,9 +156,17 @@ class _KeyLines:
 
     _HEADER = re.compile(r"\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
     _KEY = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*[.=]""")
-    _STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'[^\']*\'')
+    _PLAIN = re.compile(r"[^\"'#]+")
+    # a multi-line string's opening quotes (group 1), or a whole one-line string, maybe unterminated
+    _STRING = re.compile(r"""(\"\"\"|''')|"(?:[^"\\]|\\.)*(?:"|\\)?|'[^']*'?""", re.S)
+    # the rest of a multi-line string, its closing quotes (and any right after them) in group 1
+    _MULTILINE_END = {
+        '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*("""\"*)?', re.S),
+        "'''": re.compile(r"(?:[^']|'(?!''))*(''''*)?", re.S),
+    }
 
     def __init__(self, text: str):
+        # Only "\n" ends a TOML line: str.splitlines would also split at "\x85", "\u2028", ...
         self.epic_line = 0
         self.epic_keys: dict[str, int] = {}
         self.task_lines: list[int] = []
@@ -165,12 +176,8 @@ class _KeyLines:
         current: dict[str, int] = self.top_keys
         depth = 0
         in_multiline: str | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if in_multiline:
-                if in_multiline in line:
-                    in_multiline = None
-                continue
-            if depth == 0:
+        for number, line in enumerate(text.split("\n"), start=1):
+            if in_multiline is None and depth == 0:
                 header = self._HEADER.match(line)
                 key = self._KEY.match(line)
                 if header and not key:
@@ -185,14 +192,39 @@ class _KeyLines:
                     else:
                         current = {}
                         self.other_tables.append((name, number))
-                    continue
-                if key:
+                elif key:
                     current.setdefault(key.group(1).strip("\"'"), number)
-            for quote in ('"""', "'''"):
-                if line.count(quote) % 2 == 1:
-                    in_multiline = quote
-            code = self._STRINGS.sub("", line).split("#", 1)[0]
+            if in_multiline is None and "[" not in line and "]" not in line and '"""' not in line and "'''" not in line:
+                continue  # most lines: no bracket to count, no multi-line string to open
+            code, in_multiline = self._code(line, in_multiline)
             depth = max(0, depth + code.count("[") - code.count("]"))
+
+    @staticmethod
+    def _code(line: str, in_multiline: str | None) -> tuple[str, str | None]:
+        """The line without its strings and comment, and the multi-line string still open after it."""
+        if in_multiline is None and '"' not in line and "'" not in line and "#" not in line:
+            return line, None
+        # Regexes step over runs of code and whole strings: a loop per character was a
+        # third of the time `waveui plan` took on large epics.
+        out, i, n = [], 0, len(line)
+        while i < n:
+            if in_multiline:
+                end = _KeyLines._MULTILINE_END[in_multiline].match(line, i)
+                if end.group(1) is None:  # the string goes on past this line
+                    break
+                i, in_multiline = end.end(), None
+                continue
+            plain = _KeyLines._PLAIN.match(line, i)
+            if plain:
+                out.append(plain.group())
+                i = plain.end()
+            elif line[i] == "#":
+                break
+            else:  # at a quote: a string, or the start of a multi-line one
+                string = _KeyLines._STRING.match(line, i)
+                in_multiline = string.group(1)
+                i = string.end()
+        return "".join(out), in_multiline
 
     def epic_key(self, key: str) -> int:
         return self.epic_keys.get(key, self.epic_line or 1)
@@ -279,7 +311,7 @@ class _Checker:
         return None
 
     def duration(self, value: Any, line: int, what: str) -> float | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
             return float(value)
         if isinstance(value, str):
             try:
@@ -287,7 +319,7 @@ class _Checker:
             except ValueError:
                 pass
             else:
-                if seconds > 0:
+                if 0 < seconds < math.inf:
                     return seconds
         self.add(line, f"{what} is not a duration: {value!r} (write e.g. \"90s\", \"20m\", \"1h30m\")")
         return None
@@ -425,7 +457,8 @@ def _task(check: _Checker, index: int, raw: Any) -> Task | None:
     return task
 
 
-def _check_graph(check: _Checker, tasks: list[Task], index_of: dict[str, int]) -> None:
+def _check_graph(check: _Checker, tasks: list[Task], index_of: dict[str, int], rejected: set[str] = frozenset()) -> None:
+    """Unknown requirements, self-requirements and cycles. ``rejected``: ids already reported as bad."""
     ids = [t.id for t in tasks]
     known = set(ids)
     graph = nx.DiGraph()
@@ -435,6 +468,8 @@ def _check_graph(check: _Checker, tasks: list[Task], index_of: dict[str, int]) -
         for dep in task.requires:
             if dep == task.id:
                 check.add(line, f"task '{task.id}' requires itself")
+            elif dep in rejected:
+                continue  # its task is reported already; naming it again would be noise
             elif dep not in known:
                 check.add(line, f"task '{task.id}' requires unknown task '{dep}'{_did_you_mean(dep, ids)}")
             else:
@@ -462,7 +497,7 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
         message = getattr(error, "msg", None) or str(error)
         if line is None:
             found = re.search(r"line (\d+)", str(error))
-            line = int(found.group(1)) if found else max(1, len(text.splitlines()))
+            line = int(found.group(1)) if found else max(1, text.count("\n") + 1 - text.endswith("\n"))
             message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise SpecError([Problem(shown, line, f"invalid TOML: {message}")]) from None
     lines = _KeyLines(text)
@@ -494,7 +529,8 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
         epic.tasks.append(task)
     if not raw_tasks:
         check.add(lines.epic_line or 1, "the epic has no tasks: add [[task]] tables")
-    _check_graph(check, epic.tasks, index_of)
+    written = {raw.get("id") for raw in raw_tasks if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
+    _check_graph(check, epic.tasks, index_of, written - set(index_of))
     if check.problems:
         problems = sorted(check.problems, key=lambda p: p.line)
         if len(problems) > MAX_PROBLEMS:
@@ -514,7 +550,7 @@ def _default_name(path: str | Path) -> str:
 def load(path: str | Path) -> Epic:
     """Read and validate the epic file at ``path``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark is no TOML error
     except FileNotFoundError:
         raise SpecError([Problem(str(path), 0, "no such file (run `waveui init` to write a starter epic)")]) from None
     except (OSError, UnicodeDecodeError) as error:
@@ -556,8 +592,28 @@ def to_dict(epic: Epic) -> dict[str, Any]:
     return {"epic": head, "task": tasks}
 
 
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
 def dumps(epic: Epic) -> str:
-    return tomli_w.dumps(to_dict(epic), multiline_strings=True)
+    """The epic as TOML: ``[epic]`` first, then one ``[[task]]`` table per task, in order."""
+    data = to_dict(epic)
+    # tomli_w writes "\r\n" inside a multi-line string as a bare newline: such text is kept escaped
+    readable = not any("\r" in text for text in _strings(data))
+
+    def table(header: str, values: dict[str, Any]) -> str:
+        # written table by table: left to itself, tomli_w inlines short arrays of tables
+        return f"{header}\n" + tomli_w.dumps(values, multiline_strings=readable)
+
+    return "\n".join([table("[epic]", data["epic"])] + [table("[[task]]", row) for row in data["task"]])
 
 
 def dump(epic: Epic, path: str | Path | None = None) -> str:

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from waveui._gc import paused as gc_paused
 from waveui.plan.conflicts import (
     Conflict,
     Serialisation,
@@ -69,6 +70,11 @@ class Plan:
 
 def make_plan(epic: Epic, workers: int | None = None) -> Plan:
     """Analyse ``epic`` for ``workers`` workers (default: its max_parallel, else the CPU count)."""
+    with gc_paused():  # the analysis allocates much and frees little: see waveui._gc
+        return _make_plan(epic, workers)
+
+
+def _make_plan(epic: Epic, workers: int | None) -> Plan:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -85,7 +91,7 @@ def make_plan(epic: Epic, workers: int | None = None) -> Plan:
     lap("graph")
     head, tail = declared.head_lengths(order), declared.tail_lengths(order)
     lap("path lengths")
-    conflicts = find_conflicts(declared, [t.affected_files for t in epic.tasks], level)
+    conflicts = find_conflicts(declared, [t.affected_files for t in epic.tasks], level, order)
     lap("conflicts")
     position = [0] * len(declared)
     for pos, task in enumerate(order):
@@ -95,7 +101,7 @@ def make_plan(epic: Epic, workers: int | None = None) -> Plan:
     if epic.conflicts == "serialise" and serialised:
         graph = declared.with_edges((s.before, s.after) for s in serialised)
         order = graph.topological_order()
-    waves = graph.waves(order)
+    waves = graph.waves(order) if graph is not declared else declared.waves(level=level)
     lap("waves")
     critical = critical_path(graph, order)
     lap("critical path")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from waveui.plan.graph import TaskGraph
+from waveui.plan.graph import Reachability, TaskGraph
 
 SPLIT_SUGGESTION_MIN_TASKS = 3
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -46,7 +48,8 @@ class SplitSuggestion:
 
 
 def normalise(path: str) -> str:
-    path = re.sub(r"/{2,}", "/", path.replace("\\", "/"))
+    if "\\" in path or "//" in path:  # rare: spare the regex for the common case
+        path = re.sub(r"/{2,}", "/", path.replace("\\", "/"))
     while path.startswith("./"):
         path = path[2:]
     return path + "**" if path.endswith("/") else path
@@ -89,12 +92,45 @@ def glob_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(out) + r"\Z")
 
 
+_SIMPLE_GLOB = re.compile(r"([^*?\[]*)(\*\*/\*|\*\*/|\*\*|\*)([^*?\[]*)\Z")
+
+
+@functools.lru_cache(maxsize=4096)
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """A test of whether a path matches ``pattern``, as ``glob_regex(pattern).match`` but quicker to make.
+
+    Compiling a regex costs far more than matching the few paths a glob meets,
+    and an epic may hold thousands of globs; the common forms (a folder,
+    ``src/api/*.py``, ``tests/**/test_x.py``) are tested with string methods.
+    """
+    simple = _SIMPLE_GLOB.match(pattern)
+    if simple is None:
+        return glob_regex(pattern).match
+    start, star, end = simple.groups()
+    least = len(start) + len(end)
+
+    def around(path: str) -> str | None:
+        """What the wildcard must match, or None when the fixed parts do not fit."""
+        if len(path) < least or not path.startswith(start) or not path.endswith(end):
+            return None
+        return path[len(start) : len(path) - len(end)]
+
+    if star == "*":  # [^/]*
+        return lambda path: (middle := around(path)) is not None and "/" not in middle
+    if star == "**/":  # (?:.*/)?
+        return lambda path: (middle := around(path)) is not None and (
+            not middle or (middle[-1] == "/" and "\n" not in middle))
+    if star == "**/*":  # (?:.*/)?[^/]*: folders of any depth, then any name
+        return lambda path: (middle := around(path)) is not None and "\n" not in middle[: middle.rfind("/") + 1]
+    return lambda path: (middle := around(path)) is not None and "\n" not in middle  # "**" is .*
+
+
 def _tokens(pattern: str) -> tuple[str, ...]:
     """A glob as tokens: "**", "*", "?", "[...]" or one literal character."""
     tokens, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
-            tokens.append("**")
+            tokens += ["**/", "**", "/"]  # optional: no folder at all, or "**" then "/"
             i += 3
         elif pattern.startswith("**", i):
             tokens.append("**")
@@ -134,6 +170,10 @@ def globs_overlap(p: str, q: str) -> bool:
             return True
         x = a[i] if i < len(a) else None
         y = b[j] if j < len(b) else None
+        if x == "**/":  # skip the optional group, or enter it
+            return meet(i + 3, j) or meet(i + 1, j)
+        if y == "**/":
+            return meet(i, j + 3) or meet(i, j + 1)
         if x in ("*", "**") or y in ("*", "**"):
             if x in ("*", "**") and meet(i + 1, j):
                 return True
@@ -154,64 +194,102 @@ def globs_overlap(p: str, q: str) -> bool:
     return meet(0, 0)
 
 
-def overlapping_pairs(files_of: list[list[str]]) -> dict[tuple[int, int], set[str]]:
-    """Every pair of tasks whose declared files overlap, with the files they share."""
-    literal_tasks: dict[str, set[int]] = defaultdict(set)
-    glob_tasks: dict[str, set[int]] = defaultdict(set)
+# One way some tasks' files overlap: every task of the first group shares
+# ``file`` with every other task of the second. The two groups are the same
+# list object when all the tasks share the one path.
+_Meeting = tuple[str, list[int], list[int]]
+
+
+def _meetings(files_of: list[list[str]]) -> list[_Meeting]:
+    """Every way the tasks' declared files overlap, found through the indexes described above."""
+    tasks_of: dict[str, list[int]] = defaultdict(list)
     for task, files in enumerate(files_of):
         for raw in files:
-            path = normalise(raw)
-            (glob_tasks if is_glob(path) else literal_tasks)[path].add(task)
+            tasks_of[raw].append(task)  # in task order: each list is sorted
+    literal_list: dict[str, list[int]] = {}  # normalised path: its tasks, sorted, each once
+    glob_list: dict[str, list[int]] = {}
+    for raw, tasks in tasks_of.items():  # each distinct spelling normalised once
+        # most paths need no normalising: test for that without a call, this loop is hot
+        tidy = "\\" in raw or "//" in raw or raw[:2] == "./" or raw[-1:] == "/"
+        path = normalise(raw) if tidy else raw
+        index = glob_list if "*" in path or "?" in path or "[" in path else literal_list  # is_glob
+        if path in index:  # another spelling of the same path
+            index[path] = sorted({*index[path], *tasks})
+        elif len(tasks) > 1 and len(set(tasks)) < len(tasks):  # a task naming the file twice
+            index[path] = sorted(set(tasks))
+        else:
+            index[path] = tasks
 
-    shared: dict[tuple[int, int], set[str]] = defaultdict(set)
-
-    def meet(tasks_x: set[int], tasks_y: set[int], file: str) -> None:
-        for x in tasks_x:
-            for y in tasks_y:
-                if x != y:
-                    shared[(x, y) if x < y else (y, x)].add(file)
-
-    for path, tasks in literal_tasks.items():
+    out: list[_Meeting] = []
+    for path, tasks in literal_list.items():
         if len(tasks) > 1:
-            meet(tasks, tasks, path)
-    literals = sorted(literal_tasks)
-    for pattern, tasks in glob_tasks.items():
-        meet(tasks, tasks, pattern)
+            out.append((path, tasks, tasks))
+    literals = sorted(literal_list)
+    for pattern, tasks in glob_list.items():
+        if len(tasks) > 1:
+            out.append((pattern, tasks, tasks))
         prefix = fixed_prefix(pattern)
-        regex = glob_regex(pattern)
-        first = bisect.bisect_left(literals, prefix)
-        for path in literals[first:]:
+        matches = glob_matcher(pattern)
+        # the literal paths starting with the glob's fixed part are a range of the sorted list
+        for index in range(bisect.bisect_left(literals, prefix), len(literals)):
+            path = literals[index]
             if not path.startswith(prefix):
                 break
-            if regex.match(path):
-                meet(tasks, literal_tasks[path], path)
+            if matches(path):
+                out.append((path, tasks, literal_list[path]))
     by_prefix: dict[str, list[str]] = defaultdict(list)
-    for pattern in glob_tasks:
+    for pattern in glob_list:
         by_prefix[fixed_prefix(pattern)].append(pattern)
-    for pattern, tasks in glob_tasks.items():
+    for pattern, tasks in glob_list.items():
         prefix = fixed_prefix(pattern)
         for cut in range(len(prefix) + 1):
             for other in by_prefix.get(prefix[:cut], ()):
                 # equal prefixes meet from both sides: take each such pair once
                 if other != pattern and (cut < len(prefix) or other < pattern) and globs_overlap(pattern, other):
-                    meet(tasks, glob_tasks[other], pattern)
-                    meet(tasks, glob_tasks[other], other)
+                    out.append((pattern, tasks, glob_list[other]))
+                    out.append((other, tasks, glob_list[other]))
+    return out
+
+
+def _pairs(meeting: _Meeting) -> Iterable[tuple[int, int]]:
+    """The pairs of tasks, lower number first, that share the meeting's file."""
+    _, tasks, others = meeting
+    if tasks is others:
+        return itertools.combinations(tasks, 2)  # the lists are sorted
+    return [(x, y) if x < y else (y, x) for x in tasks for y in others if x != y]
+
+
+def overlapping_pairs(files_of: list[list[str]]) -> dict[tuple[int, int], set[str]]:
+    """Every pair of tasks whose declared files overlap, with the files they share."""
+    shared: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for meeting in _meetings(files_of):
+        for pair in _pairs(meeting):
+            shared[pair].add(meeting[0])
     return shared
 
 
-def find_conflicts(graph: TaskGraph, files_of: list[list[str]], level: list[int]) -> list[Conflict]:
-    """Overlapping pairs not already ordered by a path of dependencies."""
-    shared = overlapping_pairs(files_of)
-    later_partners: dict[int, set[int]] = defaultdict(set)
-    for a, b in shared:
-        if level[a] != level[b]:  # tasks of one wave are never ordered
-            early, late = (a, b) if level[a] < level[b] else (b, a)
-            later_partners[early].add(late)
-    ordered = set()
-    for early, partners in later_partners.items():
-        for late in graph.reaches(early, partners, level):
-            ordered.add((min(early, late), max(early, late)))
-    return [Conflict(a, b, tuple(sorted(files))) for (a, b), files in sorted(shared.items()) if (a, b) not in ordered]
+def find_conflicts(graph: TaskGraph, files_of: list[list[str]], level: list[int],
+                   order: list[int] | None = None) -> list[Conflict]:
+    """Overlapping pairs not already ordered by a path of dependencies.
+
+    ``level`` is each task's wave (:meth:`TaskGraph.levels`) and ``order`` a
+    topological order, computed here when not given.
+    """
+    meetings = _meetings(files_of)
+    pairs: set[tuple[int, int]] = set()
+    for meeting in meetings:
+        pairs.update(_pairs(meeting))
+    # Tasks of one wave are never ordered: only pairs across waves need a look.
+    across = [(a, b) if level[a] < level[b] else (b, a) for a, b in pairs if level[a] != level[b]]
+    if across:
+        reaches = Reachability(graph, graph.topological_order() if order is None else order, level)
+        pairs.difference_update((a, b) if a < b else (b, a) for a, b in reaches.which(across))
+    # Most overlapping pairs are ordered: collect the shared files only for the rest.
+    files: dict[tuple[int, int], set[str]] = {pair: set() for pair in pairs}
+    for meeting in meetings:
+        for pair in pairs.intersection(_pairs(meeting)):
+            files[pair].add(meeting[0])
+    return [Conflict(a, b, tuple(sorted(files[a, b]))) for a, b in sorted(pairs)]
 
 
 def serialisations(conflicts: list[Conflict], head: list[float], tail: list[float],

@@ -33,7 +33,10 @@ def critical_path(graph: TaskGraph, order: list[int]) -> CriticalPath:
     weight = graph.weight
     length = max(head, default=0.0)
     tolerance = EPSILON * max(1.0, length)
-    slack = [max(0.0, length - (h + t - w)) for h, t, w in zip(head, tail, weight)]
+    # head + tail - weight adds the same points in another order than head alone:
+    # a difference within rounding error is no slack at all.
+    slack = [length - (h + t - w) for h, t, w in zip(head, tail, weight)]
+    slack = [s if s > tolerance else 0.0 for s in slack]
     if not graph.ids:
         return CriticalPath([], 0.0, head, tail, slack)
     start = next(i for i in range(len(graph)) if not graph.pred[i] and tail[i] >= length - tolerance)

@@ -89,9 +89,10 @@ class TaskGraph:
                     level[j] = next_level
         return level
 
-    def waves(self, order: list[int] | None = None) -> list[list[int]]:
-        """Topological layers, each in file order."""
-        level = self.levels(order)
+    def waves(self, order: list[int] | None = None, level: list[int] | None = None) -> list[list[int]]:
+        """Topological layers, each in file order (from ``level`` when the levels are known)."""
+        if level is None:
+            level = self.levels(order)
         waves: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
         for i, lv in enumerate(level):
             waves[lv].append(i)
@@ -122,6 +123,7 @@ class TaskGraph:
 
         The search never descends past the deepest target's wave: a path only
         ever goes to later waves, so nothing beyond can lead back to a target.
+        For many pairs at once, :class:`Reachability` is much faster.
         """
         if not targets:
             return set()
@@ -143,3 +145,136 @@ class TaskGraph:
             graph.add_node(task_id, weight=self.weight[i])
         graph.add_edges_from((self.ids[i], self.ids[j]) for i, nexts in enumerate(self.succ) for j in nexts)
         return graph
+
+
+class Reachability:
+    """Answers "is there a path of dependencies from ``a`` to ``b``?" for many pairs at once.
+
+    A search per question costs O(V+E) in a deep, well-connected graph, and
+    conflict detection asks one per overlapping pair: O(n²) for large epics.
+    Instead, a few *landmark* tasks are chosen, and every task gets two bit
+    masks over them: the landmarks it reaches (``down``) and the landmarks
+    that reach it (``up``), each computed in one pass over the graph. Then
+
+    * a landmark reached by ``a`` that reaches ``b`` proves a path;
+    * a landmark that reaches ``a`` but not ``b``, or one reached by ``b``
+      but not by ``a``, disproves one (it would otherwise reach through);
+    * ``b`` in the same or an earlier wave than ``a`` disproves one.
+
+    That settles nearly every question in O(1). The rest get a short search,
+    pruned by the same rules at every task on the way; the few a short search
+    cannot settle are answered exactly by passes over the graph that carry one
+    bit per target task, ``CHUNK`` targets a pass. So the worst case stays
+    O((V+E) · (1 + targets / CHUNK)) rather than a search per question.
+    """
+
+    CHUNK = 2048  # targets per exact pass: wider masks make each OR dearer
+    SEARCH_LIMIT = 32  # tasks a search may visit before its question waits for an exact pass
+
+    def __init__(self, graph: TaskGraph, order: list[int], level: list[int], landmarks: int | None = None):
+        n = len(graph)
+        self.graph, self.order, self.level = graph, order, level
+        if landmarks is None:
+            # More landmarks settle more questions without a search; masks of
+            # two thousand bits are still cheap enough to OR.
+            landmarks = min(n, max(64, n // 50), 2048)
+        bit = [0] * n
+        # One landmark per stretch of the topological order: spread over the
+        # whole depth of the graph, and in each stretch the task with the most
+        # edges, as it lies on the most paths.
+        pred, succ = graph.pred, graph.succ
+        if landmarks:
+            score = [(len(p) + 1) * (len(s) + 1) for p, s in zip(pred, succ)]
+            stretch = -(-n // landmarks)
+            for number, first in enumerate(range(0, n, stretch)):
+                bit[max(order[first : first + stretch], key=score.__getitem__)] = 1 << number
+        up = list(bit)
+        for i in order:
+            mask = up[i]
+            for p in pred[i]:
+                mask |= up[p]
+            up[i] = mask
+        down = list(bit)
+        for i in reversed(order):
+            mask = down[i]
+            for j in succ[i]:
+                mask |= down[j]
+            down[i] = mask
+        self.up, self.down = up, down
+
+    def __call__(self, a: int, b: int) -> bool:
+        """Whether a path of dependencies leads from ``a`` to ``b`` (``a != b``)."""
+        return bool(self.which([(a, b)]))
+
+    def which(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The pairs ``(a, b)`` with a path of dependencies from ``a`` to ``b``, in the order given."""
+        level, up, down = self.level, self.up, self.down
+        search = self._search
+        found: set[tuple[int, int]] = set()
+        hard: list[tuple[int, int]] = []
+        pairs = list(pairs)
+        for pair in pairs:  # the rules of the class docstring, inlined: this loop is hot
+            a, b = pair
+            if level[a] >= level[b]:
+                continue
+            up_b = up[b]
+            if down[a] & up_b:
+                found.add(pair)
+            elif not (up[a] & ~up_b or down[b] & ~down[a]):
+                answer = search(a, b)
+                if answer is None:
+                    hard.append(pair)
+                elif answer:
+                    found.add(pair)
+        if hard:
+            found.update(self._exact(hard))
+        return [pair for pair in pairs if pair in found]
+
+    def _search(self, a: int, b: int) -> bool | None:
+        """A short search from ``a`` for ``b``, skipping every task the labels rule out; None if cut off."""
+        level, up, down, succ = self.level, self.up, self.down, self.graph.succ
+        deepest, up_b, down_b = level[b], up[b], down[b]
+        seen, stack = {a}, [a]
+        budget = self.SEARCH_LIMIT
+        while stack:
+            for j in succ[stack.pop()]:
+                if j == b:
+                    return True
+                if j in seen or level[j] >= deepest:
+                    continue
+                seen.add(j)
+                down_j = down[j]
+                if down_j & up_b:
+                    return True
+                if up[j] & ~up_b or down_b & ~down_j:
+                    continue
+                budget -= 1
+                if not budget:
+                    return None
+                stack.append(j)
+        return False
+
+    def _exact(self, pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The pairs with a path, found by backward passes that carry a bit per target."""
+        order, succ = self.order, self.graph.succ
+        position = [0] * len(order)
+        for pos, task in enumerate(order):
+            position[task] = pos
+        targets = sorted({b for _, b in pairs}, key=position.__getitem__)
+        found = []
+        for first in range(0, len(targets), self.CHUNK):
+            chunk = targets[first : first + self.CHUNK]
+            bit = {b: 1 << number for number, b in enumerate(chunk)}
+            reach = [0] * len(order)
+            for b, mask in bit.items():
+                reach[b] = mask
+            asked = [(a, b) for a, b in pairs if b in bit]
+            # only tasks between the earliest source and the last target matter
+            for pos in range(position[chunk[-1]] - 1, min(position[a] for a, _ in asked) - 1, -1):
+                i = order[pos]
+                mask = reach[i]
+                for j in succ[i]:
+                    mask |= reach[j]
+                reach[i] = mask
+            found.extend((a, b) for a, b in asked if reach[a] & bit[b])
+        return found

@@ -167,8 +167,8 @@ def dot(plan: Plan) -> str:
     added = {(s.before, s.after) for s in plan.serialised} if plan.epic.conflicts == "serialise" else set()
     out = [f"digraph {_dot_id(plan.epic.name)} {{", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
     for i, task in enumerate(plan.epic.tasks):
-        label = f"{task.id}\\n{task.title}" if task.title else task.id
-        label = label.replace('"', '\\"')
+        label = f"{task.id}\n{task.title}" if task.title else task.id
+        label = label.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         extra = ", color=red, penwidth=2" if i in on_path else ""
         out.append(f'  {_dot_id(ids[i])} [label="{label} ({_points(task.story_points)})"{extra}];')
     for i, nexts in enumerate(plan.graph.succ):
@@ -192,6 +192,7 @@ def mermaid(plan: Plan) -> str:
     out = ["flowchart LR"]
     for i, task in enumerate(plan.epic.tasks):
         label = (f"{task.id}: {task.title}" if task.title else task.id).replace('"', "'")
+        label = " ".join(label.splitlines())  # a node is one line of the flowchart
         out.append(f'  {node[i]}["{label}"]')
     for i, nexts in enumerate(plan.graph.succ):
         for j in nexts:
