@@ -135,15 +135,23 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
     import asyncio
     import signal
 
-    from waveui.engine.engine import Engine, EngineError
+    from waveui.engine.engine import Engine, EngineError, RunAlreadyComplete
     from waveui.engine.headless import HeadlessReporter
+
+    engine = Engine(epic, root, options)
+    try:
+        engine.choose_run()
+    except RunAlreadyComplete as done:
+        print(f"waveui: {done}", file=sys.stderr)
+        return 0
 
     if not (headless or not sys.stdout.isatty()):
         from waveui.ui.live import run_live
 
-        return run_live(epic, root, options)
-    options.listeners.append(HeadlessReporter(sys.stdout))
-    engine = Engine(epic, root, options)
+        return run_live(engine)
+    reporter = HeadlessReporter(sys.stdout)
+    options.listeners.append(reporter)
+    reporter.catch_up(engine.previous_events or [])
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

@@ -43,12 +43,14 @@ RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 SETTLED = FINAL_STATES | TROUBLE_STATES
 STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
 WAITING = frozenset({"pending", "ready"})
-# A run that ended this way is picked up again by the next `waveui run`.
-RESUMABLE_ENDS = frozenset({"interrupted"})
 
 
 class EngineError(Exception):
     """A run that cannot start: one line for the user."""
+
+
+class RunAlreadyComplete(EngineError):
+    """The epic's latest run merged every task: nothing to do without --fresh."""
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Engine:
         self.git = epic.isolation == "worktree"
         self.run_dir: Path | None = None
         self.set_aside: str | None = None  # where --fresh moved an earlier integration branch
+        self.previous_events: list[Event] | None = None  # the journal of the run being resumed
         self.journal: Journal | None = None
         self.pool = None
         self.integrator = None
@@ -107,8 +110,11 @@ class Engine:
         assert self.journal is not None
         self.journal.append(event)
         fold(self.state, event)
-        for listener in self.options.listeners:
-            listener(event)
+        for listener in list(self.options.listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken reader (a closed pipe, a bug in a view) must not break the run
+                self.options.listeners.remove(listener)
 
     def _set_state(self, task_id: str, state: str, **fields) -> None:
         task = self.state.tasks[task_id]
@@ -183,21 +189,31 @@ class Engine:
             started = next((e for e in events if isinstance(e, RunStarted)), None)
             if started is None or started.epic != self.epic.name:
                 continue
+            # Every run that did not complete is picked up again: nothing done is redone.
             ends = [e for e in events if isinstance(e, (RunFinished, RunStarted))]
             last = ends[-1] if ends else None
-            if isinstance(last, RunFinished) and last.reason not in RESUMABLE_ENDS:
-                return None
+            if isinstance(last, RunFinished) and last.ok:
+                raise RunAlreadyComplete(f"every task of {self.epic.name} is already done and merged "
+                                         f"(run {run_dir.name}); use --fresh to run the epic again")
             return run_dir, events
         return None
 
+    def choose_run(self) -> Path:
+        """The run folder: the unfinished run to resume, or a new one (decided once)."""
+        if self.run_dir is None:
+            previous = None if self.options.fresh else self._resumable_run()
+            if previous:
+                self.run_dir, self.previous_events = previous
+            else:
+                self.run_dir = runs_dir(self.repo_root) / new_run_id(self.epic.name)
+        return self.run_dir
+
     async def _open(self) -> bool:
         """Set up the run folder, git and the journal; True when resuming."""
-        previous = None if self.options.fresh else self._resumable_run()
-        if previous:
-            self.run_dir, events = previous
-            self.state = replay(events)
-        else:
-            self.run_dir = runs_dir(self.repo_root) / new_run_id(self.epic.name)
+        self.choose_run()
+        previous = self.previous_events
+        if previous is not None:
+            self.state = replay(previous)
         ensure_private_dir(self.run_dir / "logs")
         if self.git:
             from waveui.engine.merge import GitError, Integrator
@@ -232,8 +248,15 @@ class Engine:
         ))
 
     async def _recover_in_flight(self) -> None:
-        """After a crash: kill what is left of in-flight tasks, keep merged work, rerun the rest."""
+        """Kill what is left of in-flight tasks, keep merged work, rerun the rest.
+
+        Tasks that failed, conflicted or were cancelled get a new attempt too:
+        running the epic again is how a user says "go on" after fixing things.
+        """
         for task in list(self.state.tasks.values()):
+            if task.state in STUCK_STATES:
+                self._set_state(task.id, "pending", reason=f"resumed after it was {task.state}")
+                continue
             if task.state in SLOT_STATES or task.state in ("merging", "ready"):
                 if task.pid and task.pid_started:
                     await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
@@ -258,6 +281,8 @@ class Engine:
             self._index_readiness()
             if resumed:
                 await self._recover_in_flight()
+                if self.state.paused:  # a new session dispatches again
+                    self.emit(RunPaused(t=self.clock(), paused=False))
             sampler = asyncio.create_task(self._sample_loop())
             await self._dispatch_loop()
             if self._jobs:

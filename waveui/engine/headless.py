@@ -19,11 +19,16 @@ QUIET_STATES = frozenset({"preparing", "merging"})
 class HeadlessReporter:
     """Prints a run for logs and CI. It folds events into its own RunState, as every reader does."""
 
-    def __init__(self, out: TextIO = sys.stdout, summary_every: float = SUMMARY_EVERY_SECONDS):
+    def __init__(self, out: TextIO | None = sys.stdout, summary_every: float = SUMMARY_EVERY_SECONDS):
         self.out = out
         self.state = RunState()
         self.summary_every = summary_every
         self._last_summary = 0.0
+
+    def catch_up(self, events) -> None:
+        """Fold a resumed run's earlier events without printing them."""
+        for event in events:
+            fold(self.state, event)
 
     def __call__(self, event: Event) -> None:
         fold(self.state, event)
@@ -88,4 +93,9 @@ class HeadlessReporter:
                 self._print(sanitize(f"  {task.id}: {task.state}" + (f" ({task.reason})" if task.reason else "")))
 
     def _print(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        if self.out is None:
+            return
+        try:
+            print(line, file=self.out, flush=True)
+        except (BrokenPipeError, OSError):
+            self.out = None  # the reader went away (`| head`); the run goes on regardless

@@ -225,10 +225,11 @@ def _meetings(files_of: list[list[str]]) -> list[_Meeting]:
         if len(tasks) > 1:
             out.append((path, tasks, tasks))
     literals = sorted(literal_list)
+    prefix_of = {pattern: fixed_prefix(pattern) for pattern in glob_list}
     for pattern, tasks in glob_list.items():
         if len(tasks) > 1:
             out.append((pattern, tasks, tasks))
-        prefix = fixed_prefix(pattern)
+        prefix = prefix_of[pattern]
         matches = glob_matcher(pattern)
         # the literal paths starting with the glob's fixed part are a range of the sorted list
         for index in range(bisect.bisect_left(literals, prefix), len(literals)):
@@ -238,11 +239,12 @@ def _meetings(files_of: list[list[str]]) -> list[_Meeting]:
             if matches(path):
                 out.append((path, tasks, literal_list[path]))
     by_prefix: dict[str, list[str]] = defaultdict(list)
-    for pattern in glob_list:
-        by_prefix[fixed_prefix(pattern)].append(pattern)
+    for pattern, prefix in prefix_of.items():
+        by_prefix[prefix].append(pattern)
+    cuts = sorted({len(prefix) for prefix in by_prefix})  # only these lengths can name a prefix
     for pattern, tasks in glob_list.items():
-        prefix = fixed_prefix(pattern)
-        for cut in range(len(prefix) + 1):
+        prefix = prefix_of[pattern]
+        for cut in cuts[: bisect.bisect_right(cuts, len(prefix))]:
             for other in by_prefix.get(prefix[:cut], ()):
                 # equal prefixes meet from both sides: take each such pair once
                 if other != pattern and (cut < len(prefix) or other < pattern) and globs_overlap(pattern, other):
@@ -279,11 +281,9 @@ def find_conflicts(graph: TaskGraph, files_of: list[list[str]], level: list[int]
     pairs: set[tuple[int, int]] = set()
     for meeting in meetings:
         pairs.update(_pairs(meeting))
-    # Tasks of one wave are never ordered: only pairs across waves need a look.
-    across = [(a, b) if level[a] < level[b] else (b, a) for a, b in pairs if level[a] != level[b]]
-    if across:
-        reaches = Reachability(graph, graph.topological_order() if order is None else order, level)
-        pairs.difference_update((a, b) if a < b else (b, a) for a, b in reaches.which(across))
+    if pairs:
+        reachability = Reachability(graph, graph.topological_order() if order is None else order, level)
+        pairs = set(reachability.unrelated(pairs))
     # Most overlapping pairs are ordered: collect the shared files only for the rest.
     files: dict[tuple[int, int], set[str]] = {pair: set() for pair in pairs}
     for meeting in meetings:

@@ -1,0 +1,308 @@
+"""Every key binding, driven as a user would, against the sample run and a recording control."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from tests.ui.helpers import SIZE, make_app, press, settle
+from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
+from waveui.ui.detail import TaskDetailScreen
+from waveui.ui.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.ui.help import HelpScreen
+from waveui.ui.widgets.graph import DependencyGraph
+from waveui.ui.widgets.logview import TaskLog
+from waveui.ui.widgets.timeline import WaveTimeline
+
+
+async def test_starts_on_the_first_running_task(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.selected == "cart-service"
+        assert app.focused is app.timeline
+
+
+async def test_j_k_and_arrows_move_the_selection_everywhere(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "j")
+        assert app.selected == "payment-client"
+        await press(pilot, app, "down", "down")
+        assert app.selected == "search-index"
+        await press(pilot, app, "k", "up")
+        assert app.selected == "payment-client"
+        assert app.graph.selected == app.timeline.selected == "payment-client"
+        assert app.query_one("#log", TaskLog).task_id == "payment-client"
+        await press(pilot, app, "G")
+        assert app.selected == "release-notes"
+        await press(pilot, app, "g")
+        assert app.selected == "api-schema"
+
+
+async def test_space_and_p_pause_and_resume_the_selected_task(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "space")
+        assert control.calls == [("pause_task", "cart-service")]
+        assert app.state.tasks["cart-service"].state == "paused"
+        await press(pilot, app, "p")
+        assert control.calls[-1] == ("resume_task", "cart-service")
+        assert app.state.tasks["cart-service"].state == "running"
+
+
+async def test_pausing_a_task_that_does_not_run_only_explains(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "g", "p")  # api-schema is done
+        assert control.calls == []
+        assert any("only a running task" in n.message for n in app._notifications)
+
+
+async def test_shift_p_pauses_and_resumes_the_run(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "P")
+        assert control.calls == [("pause_run",)]
+        assert app.state.paused
+        assert "paused" in app.screen_header._summary.visual.plain
+        await press(pilot, app, "P")
+        assert control.calls[-1] == ("resume_run",)
+        assert not app.state.paused
+
+
+async def test_r_retries_a_failed_task_but_not_a_running_one(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "r")  # cart-service is running
+        assert control.calls == []
+        await press(pilot, app, "j", "j", "j")
+        assert app.selected == "search-index"
+        await press(pilot, app, "r")
+        assert control.calls == [("retry", "search-index")]
+        assert app.state.tasks["search-index"].state == "ready"
+
+
+async def test_c_cancels_after_confirmation(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "c")
+        assert isinstance(app.screen, ConfirmCancel)
+        await press(pilot, app, "y")
+        assert control.calls == [("cancel", "cart-service")]
+        assert app.state.tasks["cart-service"].state == "cancelled"
+
+
+async def test_x_cancels_too_and_n_keeps_the_task(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "x")
+        assert isinstance(app.screen, ConfirmCancel)
+        await press(pilot, app, "n")
+        assert not isinstance(app.screen, ConfirmCancel)
+        assert control.calls == []
+        assert app.state.tasks["cart-service"].state == "running"
+
+
+async def test_plus_and_minus_change_priority(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "plus")
+        assert control.calls == [("set_priority", "cart-service", 1)]
+        await press(pilot, app, "plus")
+        assert app.state.tasks["cart-service"].priority == 2
+        await press(pilot, app, "minus")
+        assert control.calls[-1] == ("set_priority", "cart-service", 1)
+        assert app.state.tasks["cart-service"].priority == 1
+
+
+async def test_tab_and_shift_tab_move_between_panes(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        seen = [app.focused.id]
+        for _ in range(4):
+            await press(pilot, app, "tab")
+            seen.append(app.focused.id)
+        assert seen == ["timeline", "log", "graph", "workers", "conflicts"]
+        await press(pilot, app, "shift+tab")
+        assert app.focused.id == "workers"
+
+
+async def test_graph_keys_move_within_and_across_waves(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        app.query_one(DependencyGraph).focus()
+        await press(pilot, app, "l")
+        wave = app.state.tasks[app.selected].wave
+        assert wave == app.state.tasks["cart-service"].wave + 1
+        await press(pilot, app, "h", "h")
+        assert app.state.tasks[app.selected].wave == 0
+        before = app.selected
+        column = app.graph.layout_.columns[0]
+        await press(pilot, app, "j" if column.index(before) < len(column) - 1 else "k")
+        assert app.selected != before and app.state.tasks[app.selected].wave == 0
+        assert app.timeline.selected == app.selected
+
+
+async def test_worker_table_selects_the_task_under_its_cursor(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.query_one("#workers", DataTable)
+        table.focus()
+        await press(pilot, app, "down")
+        assert app.selected == "rate-limits"
+        assert app.timeline.selected == "rate-limits"
+
+
+async def test_enter_opens_the_detail_screen_and_escape_closes_it(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "enter")
+        assert isinstance(app.screen, TaskDetailScreen)
+        assert app.screen.task_id == "cart-service"
+        await press(pilot, app, "space")  # the run's keys still act on the task
+        assert app.state.tasks["cart-service"].state == "paused"
+        await press(pilot, app, "escape")
+        assert not isinstance(app.screen, TaskDetailScreen)
+
+
+async def test_slash_filters_by_text(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "slash")
+        assert app.focused is app.filter_bar
+        await press(pilot, app, *"cart")
+        timeline = app.query_one(WaveTimeline)
+        assert timeline._order == ["cart-service", "cart-ui"]
+        assert app.state.tasks["cart-service"].state == "running"  # typing "p" or "c" changed nothing
+        await press(pilot, app, "enter")
+        assert app.focused is timeline
+        assert timeline._order == ["cart-service", "cart-ui"]
+        await press(pilot, app, "slash", "escape")
+        assert len(timeline._order) == len(app.state.tasks)
+
+
+async def test_f_cycles_the_state_filter(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        timeline = app.query_one(WaveTimeline)
+        await press(pilot, app, "f")
+        assert app.task_filter.group == "running"
+        assert set(timeline._order) == {"cart-service", "payment-client", "rate-limits", "order-emails"}
+        await press(pilot, app, "f")
+        assert set(timeline._order) == {"search-index", "analytics-events", "search-ui"}
+        for _ in range(3):
+            await press(pilot, app, "f")
+        assert app.task_filter.group == "all"
+        assert len(timeline._order) == len(app.state.tasks)
+
+
+async def test_filtered_rows_follow_state_changes(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "f", "f")  # problems
+        timeline = app.query_one(WaveTimeline)
+        await press(pilot, app, "j")
+        assert app.selected == "search-index"
+        await press(pilot, app, "r")  # retried: it leaves the problems
+        assert "search-index" not in timeline._order
+
+
+async def test_z_zooms_the_focused_pane(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "z")
+        assert app.screen.maximized is app.timeline
+        await press(pilot, app, "z")
+        assert app.screen.maximized is None
+
+
+async def test_t_switches_theme_and_the_state_colours_follow(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.theme == "waveui-dark"
+        dark_running = app.theme_variables["task-running"]
+        await press(pilot, app, "t")
+        assert app.theme == "waveui-light"
+        assert app.theme_variables["task-running"] != dark_running
+        await press(pilot, app, "t", "t")
+        assert app.theme == "waveui-dark"
+
+
+async def test_question_mark_opens_help(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await press(pilot, app, "escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_q_asks_then_leaves_the_run_resumable(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "q")
+        assert isinstance(app.screen, QuitLiveRun)
+        await pilot.press("l")
+        await pilot.pause()
+    assert control.calls == [("stop", True)]
+
+
+async def test_q_then_s_stops_the_run(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "ctrl+q")
+        assert isinstance(app.screen, QuitLiveRun)
+        await pilot.press("s")
+        await pilot.pause()
+    assert control.calls == [("stop", False)]
+
+
+async def test_q_then_escape_stays(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "q", "escape")
+        assert not isinstance(app.screen, QuitLiveRun)
+        assert app.is_running
+        assert control.calls == []
+
+
+async def test_every_binding_has_an_id_and_a_palette_command(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert all(binding.id for binding in app.BINDINGS)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        for binding in app.BINDINGS:
+            if binding.id != "waveui.quit-now":
+                assert binding.description in titles
+
+
+async def test_a_palette_command_runs_its_action(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Pause run")
+        await command.callback()
+        await pilot.pause()
+        assert control.calls == [("pause_run",)]

@@ -1,0 +1,76 @@
+"""A task branch's changes against its merge base with the integration branch (blocking: run it in a thread)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from waveui.engine.worktrees import task_branch
+from waveui.ui.sanitize import sanitize
+
+MAX_DIFF_BYTES = 2 * 1024 * 1024
+GIT_TIMEOUT = 30
+
+
+@dataclass
+class BranchDiff:
+    branch: str
+    text: str = ""
+    files: list[str] = field(default_factory=list)
+    error: str = ""  # one line for the user when the diff could not be made
+    truncated: bool = False
+    merged: bool = False  # the diff is of the merge that took the branch in
+
+
+def branch_of(epic: str, task_id: str) -> str:
+    """The task's branch as the engine names it, or "" for names git would refuse."""
+    try:
+        return task_branch(epic, task_id)
+    except ValueError:
+        return ""
+
+
+def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    # stdin=DEVNULL: a child must never read the keyboard the app is reading.
+    return subprocess.run(["git", "-C", str(repo_root), *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=GIT_TIMEOUT)
+
+
+def _first_line(data: bytes) -> str:
+    lines = sanitize(data.decode("utf-8", errors="replace")).strip().splitlines()
+    return lines[0] if lines else "git failed"
+
+
+def branch_diff(repo_root: Path, integration: str, branch: str, merge_commit: str = "") -> BranchDiff:
+    """``git diff integration...branch``: what the branch changed since it left the integration branch.
+
+    Once the branch is merged that diff is empty; with the ``merge_commit``
+    that took it in, the diff is what that commit brought instead.
+    """
+    result = BranchDiff(branch)
+    if not branch:
+        result.error = "this task has no branch name git accepts"
+        return result
+    try:
+        _diff_into(result, repo_root, f"{integration}...{branch}")
+        if not result.error and not result.files and merge_commit:
+            _diff_into(result, repo_root, f"{merge_commit}^1", merge_commit)
+            result.merged = not result.error
+    except FileNotFoundError:
+        result.error = "git is not installed"
+    except subprocess.TimeoutExpired:
+        result.error = f"git took longer than {GIT_TIMEOUT}s"
+    return result
+
+
+def _diff_into(result: BranchDiff, repo_root: Path, *span: str) -> None:
+    names = _git(repo_root, "diff", "--name-only", "-z", *span, "--")
+    if names.returncode != 0:
+        result.error = _first_line(names.stderr)
+        return
+    diff = _git(repo_root, "diff", "--no-color", "--no-ext-diff", *span, "--")
+    result.files = [sanitize(n) for n in names.stdout.decode("utf-8", errors="replace").split("\0") if n]
+    data = diff.stdout
+    result.truncated = len(data) > MAX_DIFF_BYTES
+    result.text = sanitize(data[:MAX_DIFF_BYTES].decode("utf-8", errors="replace"))

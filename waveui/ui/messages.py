@@ -1,0 +1,21 @@
+"""The Textual messages the app's panes send each other."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class TaskSelected(Message):
+    """The user picked a task in a pane; the app selects it in every other pane."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id
+
+
+class TaskOpened(Message):
+    """The user asked for a task's detail view (Enter, or a double click)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id

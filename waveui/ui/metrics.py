@@ -1,0 +1,126 @@
+"""Figures the header shows that RunState does not hold: ETA, projected cost, and their formatting.
+
+The ETA learns how long a story point takes from the tasks that finished,
+then simulates the rest of the run with the same eager list scheduling the
+engine uses (running tasks first, then by priority and dispatch rank) on the
+current worker limit. Failed, conflicted and blocked tasks, and everything
+waiting on them, are left out: they finish only if someone steps in.
+"""
+
+from __future__ import annotations
+
+from waveui.engine.state import SLOT_STATES, RunState, TaskView
+from waveui.plan.graph import TaskGraph
+from waveui.ui.look import ACTIVE_STATES
+from waveui.plan.schedule import list_schedule
+
+STUCK_STATES = frozenset({"failed", "conflicted", "blocked", "cancelled"})
+# Below this progress a task's own percentage says little about its pace.
+TRUSTED_PROGRESS = 10.0
+# A task past its expected duration is assumed to need this share of it again.
+OVERRUN_SHARE = 0.1
+
+
+def seconds_per_point(state: RunState, now: float) -> float | None:
+    """Running seconds per story point, learnt from finished tasks (else from well-advanced running ones)."""
+    done = [t for t in state.tasks.values() if t.state == "done" and t.story_points > 0]
+    if done:
+        return sum(t.elapsed(now) for t in done) / sum(t.story_points for t in done)
+    going = [t for t in state.tasks.values()
+             if t.state in SLOT_STATES and t.progress >= TRUSTED_PROGRESS and t.story_points > 0]
+    if going:
+        return sum(t.elapsed(now) * 100.0 / t.progress for t in going) / sum(t.story_points for t in going)
+    return None
+
+
+def _remaining_seconds(task: TaskView, rate: float, now: float) -> float:
+    expected = task.story_points * rate
+    if task.state == "merging":
+        return 0.0
+    if task.state not in SLOT_STATES:
+        return expected
+    elapsed = task.elapsed(now)
+    if task.progress >= TRUSTED_PROGRESS:
+        expected = elapsed * 100.0 / task.progress
+    return max(expected - elapsed, expected * OVERRUN_SHARE)
+
+
+def _unfinishable(state: RunState) -> set[str]:
+    """Stuck tasks and every task that waits on one, directly or not."""
+    stuck = {tid for tid, t in state.tasks.items() if t.state in STUCK_STATES}
+    changed = True
+    while changed:
+        changed = False
+        for tid, task in state.tasks.items():
+            if tid not in stuck and task.state != "done" and any(d in stuck for d in task.requires):
+                stuck.add(tid)
+                changed = True
+    return stuck
+
+
+def estimate_remaining(state: RunState, now: float) -> float | None:
+    """Seconds until every task that can still finish has, or None before anything can be learnt."""
+    if state.finished:
+        return 0.0
+    rate = seconds_per_point(state, now)
+    if rate is None:
+        return None
+    excluded = _unfinishable(state)
+    left = [t for t in state.tasks.values() if t.state != "done" and t.id not in excluded]
+    if not left:
+        return 0.0
+    index = {t.id: i for i, t in enumerate(left)}
+    graph = TaskGraph.from_edges(
+        [t.id for t in left],
+        [_remaining_seconds(t, rate, now) for t in left],
+        [[index[d] for d in dict.fromkeys(t.requires) if d in index] for t in left],
+    )
+    key = [(0 if t.state in ACTIVE_STATES else 1, -t.priority, t.rank) for t in left]
+    holding = sum(1 for t in left if t.state in SLOT_STATES)
+    return list_schedule(graph, max(1, state.limit, holding), key).makespan
+
+
+def projected_cost(state: RunState) -> float | None:
+    """The whole run's cost: spent so far, plus each unfinished task at the cost per point done so far."""
+    done = [t for t in state.tasks.values() if t.state == "done"]
+    points = sum(t.story_points for t in done)
+    if not done or points <= 0:
+        return None
+    per_point = sum(t.cost for t in done) / points
+    rest = sum(max(t.cost, t.story_points * per_point)
+               for t in state.tasks.values() if t.state not in ("done", "cancelled"))
+    return sum(t.cost for t in done) + rest
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 45s, 3m12s, 1h04m, 2d03h; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def size(nbytes: float | None) -> str:
+    """Bytes as 512K, 34M, 1.2G; an em dash when unknown."""
+    if nbytes is None:
+        return "—"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= scale:
+            value = nbytes / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{nbytes:.0f}B"
+
+
+def money(amount: float | None) -> str:
+    if amount is None:
+        return "—"
+    return f"${amount:,.2f}"

@@ -1,0 +1,1 @@
+"""The app's panes: header, wave timeline, dependency graph, workers, conflicts, log."""
