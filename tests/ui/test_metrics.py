@@ -6,7 +6,7 @@ import pytest
 
 from waveui.engine.events import RunStarted, TaskInfo, TaskProgress, TaskStateChanged
 from waveui.engine.state import RunState, fold, replay
-from waveui.ui.metrics import duration, estimate_remaining, money, projected_cost, size
+from waveui.engine.metrics import duration, estimate_remaining, money, projected_cost, size
 from waveui.ui.sample_run import NOW, sample_events
 
 

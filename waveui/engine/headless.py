@@ -7,7 +7,7 @@ import time
 from typing import TextIO
 
 from waveui.engine.events import Event, LimitChanged, RunFinished, RunPaused, RunStarted, TaskStateChanged
-from waveui.engine.metrics import estimate_remaining, format_seconds, projected_cost
+from waveui.engine.metrics import duration, estimate_remaining, money, projected_cost
 from waveui.engine.state import RunState, fold
 from waveui.sanitize import sanitize
 
@@ -59,7 +59,7 @@ class HeadlessReporter:
         if e.state in ("running", "preparing") and e.attempt > 1:
             detail.append(f"attempt {e.attempt}")
         if e.state == "done" and task is not None:
-            detail.append(f"{format_seconds(task.busy_seconds)}")
+            detail.append(f"{duration(task.busy_seconds)}")
             if e.files:
                 detail.append(f"{len(e.files)} file{'s' if len(e.files) != 1 else ''} changed")
             if e.undeclared:
@@ -78,13 +78,13 @@ class HeadlessReporter:
             f"{s.done}/{s.total} done",
             f"{s.active} active",
             f"efficiency {100 * s.efficiency(now):.0f}%",
-            f"cost ${s.cost:.2f}" + (f" (projected ${projected_cost(s):.2f})" if s.cost else ""),
-            f"elapsed {format_seconds(s.elapsed(now))}",
+            f"cost {money(s.cost)}" + (f" (projected {money(projected_cost(s))})" if s.cost and not s.finished else ""),
+            f"elapsed {duration(s.elapsed(now))}",
         ]
         if s.blocked:
             parts.insert(2, f"{s.blocked} blocked")
         if not s.finished:
-            parts.append(f"ETA {format_seconds(eta)}")
+            parts.append(f"ETA {duration(eta)}")
         return ", ".join(parts)
 
     def _final_lines(self) -> None:

@@ -1,71 +1,126 @@
-"""Figures derived from a RunState: time and cost remaining, learned from this run's tasks."""
+"""Figures the header shows that RunState does not hold: ETA, projected cost, and their formatting.
+
+The ETA learns how long a story point takes from the tasks that finished,
+then simulates the rest of the run with the same eager list scheduling the
+engine uses (running tasks first, then by priority and dispatch rank) on the
+current worker limit. Failed, conflicted and blocked tasks, and everything
+waiting on them, are left out: they finish only if someone steps in.
+"""
 
 from __future__ import annotations
 
-from waveui.engine.state import SLOT_STATES, RunState
+from waveui.engine.state import SLOT_STATES, RunState, TaskView
 from waveui.plan.graph import TaskGraph
 from waveui.plan.schedule import list_schedule
 
+ACTIVE_STATES = frozenset({"preparing", "running", "paused", "verifying", "merging"})  # simulated first: they hold workers now
+STUCK_STATES = frozenset({"failed", "conflicted", "blocked", "cancelled"})
+# Below this progress a task's own percentage says little about its pace.
+TRUSTED_PROGRESS = 10.0
+# A task past its expected duration is assumed to need this share of it again.
+OVERRUN_SHARE = 0.1
 
-def seconds_per_point(state: RunState) -> float | None:
-    """Mean running time per story point of the tasks done in this run (None before the first)."""
-    seconds = points = 0.0
-    for task in state.tasks.values():
-        if task.state == "done" and task.story_points > 0 and task.busy_seconds > 0:
-            seconds += task.busy_seconds
-            points += task.story_points
-    return seconds / points if points else None
+
+def seconds_per_point(state: RunState, now: float) -> float | None:
+    """Running seconds per story point, learnt from finished tasks (else from well-advanced running ones)."""
+    done = [t for t in state.tasks.values() if t.state == "done" and t.story_points > 0]
+    if done:
+        return sum(t.elapsed(now) for t in done) / sum(t.story_points for t in done)
+    going = [t for t in state.tasks.values()
+             if t.state in SLOT_STATES and t.progress >= TRUSTED_PROGRESS and t.story_points > 0]
+    if going:
+        return sum(t.elapsed(now) * 100.0 / t.progress for t in going) / sum(t.story_points for t in going)
+    return None
+
+
+def _remaining_seconds(task: TaskView, rate: float, now: float) -> float:
+    expected = task.story_points * rate
+    if task.state == "merging":
+        return 0.0
+    if task.state not in SLOT_STATES:
+        return expected
+    elapsed = task.elapsed(now)
+    if task.progress >= TRUSTED_PROGRESS:
+        expected = elapsed * 100.0 / task.progress
+    return max(expected - elapsed, expected * OVERRUN_SHARE)
+
+
+def _unfinishable(state: RunState) -> set[str]:
+    """Stuck tasks and every task that waits on one, directly or not."""
+    stuck = {tid for tid, t in state.tasks.items() if t.state in STUCK_STATES}
+    changed = True
+    while changed:
+        changed = False
+        for tid, task in state.tasks.items():
+            if tid not in stuck and task.state != "done" and any(d in stuck for d in task.requires):
+                stuck.add(tid)
+                changed = True
+    return stuck
 
 
 def estimate_remaining(state: RunState, now: float) -> float | None:
-    """Seconds until every unfinished task is done, simulated on the current limit.
-
-    Each remaining task lasts its story points times the learned pace; a task in
-    flight only what its pace leaves of it (or what its progress says is left).
-    Tasks that cannot run (failed and what waits on them) are left out.
-    """
-    pace = seconds_per_point(state)
-    if pace is None:
+    """Seconds until every task that can still finish has, or None before anything can be learnt."""
+    if state.finished:
+        return 0.0
+    rate = seconds_per_point(state, now)
+    if rate is None:
         return None
-    left = [t for t in state.tasks.values() if t.state not in ("done", "failed", "conflicted", "cancelled", "blocked")]
+    excluded = _unfinishable(state)
+    left = [t for t in state.tasks.values() if t.state != "done" and t.id not in excluded]
     if not left:
         return 0.0
     index = {t.id: i for i, t in enumerate(left)}
-    weights = []
-    for task in left:
-        expected = task.story_points * pace
-        if task.state in SLOT_STATES:
-            ran = task.elapsed(now)
-            by_clock = expected - ran
-            by_progress = ran * (100 - task.progress) / task.progress if task.progress > 0 else by_clock
-            expected = max(0.0, min(by_clock, by_progress) if task.progress > 0 else by_clock)
-        weights.append(expected)
-    pred = [[index[d] for d in task.requires if d in index] for task in left]
-    graph = TaskGraph.from_edges([t.id for t in left], weights, pred)
-    order = graph.topological_order()
-    tail = graph.tail_lengths(order)
-    return list_schedule(graph, max(1, state.limit), [(-tail[i], i) for i in range(len(left))]).makespan
+    graph = TaskGraph.from_edges(
+        [t.id for t in left],
+        [_remaining_seconds(t, rate, now) for t in left],
+        [[index[d] for d in dict.fromkeys(t.requires) if d in index] for t in left],
+    )
+    key = [(0 if t.state in ACTIVE_STATES else 1, -t.priority, t.rank) for t in left]
+    holding = sum(1 for t in left if t.state in SLOT_STATES)
+    return list_schedule(graph, max(1, state.limit, holding), key).makespan
 
 
-def projected_cost(state: RunState) -> float:
-    """Cost spent plus, at this run's cost per story point, the points still to do."""
-    spent = state.cost
-    done_points = sum(t.story_points for t in state.tasks.values() if t.state == "done")
-    left_points = sum(t.story_points for t in state.tasks.values() if t.state not in ("done", "cancelled"))
-    done_cost = sum(t.cost for t in state.tasks.values() if t.state == "done")
-    if not done_points:
-        return spent
-    return spent + done_cost / done_points * left_points
+def projected_cost(state: RunState) -> float | None:
+    """The whole run's cost: spent so far, plus each unfinished task at the cost per point done so far."""
+    done = [t for t in state.tasks.values() if t.state == "done"]
+    points = sum(t.story_points for t in done)
+    if not done or points <= 0:
+        return None
+    per_point = sum(t.cost for t in done) / points
+    rest = sum(max(t.cost, t.story_points * per_point)
+               for t in state.tasks.values() if t.state not in ("done", "cancelled"))
+    return sum(t.cost for t in done) + rest
 
 
-def format_seconds(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
+    """A short human duration: 45s, 3m12s, 1h04m, 2d03h; an em dash when unknown."""
     if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
+        return "—"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
         return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def size(nbytes: float | None) -> str:
+    """Bytes as 512K, 34M, 1.2G; an em dash when unknown."""
+    if nbytes is None:
+        return "—"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= scale:
+            value = nbytes / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{nbytes:.0f}B"
+
+
+def money(amount: float | None) -> str:
+    if amount is None:
+        return "—"
+    return f"${amount:,.2f}"

@@ -270,7 +270,7 @@ class Reachability:
                 if up[j] & ~up_b or down_b & ~down_j:
                     continue
                 budget -= 1
-                if not budget:
+                if budget <= 0:
                     return None
                 stack.append(j)
         return False

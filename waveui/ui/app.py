@@ -27,7 +27,7 @@ from textual.worker import Worker, WorkerState
 
 from waveui.engine.control import RunControl
 from waveui.engine.state import SLOT_STATES, RunState
-from waveui.ui import metrics
+from waveui.engine import metrics
 from waveui.ui.bridge import Changes, RunBridge
 from waveui.ui.detail import TaskDetailScreen
 from waveui.ui.dialogs import ConfirmCancel, QuitLiveRun

@@ -16,10 +16,10 @@ from textual.widgets import DataTable, RichLog, Static, TabbedContent, TabPane
 
 from waveui.engine.state import RunState, TaskView
 from waveui.plan.conflicts import glob_regex, normalise
-from waveui.ui import metrics
+from waveui.engine import metrics
 from waveui.ui.gitdiff import BranchDiff, branch_diff, branch_of
 from waveui.ui.look import COLOUR, mark
-from waveui.ui.sanitize import sanitize_line
+from waveui.sanitize import sanitize_line
 from waveui.ui.widgets.footer import KeyFooter
 from waveui.ui.widgets.logview import TaskLog
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from waveui.engine.worktrees import task_branch
-from waveui.ui.sanitize import sanitize
+from waveui.sanitize import sanitize
 
 MAX_DIFF_BYTES = 2 * 1024 * 1024
 GIT_TIMEOUT = 30

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from waveui.engine.metrics import ACTIVE_STATES
+
 from dataclasses import dataclass
 
 from rich.style import Style
@@ -22,7 +24,6 @@ COLOUR = {
 STATE_COMPONENTS = {f"task--{colour}" for colour in COLOUR.values()}
 CRITICAL_MARK = "◆"
 # States in which a task is under way: it holds a worker, or is being set up or merged.
-ACTIVE_STATES = frozenset({"preparing", "running", "paused", "verifying", "merging"})
 
 # The state filter `f` cycles through, in order ("all" also takes states this version does not know).
 STATE_GROUPS: dict[str, frozenset[str]] = {

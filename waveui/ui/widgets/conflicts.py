@@ -8,7 +8,7 @@ from textual.widgets.option_list import Option
 
 from waveui.engine.state import RunState
 from waveui.ui.messages import TaskOpened, TaskSelected
-from waveui.ui.sanitize import sanitize_line
+from waveui.sanitize import sanitize_line
 
 HANDLING = {"serialise": "run one after the other", "lock": "never at the same time",
             "defer": "both run; merged one by one"}

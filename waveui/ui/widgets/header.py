@@ -10,9 +10,9 @@ from textual.content import Content
 from textual.widgets import Static
 
 from waveui.engine.state import RunState
-from waveui.ui import metrics
+from waveui.engine import metrics
 from waveui.ui.look import ACTIVE_STATES, STATE_GROUPS
-from waveui.ui.sanitize import sanitize_line
+from waveui.sanitize import sanitize_line
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20

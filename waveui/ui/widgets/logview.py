@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Log
 
-from waveui.ui.sanitize import sanitize
+from waveui.sanitize import sanitize
 
 POLL_SECONDS = 0.25
 TAIL_BYTES = 64 * 1024  # how much of an existing log to show when a task is picked

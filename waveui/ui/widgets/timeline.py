@@ -17,7 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from waveui.engine.state import RunState, TaskView
-from waveui.ui import metrics
+from waveui.engine import metrics
 from waveui.ui.bridge import Changes
 from waveui.ui.look import (
     ACTIVE_STATES,
@@ -31,7 +31,7 @@ from waveui.ui.look import (
     state_style,
 )
 from waveui.ui.messages import TaskOpened, TaskSelected
-from waveui.ui.sanitize import sanitize_line
+from waveui.sanitize import sanitize_line
 from waveui.ui.text import bar, fit, fit_right
 
 ID_WIDTH_MAX = 24

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from waveui.engine.state import RunState, TaskView
-from waveui.ui import metrics
+from waveui.engine import metrics
 from waveui.ui.look import mark
 from waveui.ui.messages import TaskOpened, TaskSelected
 from waveui.ui.processes import Usage
