@@ -171,6 +171,81 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
         raise UsageError(str(error)) from None
 
 
+def _find_repo_root() -> Path:
+    """The repository (or folder) holding ``.waveui/``: the current folder or the nearest parent with one."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".waveui" / "runs").is_dir():
+            return folder
+    raise UsageError("no waveui runs here: run `waveui run` (or `waveui demo`) first")
+
+
+def _run_summary(run_dir: Path) -> dict:
+    from waveui.engine.journal import read_events
+    from waveui.engine.state import replay
+
+    state = replay(read_events(run_dir / "events.jsonl"))
+    if state.finished:
+        status = "complete" if state.ok else state.finish_reason
+    else:
+        status = "running" if _controller_alive(run_dir) else "stopped without an end (resumable)"
+    return {"run": run_dir.name, "epic": state.epic, "status": status, "done": state.done, "total": state.total,
+            "failed": state.count("failed", "conflicted"), "cost": round(state.cost, 4),
+            "started": state.started, "elapsed": round(state.elapsed(), 1)}
+
+
+def _controller_alive(run_dir: Path) -> bool:
+    """Whether a waveui process is running in this repository (read only: never touches its lock)."""
+    import psutil
+
+    try:
+        pid = int((run_dir.parents[1] / "controller.lock").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0 and psutil.pid_exists(pid)
+
+
+def _pick_run(root: Path, wanted: str | None) -> Path:
+    from waveui.engine.journal import list_runs
+
+    runs = list_runs(root)
+    if not runs:
+        raise UsageError("no waveui runs here: run `waveui run` (or `waveui demo`) first")
+    if not wanted:
+        return runs[-1]
+    matches = [r for r in runs if r.name == wanted] or [r for r in runs if r.name.startswith(wanted)]
+    if len(matches) != 1:
+        hint = "no run" if not matches else f"{len(matches)} runs"
+        raise UsageError(f"{hint} named {wanted!r} (see `waveui watch --list`)")
+    return matches[0]
+
+
+def cmd_watch(args) -> int:
+    import json
+    import time
+
+    from waveui.engine.journal import list_runs
+
+    root = _find_repo_root()
+    if args.list:
+        rows = [_run_summary(r) for r in list_runs(root)]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'run':<44} {'epic':<20} {'done':>9}  status")
+        for row in rows:
+            started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else ""
+            print(f"{row['run']:<44} {row['epic']:<20} {row['done']:>4}/{row['total']:<4}  {row['status']}  {started}")
+        return 0
+    run_dir = _pick_run(root, args.run)
+    from waveui.ui.app import WaveApp
+    from waveui.ui.feeds import JournalFeed
+
+    WaveApp(JournalFeed(run_dir / "events.jsonl"), None, log_dir=run_dir / "logs", repo_root=root,
+            read_only=True).run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="waveui",
@@ -202,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true",
                      help="print one line per change instead of the full-screen app (automatic when not a terminal)")
     run.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+
+    watch = add("watch", "Follow a run read-only (also over ssh): the same screen, nothing can be changed.",
+                cmd_watch, epic_file=False)
+    watch.add_argument("run", nargs="?", help="the run's id or a prefix of it (default: the latest run)")
+    watch.add_argument("--list", action="store_true", help="list the runs of this repository instead")
+    watch.add_argument("--json", action="store_true", help="with --list: print JSON")
 
     demo = add("demo", "Make a small git repository with a sample epic and run it, to see waveui at work.",
                cmd_demo, epic_file=False)
