@@ -134,7 +134,7 @@ def fmt(seconds: float) -> str:
 
 
 def line(label: str, seconds: float, ratio: str = "", target: str = "") -> None:
-    print(f"  {label:32} {fmt(seconds)}  {ratio:16}{target}")
+    print(f"  {label:32} {fmt(seconds)}  {ratio:19}{target}")
 
 
 # ---------------------------------------------------------------------- main

@@ -21,6 +21,8 @@ from typing import Any
 
 import tomli_w
 
+from waveui._gc import paused as gc_paused
+
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MAX_PROBLEMS = 50
 
@@ -584,7 +586,8 @@ def load(path: str | Path) -> Epic:
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise SpecError([Problem(str(path), 0, f"cannot read: {reason}")]) from None
-    return loads(text, path)
+    with gc_paused():  # parsing allocates much and frees little: see waveui._gc
+        return loads(text, path)
 
 
 # ------------------------------------------------------------------ writing

@@ -3,8 +3,10 @@
 Overlaps are found through indexes, never by comparing every pair of tasks:
 literal paths meet in a dictionary, a glob meets the literal paths that share
 its fixed prefix (a range of a sorted list), and two globs are compared only
-when one's fixed prefix starts the other's. The work is proportional to the
-files and the overlapping pairs, not to n².
+when one's fixed prefix starts the other's. Whether a dependency path already
+orders an overlapping pair is answered by :class:`~waveui.plan.graph.Reachability`,
+mostly in O(1) a pair. The work is proportional to the files, the graph and
+the overlapping pairs, not to n².
 
 A trailing ``/`` names a whole folder (``src/api/`` is ``src/api/**``).
 """
