@@ -437,3 +437,65 @@ def test_pooled_worktree_keeps_ignored_dependencies_and_reruns_setup_only_when_i
     # node_modules survived between tasks: c saw both installs in one folder
     assert git(repo, "show", f"{engine.state.branch}:c.txt").split() == ["v1", "v2"]
     assert engine.state.setup_seconds > 0 and engine.state.setups_skipped == 1
+
+
+def test_tasks_outlive_a_killed_waveui_and_are_adopted_not_rerun(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    starts = tmp_path / "starts"
+    write_epic(repo, f"""
+        [epic]
+        name = "adopt"
+        [[task]]
+        id = "long"
+        command = 'echo started >> {starts}; for i in $(seq 30); do sleep 0.1; done; echo "::waveui cost=1.5"; echo ok > long.txt'
+        [[task]]
+        id = "after"
+        requires = ["long"]
+        command = 'cat long.txt > after.txt'
+    """)
+    process = _waveui(repo)
+    journal = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # kill waveui while "long" runs
+        runs = list_runs(repo)
+        if runs and starts.exists():
+            journal = runs[-1] / "events.jsonl"
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    running = replay(read_events(journal)).tasks["long"]
+    assert running.state == "running"
+    assert psutil.pid_exists(running.pid)  # the task went on without waveui
+
+    again = _waveui(repo)
+    output, _ = again.communicate(timeout=60)
+    assert again.returncode == 0, output
+    state = replay(read_events(journal))
+    assert state.ok
+    assert starts.read_text().count("started") == 1  # adopted, not started again
+    assert state.tasks["long"].cost == 1.5  # its progress lines were followed after adoption
+    assert git(repo, "show", f"{state.branch}:after.txt") == "ok"
+
+
+def test_ctrl_c_leaves_tasks_running_and_the_next_run_adopts_them(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    starts = tmp_path / "starts"
+    write_epic(repo, f"""
+        [epic]
+        name = "detach"
+        [[task]]
+        id = "long"
+        command = 'echo started >> {starts}; for i in $(seq 20); do sleep 0.1; done; echo ok > long.txt'
+    """)
+    process = _waveui(repo)
+    deadline = time.monotonic() + 30
+    while not starts.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 130 and "left running" in output
+    again = _waveui(repo)
+    output, _ = again.communicate(timeout=60)
+    assert again.returncode == 0, output
+    assert starts.read_text().count("started") == 1

@@ -83,8 +83,13 @@ def cmd_init(args) -> int:
     target = Path(args.file)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite it)")
+    text = example_path("starter").read_text(encoding="utf-8")
+    if args.agent:
+        from waveui.agents import starter
+
+        text = starter(text, args.agent)
     try:
-        target.write_text(example_path("starter").read_text(encoding="utf-8"), encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     except OSError as error:
         raise UsageError(f"{target}: cannot write: {error.strerror or error}") from None
     print(f"wrote {target}: edit its tasks, then run `waveui plan`")
@@ -155,12 +160,20 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # Ctrl-C or a dropped connection: leave the tasks running for the next `waveui run` to
+        # adopt; SIGTERM (a service manager stopping us): stop them, the run stays resumable.
+        for signum in (signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, lambda: engine.stop(leave_resumable=True))
+        loop.add_signal_handler(signal.SIGTERM, lambda: engine.stop(leave_resumable=False))
         state = await engine.run()
         if engine.set_aside:
             print(f"waveui: the earlier integration branch is kept as {engine.set_aside}", file=sys.stderr)
         if state.finish_reason == "interrupted":
+            running = state.count("running", "verifying", "paused")
+            left = f"{running} task{'s' * (running != 1)} left running; " if running else ""
+            print(f"waveui: {left}run `waveui run` again to resume", file=sys.stderr)
+            return 130
+        if state.finish_reason == "stopped":
             print("waveui: stopped; run `waveui run` again to resume", file=sys.stderr)
             return 130
         return 0 if state.ok else 1
@@ -180,11 +193,12 @@ def _find_repo_root() -> Path:
     raise UsageError("no waveui runs here: run `waveui run` (or `waveui demo`) first")
 
 
-def _run_summary(run_dir: Path) -> dict:
+def _run_summary(run_dir: Path, state=None) -> dict:
     from waveui.engine.journal import read_events
     from waveui.engine.state import replay
 
-    state = replay(read_events(run_dir / "events.jsonl"))
+    if state is None:
+        state = replay(read_events(run_dir / "events.jsonl"))
     if state.finished:
         status = "complete" if state.ok else state.finish_reason
     else:
@@ -246,6 +260,54 @@ def cmd_watch(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    import json
+    import time
+
+    from waveui import status
+    from waveui.engine.journal import read_events
+    from waveui.engine.state import replay
+
+    run_dir = _pick_run(_find_repo_root(), args.run)
+    state = replay(read_events(run_dir / "events.jsonl"))
+    info = status.report(state, _run_summary(run_dir, state), time.time())
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = shutil.get_terminal_size((100, 24)).columns
+        print(status.text(info, width=width, style=_styler(sys.stdout)))
+    return 0
+
+
+def cmd_import(args) -> int:
+    from waveui import importers
+
+    target = Path(args.output)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} already exists (use --force to overwrite it)")
+    try:
+        text, imported = importers.convert(args.source, args.agent, target)
+    except importers.SourceError as error:
+        raise UsageError(str(error)) from None
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{target}: cannot write: {error.strerror or error}") from None
+    count = len(imported.epic.tasks)
+    done = f" ({len(imported.skipped)} done already, skipped)" if imported.skipped else ""
+    unmapped = "; what could not be mapped is listed at its top" if imported.not_mapped else ""
+    print(f"wrote {target}: {count} task{'s' * (count != 1)} from {imported.source}{done}{unmapped}. "
+          f"Check it with `waveui plan -f {target}`")
+    return 0
+
+
+def cmd_completion(args) -> int:
+    from waveui.completion import script
+
+    sys.stdout.write(script(args.shell, build_parser()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="waveui",
@@ -292,6 +354,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = add("init", "Write a commented starter waveui.toml.", cmd_init)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    from waveui.agents import RECIPES
+
+    init.add_argument("--agent", choices=sorted(RECIPES),
+                      help="make [epic] command run this coding agent on each task (see the README's Agent recipes)")
+
+    status = add("status", "Sum up a run on one screen: progress, failures and why, cost, ETA.",
+                 cmd_status, epic_file=False)
+    status.add_argument("run", nargs="?", help="the run's id or a prefix of it (default: the latest run)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    imports = add("import", "Make a waveui.toml from CCPM epics, Taskmaster tasks or a Claudio plan.",
+                  cmd_import, epic_file=False)
+    imports.add_argument("source", metavar="SOURCE",
+                         help="a CCPM epic folder (.claude/epics/NAME), a project holding .taskmaster/ or "
+                              ".claude/epics/, or a tasks.json or Claudio plan file")
+    imports.add_argument("-o", "--output", default="waveui.toml", metavar="PATH",
+                         help="the epic file to write (default: ./waveui.toml)")
+    imports.add_argument("--force", action="store_true", help="overwrite an existing file")
+    imports.add_argument("--agent", choices=sorted(RECIPES), help="set [epic] command to run this coding agent")
+
+    from waveui.completion import SHELLS
+
+    completion = add("completion", "Print a shell completion script, e.g. eval \"$(waveui completion bash)\".",
+                     cmd_completion, epic_file=False)
+    completion.add_argument("shell", choices=SHELLS, help="bash, zsh or fish")
     return parser
 
 

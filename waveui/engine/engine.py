@@ -33,6 +33,7 @@ from waveui.engine.events import (
 )
 from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir, waveui_dir
 from waveui.engine.locks import ControllerLock, FileLocks
+from waveui.engine.supervision import StepFiles, SupervisedStep
 from waveui.engine.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
 from waveui.spec import Epic, Task
@@ -43,6 +44,17 @@ RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 SETTLED = FINAL_STATES | TROUBLE_STATES
 STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
 WAITING = frozenset({"pending", "ready"})
+
+
+@dataclass
+class Adoption:
+    """A step an earlier waveui started, followed from where it is."""
+
+    step: str  # "running" or "verifying"
+    process: SupervisedStep
+    worktree: object | None
+    start_point: str
+    attempt: int
 
 
 class EngineError(Exception):
@@ -101,6 +113,7 @@ class Engine:
         self._unsettled = 0
         self._wake = asyncio.Event()
         self._stopping: str | None = None
+        self._detached = False  # stopped with tasks left running for the next waveui to adopt
         self._adaptive: AdaptiveLimit | None = None
         self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
 
@@ -248,7 +261,7 @@ class Engine:
         ))
 
     async def _recover_in_flight(self) -> None:
-        """Kill what is left of in-flight tasks, keep merged work, rerun the rest.
+        """Adopt tasks still running under their supervisors, keep merged work, rerun the rest.
 
         Tasks that failed, conflicted or were cancelled get a new attempt too:
         running the epic again is how a user says "go on" after fixing things.
@@ -256,8 +269,9 @@ class Engine:
         for task in list(self.state.tasks.values()):
             if task.state in STUCK_STATES:
                 self._set_state(task.id, "pending", reason=f"resumed after it was {task.state}")
+            elif task.state in ("running", "verifying", "paused") and await self._adopt(task):
                 continue
-            if task.state in SLOT_STATES or task.state in ("merging", "ready"):
+            elif task.state in SLOT_STATES or task.state in ("merging", "ready"):
                 if task.pid and task.pid_started:
                     await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
                 if task.state == "merging" and self.integrator and await asyncio.to_thread(
@@ -265,6 +279,27 @@ class Engine:
                     self._set_state(task.id, "done", reason="merged before waveui stopped")
                     continue
                 self._set_state(task.id, "pending", reason="rerun: it was in flight when waveui stopped")
+
+    async def _adopt(self, task) -> bool:
+        """Follow a task a killed waveui left running (or that finished meanwhile) instead of rerunning it."""
+        logs = self.run_dir / "logs"
+        step = task.state
+        if step == "paused":
+            step = "verifying" if StepFiles.of(logs, task.id, "verifying").pidfile.exists() else "running"
+        process = SupervisedStep.adopt(StepFiles.of(logs, task.id, step), self._on_directive(task.id))
+        if process is None:
+            return False
+        worktree = await asyncio.to_thread(self.pool.adopt, task.id) if self.pool else None
+        if self.pool and worktree is None:
+            await process.terminate(self.options.grace)  # its worktree is gone: the work cannot be trusted
+            return False
+        if task.state == "paused":
+            process.pause()  # still stopped from before; now this waveui can resume it
+        slot = self._free_slots.pop(0)
+        self.locks.acquire(task.id)
+        adoption = Adoption(step, process, worktree, task.start_point, task.attempt)
+        self._jobs[task.id] = asyncio.create_task(self._run_task(task.id, slot, adoption))
+        return True
 
     # ------------------------------------------------------------ the run
 
@@ -291,8 +326,9 @@ class Engine:
         finally:
             if sampler:
                 sampler.cancel()
-            for process in self._processes.values():
-                await process.terminate(self.options.grace)
+            if not self._detached:
+                for process in list(self._processes.values()):
+                    await process.terminate(self.options.grace)
             if self.journal:
                 self.journal.close()
             self._controller.release()
@@ -393,30 +429,23 @@ class Engine:
             self.emit(TaskProgress(t=self.clock(), task=task_id, **values))
         return record
 
-    async def _run_task(self, task_id: str, slot: int) -> None:
+    async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
         task = self.tasks[task_id]
-        attempt = self.state.tasks[task_id].attempt + 1
+        attempt = adopted.attempt if adopted else self.state.tasks[task_id].attempt + 1
         self._retry_at.pop(task_id, None)
-        worktree = None
+        worktree = adopted.worktree if adopted else None
         try:
-            workdir = self.repo_root
-            start_point = ""
-            self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
-            if self.pool:
-                start_point = await asyncio.to_thread(self.integrator.tip)
-                worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
-                workdir = worktree.path
-                env = self._env(task, attempt, workdir)
-                began = self.clock()
-                setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env)
-                if self.epic.setup:
-                    self.emit(SetupRan(t=self.clock(), worktree=str(workdir), task=task_id,
-                                       seconds=setup.seconds if setup.ran else self.clock() - began,
-                                       skipped=not setup.ran, exit_code=setup.exit_code))
-                if setup.exit_code != 0:
-                    await self._failed(task_id, f"setup failed (exit {setup.exit_code})", attempt)
-                    return
-            outcome = await self._run_commands(task, attempt, slot, workdir)
+            workdir = worktree.path if worktree else self.repo_root
+            start_point = adopted.start_point if adopted else ""
+            if not adopted:
+                self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
+                if self.pool:
+                    start_point = await asyncio.to_thread(self.integrator.tip)
+                    worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
+                    workdir = worktree.path
+                    if not await self._setup(task, worktree, attempt):
+                        return
+            outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)
             if outcome is not None:
                 await self._failed(task_id, outcome, attempt)
                 return
@@ -429,8 +458,9 @@ class Engine:
         except Exception as error:  # a bug or a git failure must not take the whole run down
             await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
         finally:
+            left_running = self._detached and task_id in self._processes
             self._processes.pop(task_id, None)
-            if worktree is not None:
+            if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await asyncio.to_thread(self.pool.release, worktree)
             self._free_slots.append(slot)
             self._free_slots.sort()
@@ -439,26 +469,54 @@ class Engine:
             self._jobs.pop(task_id, None)
             self._wake.set()
 
-    async def _run_commands(self, task: Task, attempt: int, slot: int, workdir: Path) -> str | None:
-        """Run the task's command, then its verify; None on success, else why it failed."""
-        env = self._env(task, attempt, workdir)
-        log_path = self.run_dir / "logs" / f"{task.id}.log"
-        timeout = task.timeout or self.epic.timeout
+    async def _setup(self, task: Task, worktree, attempt: int) -> bool:
+        """Run the epic's setup in the worktree if its inputs changed; False when it failed."""
+        env = self._env(task, attempt, worktree.path)
+        began = self.clock()
+        setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env)
+        if self.epic.setup:
+            self.emit(SetupRan(t=self.clock(), worktree=str(worktree.path), task=task.id,
+                               seconds=setup.seconds if setup.ran else self.clock() - began,
+                               skipped=not setup.ran, exit_code=setup.exit_code))
+        if setup.exit_code != 0:
+            await self._failed(task.id, f"setup failed (exit {setup.exit_code})", attempt)
+            return False
+        return True
+
+    def _steps(self, task: Task) -> list[tuple[str, str | None]]:
         steps = [("running", task.command or self.epic.command)]
         verify = task.verify or self.epic.verify
         if verify:
             steps.append(("verifying", verify))
+        return steps
+
+    async def _run_commands(self, task: Task, attempt: int, slot: int, workdir: Path, start_point: str,
+                            adopted: Adoption | None) -> str | None:
+        """Run the task's command, then its verify, each under a supervisor; None on success, else why not."""
+        env = self._env(task, attempt, workdir)
+        logs = self.run_dir / "logs"
+        timeout = task.timeout or self.epic.timeout
+        steps = self._steps(task)
+        if adopted:
+            steps = steps[[name for name, _ in steps].index(adopted.step):]
         for state, command in steps:
             if not command:
                 return "no command: set one on the task or in [epic]"
             if self._stopping or self.state.tasks[task.id].state == "cancelled":
                 return "stopped"
-            await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
-            process = await runner.start_task(command, workdir, env, log_path, self._on_directive(task.id))
+            if adopted and state == adopted.step:
+                process, reason = adopted.process, "adopted: it went on while waveui was away"
+                adopted = None
+            else:
+                await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
+                process = await SupervisedStep.start(command, workdir, env, StepFiles.of(logs, task.id, state),
+                                                     self._on_directive(task.id), timeout, self.options.grace)
+                reason = ""
             self._processes[task.id] = process
-            self._set_state(task.id, state, attempt=attempt, worker=slot, worktree=str(workdir) if self.pool else "",
-                            pid=process.pid, pid_started=process.create_time)
-            result = await process.wait(timeout=timeout, grace=self.options.grace)
+            self._set_state(task.id, "paused" if process.paused else state, attempt=attempt, worker=slot,
+                            worktree=str(workdir) if self.pool else "", pid=process.pid,
+                            pid_started=process.create_time, start_point=start_point, reason=reason)
+            result = await process.wait()
             self._processes.pop(task.id, None)
             if self.state.tasks[task.id].state == "cancelled" or self._stopping:
                 return "stopped"
@@ -581,10 +639,19 @@ class Engine:
             self._wake.set()
 
     def stop(self, *, leave_resumable: bool) -> None:
-        """End the session; with ``leave_resumable`` the next `waveui run` picks the run up again."""
+        """End the session.
+
+        With ``leave_resumable`` running tasks go on under their supervisors
+        and the next `waveui run` adopts them; otherwise every task is stopped
+        and the run ends.
+        """
         self._stopping = "interrupted" if leave_resumable else "stopped"
-        for task_id, process in list(self._processes.items()):
-            asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
-            self._set_state(task_id, "pending" if leave_resumable else "cancelled",
-                            reason="waveui stopped" + ("; reruns on resume" if leave_resumable else ""))
+        self._detached = leave_resumable
+        if leave_resumable:
+            for job in self._jobs.values():
+                job.cancel()  # stop following; the supervised processes are left alone
+        else:
+            for task_id, process in list(self._processes.items()):
+                asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
+                self._set_state(task_id, "cancelled", reason="waveui stopped")
         self._wake.set()

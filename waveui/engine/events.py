@@ -75,6 +75,7 @@ class TaskStateChanged(Event):
     files: list[str] = field(default_factory=list)  # conflicted files, or changed files when done
     undeclared: list[str] = field(default_factory=list)  # changed but not in affected_files
     commit: str = ""
+    start_point: str = ""  # the integration tip the attempt started from
 
 
 @dataclass

@@ -72,6 +72,7 @@ class TaskView:
     files: list[str] = field(default_factory=list)
     undeclared: list[str] = field(default_factory=list)
     commit: str = ""
+    start_point: str = ""
     attempts: list[Attempt] = field(default_factory=list)
 
     def elapsed(self, now: float) -> float:
@@ -235,6 +236,8 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.undeclared = list(e.undeclared)
     if e.commit:
         task.commit = e.commit
+    if e.start_point:
+        task.start_point = e.start_point
 
 
 def _progress(state: RunState, e: TaskProgress) -> None:

@@ -212,6 +212,16 @@ class WorktreePool:
             raise
         return Worktree(slot.number, slot.path, branch)
 
+    def adopt(self, task_id: str) -> Worktree | None:
+        """Lend the slot that still holds this task's branch (a task a killed waveui left running), if any."""
+        branch = task_branch(self.epic, task_id)
+        with self._lock:
+            for slot in self._slots.values():
+                if slot.branch == branch and not slot.busy and slot.path.is_dir():
+                    slot.busy = True
+                    return Worktree(slot.number, slot.path, branch)
+        return None
+
     def release(self, wt: Worktree) -> bool:
         """Clean the worktree (ignored files kept), detach it from the task's branch, free the slot.
 
@@ -450,8 +460,11 @@ class WorktreePool:
 
 def _check_input_pattern(pattern: str) -> str:
     parts = PurePosixPath(pattern.replace("\\", "/")).parts
-    if not pattern.strip() or pattern.startswith(("/", "\\")) or ".." in parts:
+    if not pattern.strip() or pattern.startswith(("/", "\\")) or ".." in parts or "\0" in pattern:
         raise ValueError(f"setup input {pattern!r} must be a path inside the repository")
+    # Path.glob raises on these (IndexError for ".", ValueError for "a**"), which would fail every task
+    if not parts or any("**" in part and part != "**" for part in parts):
+        raise ValueError(f"setup input {pattern!r} is not a pattern pathlib can glob")
     return pattern
 
 

@@ -54,9 +54,10 @@ def run_live(engine: Engine) -> int:
                 app.exit()
 
         engine_task.add_done_callback(engine_ended)
-        # A closed terminal leaves the run resumable (its tasks are stopped and rerun on resume).
+        # A closed terminal leaves the tasks running for the next `waveui run` to adopt;
+        # SIGTERM stops them cleanly (the run stays resumable).
         loop.add_signal_handler(signal.SIGHUP, lambda: (engine.stop(leave_resumable=True), app.exit()))
-        loop.add_signal_handler(signal.SIGTERM, lambda: (engine.stop(leave_resumable=True), app.exit()))
+        loop.add_signal_handler(signal.SIGTERM, lambda: (engine.stop(leave_resumable=False), app.exit()))
         await app.run_async()
         if not engine_task.done():  # the app closed without an answer (e.g. a signal)
             engine.stop(leave_resumable=True)
