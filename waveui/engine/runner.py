@@ -7,7 +7,8 @@ arrives; lines of the form ::
 
     ::waveui progress=40 cost=0.12 iteration=3 message="writing tests"
 
-are also parsed (:func:`parse_directive`) and handed to a callback.
+are also parsed (:func:`parse_directive`) and handed to a callback, and so is
+an agent's JSON result line such as Claude Code's (:func:`parse_agent_json`).
 
 :class:`TaskProcess` makes sure no process of the task outlives it. The
 process group catches ordinary children, including those that outlive the
@@ -26,9 +27,11 @@ Nothing here touches the screen: the engine calls it from its event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -44,6 +47,10 @@ log = logging.getLogger(__name__)
 
 DIRECTIVE_PREFIX = "::waveui"
 _PREFIX_BYTES = DIRECTIVE_PREFIX.encode()
+# An agent's JSON result line (Claude Code's stream-json): only such lines are worth decoding.
+_RESULT_TYPE = re.compile(r'"type"\s*:\s*"result"')
+_RESULT_TYPE_BYTES = re.compile(_RESULT_TYPE.pattern.encode())
+_RESULT_BYTES = b'"result"'
 
 # Lines longer than this are logged but not searched for a directive, so one
 # endless line cannot make waveui hold it all in memory.
@@ -128,6 +135,49 @@ def parse_directive(line: str) -> dict | None:
             if len(clean) > MESSAGE_MAX:
                 clean = clean[:MESSAGE_MAX - 1] + "…"
             result["message"] = clean
+    return result
+
+
+def parse_agent_json(line: str) -> dict | None:
+    """Cost, turns and outcome from an agent's JSON result line, or None if ``line`` is not one.
+
+    Claude Code with ``--output-format stream-json`` prints one JSON object
+    per line and ends with ``{"type": "result", "subtype": "success",
+    "total_cost_usd": 0.12, "num_turns": 7, "result": "...", ...}``: the
+    task's cost and iterations, so the agent needs no ``::waveui`` lines. Every
+    other event (``assistant``, ``user``, ``system``) gives None, and only lines
+    starting with ``{`` and naming the ``result`` type are decoded at all. The
+    result has the keys of :func:`parse_directive`: ``cost``, ``iterations``,
+    ``message``.
+    """
+    text = line.strip()
+    if not text.startswith("{") or not _RESULT_TYPE.search(text):
+        return None
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("type") != "result":
+        return None
+    result: dict = {}
+    cost = event.get("total_cost_usd", event.get("cost_usd"))  # cost_usd: older Claude Code versions
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
+        result["cost"] = float(cost)
+    turns = event.get("num_turns")
+    if isinstance(turns, int) and not isinstance(turns, bool) and turns >= 0:
+        result["iterations"] = turns
+    subtype = event.get("subtype")
+    said = event.get("result")
+    if event.get("is_error") or (isinstance(subtype, str) and subtype != "success"):
+        message = f"agent stopped: {subtype}" if isinstance(subtype, str) and subtype else "agent error"
+        if isinstance(said, str) and said.strip():
+            message += f": {said.strip()}"
+    else:
+        message = said.strip() if isinstance(said, str) else ""
+    message = " ".join(message.split())  # one line for a table cell; control characters are whitespace here
+    message = "".join(ch if ch.isprintable() else " " for ch in message)
+    if message:
+        result["message"] = message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 1] + "…"
     return result
 
 
@@ -393,8 +443,9 @@ class _OutputProtocol(asyncio.Protocol):
         self._add_partial(data[:first])
         self._end_line()
         last = data.rfind(b"\n")
-        # Whole lines in between: only split them when a directive may be there.
-        if last > first and data.find(_PREFIX_BYTES, first + 1, last) >= 0:
+        # Whole lines in between: only split them when a directive or an agent's result may be there.
+        if last > first and (data.find(_PREFIX_BYTES, first + 1, last) >= 0
+                             or data.find(_RESULT_BYTES, first + 1, last) >= 0):
             for line in data[first + 1:last].split(b"\n"):
                 if len(line) <= MAX_LINE:
                     self._line(line)
@@ -416,9 +467,11 @@ class _OutputProtocol(asyncio.Protocol):
         self._overlong = False
 
     def _line(self, line: bytes) -> None:
-        if _PREFIX_BYTES not in line[:len(_PREFIX_BYTES) + 64]:
-            return
-        fields = parse_directive(line.decode("utf-8", "replace"))
+        fields = None
+        if _PREFIX_BYTES in line[:len(_PREFIX_BYTES) + 64]:
+            fields = parse_directive(line.decode("utf-8", "replace"))
+        if fields is None and line[:64].lstrip()[:1] == b"{" and _RESULT_TYPE_BYTES.search(line):
+            fields = parse_agent_json(line.decode("utf-8", "replace"))
         if fields:
             try:
                 self._on_directive(fields)

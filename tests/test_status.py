@@ -1,0 +1,224 @@
+"""`waveui status`, colour only on terminals that want it, and `waveui completion`."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import WAVEUI, cli_env
+from waveui.cli import build_parser
+from waveui.engine.events import RunFinished, TaskStateChanged
+from waveui.engine.journal import Journal
+from waveui.status import SHOWN_PER_LIST
+from waveui.ui.sample_run import START, sample_events
+
+RUN_ID = "20250615-093000-checkout-v2-ab12"
+NASTY = "verify failed: \x1b[2J\x1b]0;owned\x07tests \x1b[31mred\x1b[0m\nsecond line"
+
+
+def write_run(root: Path, run_id: str = RUN_ID, events=None) -> Path:
+    run_dir = root / ".waveui" / "runs" / run_id
+    journal = Journal(run_dir)
+    for event in sample_events() if events is None else events:
+        journal.append(event)
+    journal.close()
+    return run_dir
+
+
+def nasty_events(finished: bool = False):
+    events = sample_events()
+    events.append(TaskStateChanged(t=START + 1460, task="rate-limits", state="failed", attempt=1, exit_code=1,
+                                   reason=NASTY))
+    if finished:
+        events.append(RunFinished(t=START + 1500, ok=False, reason="failed tasks"))
+    return events
+
+
+@pytest.fixture
+def repo(tmp_path):
+    write_run(tmp_path, events=nasty_events())
+    return tmp_path
+
+
+# ----------------------------------------------------------------- text
+
+
+def test_status_sums_up_the_latest_run(cli, repo):
+    result = cli("status")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    lines = out.splitlines()
+    assert lines[0] == f"checkout-v2  run {RUN_ID}  stopped without an end (resumable)"
+    assert lines[1].startswith("6/19 done, 3 active, ")
+    assert "2 failed, 1 conflicted, 1 blocked" in lines[1]
+    assert "cost $" in lines[2] and "efficiency " in lines[2] and "elapsed 24m35s" in lines[2]
+    assert "ETA" not in out  # nothing runs: no one will finish it
+    assert "  search-index" in out and "verify failed: 3 tests failed" in out
+    assert "analytics-events" in out and "merge conflict: src/events/bus.py, src/events/schema.py" in out
+    assert "search-ui" in out and "search-index failed" in out
+    assert len(lines) < 24  # one screen
+
+
+def test_task_reasons_are_sanitised(cli, repo):
+    for args in (("status",), ("status", "--json")):
+        out = cli(*args).stdout
+        assert "\x1b" not in out and "\x07" not in out and "owned" not in out
+    text = cli("status").stdout
+    reason = next(line for line in text.splitlines() if line.lstrip().startswith("rate-limits"))
+    assert reason.endswith("verify failed: tests red second line")
+
+
+def test_status_json(cli, repo):
+    result = cli("status", "--json")
+    assert result.returncode == 0
+    info = json.loads(result.stdout)
+    assert info["run"] == RUN_ID and info["epic"] == "checkout-v2"
+    assert (info["done"], info["total"], info["active"]) == (6, 19, 3)
+    assert info["status"] == "stopped without an end (resumable)"
+    assert info["eta"] is None and info["elapsed"] == 1475.0
+    assert 0 < info["efficiency"] <= 1 and info["cost"] > 0 and info["projected_cost"] > info["cost"]
+    assert sorted(t["id"] for t in info["failed_tasks"]) == ["rate-limits", "search-index"]
+    assert info["failed_tasks"][1] == {"id": "search-index", "reason": "verify failed: 3 tests failed",
+                                       "attempt": 1, "exit_code": 1}
+    assert info["conflicted_tasks"] == [{"id": "analytics-events", "reason": "merge conflict",
+                                        "files": ["src/events/bus.py", "src/events/schema.py"]}]
+    assert info["blocked_tasks"] == [{"id": "search-ui", "reason": "search-index failed"}]
+
+
+def test_a_running_run_has_an_eta(cli, repo):
+    (repo / ".waveui" / "controller.lock").write_text(str(os.getpid()))  # a live process holds the run
+    result = cli("status")
+    assert f"run {RUN_ID}  running" in result.stdout
+    assert "ETA " in result.stdout and "ETA —" not in result.stdout
+    info = json.loads(cli("status", "--json").stdout)
+    assert info["status"] == "running" and info["eta"] > 0 and info["elapsed"] > 1475
+
+
+def test_a_finished_run(cli, tmp_path):
+    write_run(tmp_path, events=nasty_events(finished=True))
+    out = cli("status").stdout
+    assert out.splitlines()[0].endswith("failed tasks")
+    assert "ETA" not in out
+
+
+def test_run_chosen_by_prefix_from_a_subfolder(cli, repo):
+    write_run(repo, "20250616-080000-other-cd34", events=sample_events()[:1])
+    (repo / "src" / "deep").mkdir(parents=True)
+    assert cli("status", cwd=repo / "src" / "deep").stdout.splitlines()[0].endswith("20250616-080000-other-cd34"
+                                                                                    "  stopped without an end (resumable)")
+    assert RUN_ID in cli("status", "20250615", cwd=repo / "src").stdout
+    result = cli("status", "2025")
+    assert result.returncode == 2
+    assert result.error_lines == ["waveui: error: 2 runs named '2025' (see `waveui watch --list`)"]
+
+
+def test_no_runs_is_one_error_line(cli, tmp_path):
+    result = cli("status")
+    assert result.returncode == 2
+    assert result.error_lines == ["waveui: error: no waveui runs here: run `waveui run` (or `waveui demo`) first"]
+
+
+def test_long_lists_are_cut_to_fit_one_screen(cli, tmp_path):
+    events = sample_events()
+    ids = list(next(iter(events)).tasks)
+    events += [TaskStateChanged(t=START + 1490, task=info.id, state="failed", reason="boom") for info in ids]
+    write_run(tmp_path, events=events)
+    out = cli("status").stdout
+    assert f"… and {len(ids) - SHOWN_PER_LIST} more" in out
+    assert len(json.loads(cli("status", "--json").stdout)["failed_tasks"]) == len(ids)
+
+
+# ------------------------------------------------- colour and terminals
+
+
+def run_in_terminal(args, cwd: Path, no_color: bool) -> str:
+    """`waveui ARGS` with stdout on a pseudo-terminal: what it printed there."""
+    env = cli_env()
+    env.pop("NO_COLOR", None)
+    env["TERM"] = "xterm-256color"
+    if no_color:
+        env["NO_COLOR"] = "1"
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen([*WAVEUI, *args], cwd=cwd, env=env, stdout=secondary, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([primary], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # the other side closed: all read
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert process.wait(timeout=60) == 0, process.stderr.read()
+    process.stderr.close()
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.parametrize("args", [("plan", "--example"), ("status",)])
+def test_colour_only_on_a_terminal_without_no_color(cli, repo, args):
+    assert "\x1b[" in run_in_terminal(args, repo, no_color=False)
+    assert "\x1b[" not in run_in_terminal(args, repo, no_color=True)
+    env_free = cli(*args)  # a pipe: never colour, NO_COLOR or not
+    assert env_free.returncode == 0 and "\x1b" not in env_free.stdout
+    env = cli_env()
+    env.pop("NO_COLOR")
+    piped = subprocess.run([*WAVEUI, *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert piped.returncode == 0 and "\x1b" not in piped.stdout
+
+
+# ------------------------------------------------------------ completion
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    return sorted(next(a for a in parser._actions if hasattr(a, "choices") and isinstance(a.choices, dict)).choices)
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_names_every_subcommand(cli, shell):
+    result = cli("completion", shell)
+    assert result.returncode == 0 and result.stderr == ""
+    for command in subcommands():
+        assert command in result.stdout
+    for option in ("--workers", "--max-parallel", "--agent", "--json"):
+        assert option.lstrip("-") in result.stdout
+
+
+def test_bash_completion_completes(cli, tmp_path):
+    script = tmp_path / "waveui.bash"
+    script.write_text(cli("completion", "bash").stdout)
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(words)
+        program = (f"source {script}; COMP_WORDS=(waveui {line}); COMP_CWORD={len(words)}; "
+                   "_waveui; printf '%s\\n' \"${COMPREPLY[@]}\"")
+        out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    assert "import" in complete("im") and "status" in complete("st")
+    assert complete("graph", "--format", "") == ["dot", "mermaid"]
+    assert complete("init", "--agent", "c") == ["claude", "codex"]
+    assert "--max-parallel" in complete("run", "--m")
+    assert complete("completion", "") == ["bash", "zsh", "fish"]
+    assert complete("import", "") == []  # a path: the shell's own file completion
+
+
+@pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
+def test_fish_completion_parses(cli, tmp_path):
+    script = tmp_path / "waveui.fish"
+    script.write_text(cli("completion", "fish").stdout)
+    assert subprocess.run(["fish", "--no-execute", str(script)]).returncode == 0

@@ -1,0 +1,119 @@
+"""`waveui import`: turn another tool's task list (CCPM, Taskmaster, Claudio) into a waveui epic file.
+
+:func:`read_source` tells the kind of source from the path it is given and
+reads it into an :class:`Imported` epic; :func:`render` writes that as the
+text of a ``waveui.toml``, with a comment at the top listing every source
+field that has no place in waveui, and checks the text loads back.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from waveui import spec
+from waveui.agents import RECIPES, recipe_lines
+from waveui.importers import ccpm, claudio, taskmaster
+from waveui.importers.common import Imported, SourceError
+
+__all__ = ["Imported", "SourceError", "read_source", "render", "convert"]
+
+
+def _epic_folders(folder: Path) -> list[Path]:
+    """CCPM epic folders under ``folder`` (a project, its ``.claude``, or ``.claude/epics``)."""
+    for epics in (folder / ".claude" / "epics", folder / "epics", folder):
+        if epics.is_dir():
+            found = sorted(p for p in epics.iterdir() if ccpm.is_epic_folder(p))
+            if found:
+                return found
+    return []
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    except ValueError as error:
+        raise SourceError(f"{path}: not valid JSON: {error}") from None
+
+
+def read_source(source: str | Path) -> Imported:
+    """The epic in ``source``: a CCPM epic folder, a folder holding ``.taskmaster/`` or ``.claude/epics/``, or a JSON file."""
+    path = Path(source)
+    if not path.exists():
+        raise SourceError(f"{source}: no such file or folder")
+    if path.is_dir():
+        if ccpm.is_epic_folder(path):
+            return ccpm.read(path)
+        tasks = taskmaster.tasks_file(path)
+        epics = _epic_folders(path)
+        if tasks and epics:
+            raise SourceError(f"{source}: holds both Taskmaster tasks and CCPM epics: "
+                              f"give one, e.g. `waveui import {tasks}` or `waveui import {epics[0]}`")
+        if tasks:
+            return taskmaster.read(tasks)
+        if len(epics) == 1:
+            return ccpm.read(epics[0])
+        if epics:
+            names = ", ".join(p.name for p in epics)
+            raise SourceError(f"{source}: {len(epics)} CCPM epics ({names}): give one, e.g. `waveui import {epics[0]}`")
+        raise SourceError(f"{source}: found no CCPM epic (.claude/epics/<name>/NNN.md), "
+                          "Taskmaster tasks (.taskmaster/tasks/tasks.json) or Claudio plan (a .json file) here")
+    if path.suffix.lower() == ".md" and ccpm.is_epic_folder(path.parent):
+        return ccpm.read(path.parent)  # e.g. .claude/epics/<name>/epic.md
+    data = _read_json(path)
+    if taskmaster.looks_like(data):
+        return taskmaster.from_data(data, path)
+    if claudio.looks_like(data):
+        return claudio.from_data(data, path)
+    if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+        # fields tell nothing (no tasks, or only id and title): Taskmaster's file is always tasks.json
+        return (taskmaster if path.name == "tasks.json" else claudio).from_data(data, path)
+    raise SourceError(f"{source}: neither Taskmaster tasks nor a Claudio plan (no \"tasks\" list)")
+
+
+def _comment(line: str) -> str:
+    return "# " + " ".join(line.split())  # a comment is one line, whatever the source held
+
+
+def render(imported: Imported, agent: str | None = None, path: str | Path = "waveui.toml") -> str:
+    """The epic file's text: a header saying where it came from and what was left out, then the epic.
+
+    Raises SourceError if the result is not a valid epic (a dependency cycle in the source, say).
+    """
+    what = {"CCPM": "CCPM epic", "Taskmaster": "Taskmaster tasks file", "Claudio": "Claudio plan"}[imported.kind]
+    header = [_comment(f"waveui epic made by `waveui import` from the {what} {imported.source}"),
+              "# Check it with `waveui plan`, then run it with `waveui run`."]
+    for line in imported.explanations:
+        header += textwrap.wrap(" ".join(line.split()), 98, initial_indent="# ", subsequent_indent="#   ",
+                                break_on_hyphens=False, break_long_words=False)
+    if imported.skipped:
+        header.append(_comment("skipped, done already: " + ", ".join(imported.skipped)))
+    header += [_comment(f"renamed: task {old!r} is {new!r}") for old, new in imported.renamed.items()]
+    header += [_comment(f"not mapped: {line}") for line in imported.not_mapped]
+
+    body = spec.dumps(imported.epic).split("\n")
+    at = body.index("[epic]") + 2  # after the name, which to_dict writes first
+    if agent:
+        command = recipe_lines(agent)
+    else:
+        choices = "|".join(RECIPES)
+        command = [f"# No command yet: set one, or import again with --agent {choices}. For example:",
+                   "# " + recipe_lines("claude")[1]]
+    text = "\n".join(header) + "\n\n" + "\n".join(body[:at] + command + body[at:])
+    try:
+        spec.loads(text, path)
+    except spec.SpecError as error:
+        first = error.problems[0].message
+        more = len(error.problems) - 1
+        raise SourceError(f"{imported.source}: cannot be made a valid epic: {first}"
+                          + (f" (and {more} more problems)" if more else "")) from None
+    return text
+
+
+def convert(source: str | Path, agent: str | None = None, path: str | Path = "waveui.toml") -> tuple[str, Imported]:
+    """Read ``source`` and render it: the epic file's text and what was imported."""
+    imported = read_source(source)
+    return render(imported, agent, path), imported
