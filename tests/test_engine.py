@@ -458,7 +458,8 @@ def test_tasks_outlive_a_killed_waveui_and_are_adopted_not_rerun(tmp_path):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # kill waveui while "long" runs
         runs = list_runs(repo)
-        if runs and starts.exists():
+        if runs and any(isinstance(e, TaskStateChanged) and e.task == "long" and e.state == "running"
+                        for e in read_events(runs[-1] / "events.jsonl")):
             journal = runs[-1] / "events.jsonl"
             break
         time.sleep(0.05)

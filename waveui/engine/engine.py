@@ -116,12 +116,22 @@ class Engine:
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
         self._adaptive: AdaptiveLimit | None = None
         self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
+        self._journal_error: str | None = None
 
     # ------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
         assert self.journal is not None
-        self.journal.append(event)
+        if self._journal_error:
+            return  # nothing more can be recorded; the run is ending and stays resumable
+        try:
+            self.journal.append(event)
+        except OSError as error:
+            # A full disk: what is not journaled must not happen, so stop, leave running tasks to the
+            # next run (it adopts them) and report one line rather than a traceback per task.
+            self._journal_error = f"cannot write the journal {self.journal.path}: {error.strerror or error}"
+            self.stop(leave_resumable=True)
+            return
         fold(self.state, event)
         for listener in list(self.options.listeners):
             try:
@@ -241,7 +251,10 @@ class Engine:
                                          self.run_dir / "logs")
             except GitError as error:
                 raise EngineError(str(error)) from None
-        self.journal = Journal(self.run_dir)
+        try:
+            self.journal = Journal(self.run_dir)
+        except OSError as error:
+            raise EngineError(f"cannot write the journal in {self.run_dir}: {error.strerror or error}") from None
         return previous is not None
 
     def _start_events(self, resumed: bool) -> None:
@@ -269,7 +282,7 @@ class Engine:
         for task in list(self.state.tasks.values()):
             if task.state in STUCK_STATES:
                 self._set_state(task.id, "pending", reason=f"resumed after it was {task.state}")
-            elif task.state in ("running", "verifying", "paused") and await self._adopt(task):
+            elif task.state in ("preparing", "running", "verifying", "paused") and await self._adopt(task):
                 continue
             elif task.state in SLOT_STATES or task.state in ("merging", "ready"):
                 if task.pid and task.pid_started:
@@ -283,7 +296,7 @@ class Engine:
     async def _adopt(self, task) -> bool:
         """Follow a task a killed waveui left running (or that finished meanwhile) instead of rerunning it."""
         logs = self.run_dir / "logs"
-        step = task.state
+        step = "running" if task.state == "preparing" else task.state  # it may have started unrecorded
         if step == "paused":
             step = "verifying" if StepFiles.of(logs, task.id, "verifying").pidfile.exists() else "running"
         process = SupervisedStep.adopt(StepFiles.of(logs, task.id, step), self._on_directive(task.id))
@@ -332,6 +345,8 @@ class Engine:
             if self.journal:
                 self.journal.close()
             self._controller.release()
+        if self._journal_error:
+            raise EngineError(self._journal_error + "; free some space and run `waveui run` again to resume")
         return self.state
 
     def _finish(self) -> None:
@@ -443,6 +458,9 @@ class Engine:
                     start_point = await asyncio.to_thread(self.integrator.tip)
                     worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
                     workdir = worktree.path
+                    # journaled before the command starts, so a task adopted after a crash knows its base
+                    self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(workdir),
+                                    start_point=start_point)
                     if not await self._setup(task, worktree, attempt):
                         return
             outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)

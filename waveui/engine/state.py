@@ -56,7 +56,8 @@ class TaskView:
     reason: str = ""
     attempt: int = 0
     progress: float = 0.0
-    cost: float = 0.0
+    cost: float = 0.0  # every attempt's, so a retry never hides what was spent
+    earlier_cost: float = 0.0  # what attempts before the current one cost
     iterations: int = 0
     message: str = ""
     worker: int | None = None
@@ -205,6 +206,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
     if e.state in SLOT_STATES and task.state not in SLOT_STATES:
         # a new attempt
         task.busy_seconds, task.progress, task.finished = 0.0, 0.0, None
+        task.message, task.earlier_cost = "", task.cost
         task.started = e.t
         task.attempts.append(Attempt(e.attempt, e.t))
         task.files, task.undeclared, task.exit_code = [], [], None
@@ -246,8 +248,8 @@ def _progress(state: RunState, e: TaskProgress) -> None:
         return
     if e.progress is not None:
         task.progress = max(0.0, min(100.0, e.progress))
-    if e.cost is not None:
-        task.cost = e.cost
+    if e.cost is not None:  # agents report what the attempt has cost so far
+        task.cost = task.earlier_cost + e.cost
     if e.iterations is not None:
         task.iterations = e.iterations
     if e.message is not None:
