@@ -59,7 +59,9 @@ def test_ccpm_conflicts_with_becomes_a_shared_lock_file():
     assert ".waveui-locks/002-003" in tokens.affected_files
     assert ".waveui-locks/002-003" in login.affected_files
     assert sum(".waveui-locks/" in f for t in epic.tasks for f in t.affected_files) == 2  # one pair, listed once
-    assert any(".waveui-locks/<a>-<b>" in line and 'conflicts = "lock"' in line for line in header(text))
+    explained = " ".join(line.lstrip("# ") for line in header(text))
+    assert "conflicts_with: 002 and 003 must not run at once" in explained
+    assert 'sets conflicts = "lock" and gives each pair a shared pseudo-file .waveui-locks/<a>-<b>' in explained
     plan = make_plan(epic, 2)
     ids = [t.id for t in epic.tasks]
     assert [(ids[c.a], ids[c.b]) for c in plan.conflicts] == [("002", "003")]

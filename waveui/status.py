@@ -19,7 +19,8 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     """What `waveui status --json` prints: the `waveui watch --list` row of the run, and more."""
     running = summary["status"] == "running"
     out = dict(summary)
-    out["epic"] = sanitize_line(out["epic"])
+    for key in ("epic", "status", "run"):
+        out[key] = sanitize_line(out[key])
     out["active"] = state.active
     out["efficiency"] = round(state.efficiency(now if running else None), 3)
     if running:
