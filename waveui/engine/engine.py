@@ -291,7 +291,29 @@ class Engine:
                         self.integrator.is_merged, self._branch(task.id)):
                     self._set_state(task.id, "done", reason="merged before waveui stopped")
                     continue
+                if task.state == "merging" and self.integrator and await self._finish_merge(task):
+                    continue
                 self._set_state(task.id, "pending", reason="rerun: it was in flight when waveui stopped")
+
+    async def _finish_merge(self, task) -> bool:
+        """Merge work committed before waveui stopped; False if its branch no longer holds that commit.
+
+        Its command already ran to the end: running it again would do the work twice.
+        """
+        branch = self._branch(task.id)
+        tip = await asyncio.to_thread(self.integrator._resolve, f"refs/heads/{branch}")
+        if not task.commit or tip != task.commit:
+            return False
+        title = self.tasks[task.id].title
+        message = f"waveui: {task.id}" + (f" {title}" if title else "")
+        result = await asyncio.to_thread(self.integrator.merge, branch, message)
+        if result.ok:
+            self._set_state(task.id, "done", commit=result.commit, files=task.files, undeclared=task.undeclared,
+                            reason="merged after waveui stopped")
+        else:
+            self._set_state(task.id, "conflicted", files=result.conflicted,
+                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {branch} kept")
+        return True
 
     async def _adopt(self, task) -> bool:
         """Follow a task a killed waveui left running (or that finished meanwhile) instead of rerunning it."""

@@ -37,8 +37,19 @@ def runs_dir(repo_root: Path) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) owner-only: logs and prompts may be private."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` (and any missing parents) owner-only: logs and prompts may be private."""
+    missing = []
+    folder = path
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    # Not mkdir(parents=True): it makes the parents with the umask's mode (0777 under umask 000).
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made by another process meanwhile: not ours to change
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask too
     os.chmod(path, 0o700)
     return path
 
@@ -69,8 +80,7 @@ class Journal:
             with open(self.path, "rb") as f:
                 f.seek(size - 1)
                 if f.read(1) != b"\n":
-                    self._file.write("\n")
-                    self._file.flush()
+                    os.write(self._file.fileno(), b"\n")  # unbuffered: a failed write leaves nothing queued
 
     def append(self, event: Event) -> None:
         self._file.write(to_json(event) + "\n")
@@ -96,9 +106,16 @@ class Journal:
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass  # a full disk: the torn tail is repaired when the run is resumed
+            finally:
+                try:
+                    self._file.close()
+                except OSError:  # close flushes the same unwritable buffer again
+                    pass
 
 
 def parse_lines(lines) -> Iterator[Event]:
@@ -141,7 +158,9 @@ class JournalTail:
         complete, _, self._partial = data.rpartition(b"\n")
         if not complete:
             return []
-        return list(parse_lines(complete.decode("utf-8", errors="replace").splitlines()))
+        # Split at "\n" only: str.splitlines also splits at "\x85", "\u2028", ..., which a journal line
+        # may hold raw in a title or a reason (JSON escapes none of them), and the event would be lost.
+        return list(parse_lines(complete.decode("utf-8", errors="replace").split("\n")))
 
 
 def list_runs(repo_root: Path) -> list[Path]:

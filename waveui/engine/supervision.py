@@ -263,6 +263,11 @@ class SupervisedStep:
             await asyncio.to_thread(self._read_log)
             status = _read_json(self.files.status)
             if status is not None:
+                while True:  # the step ended: read the rest of its log, however far behind a flood left us
+                    offset = self._offset
+                    await asyncio.to_thread(self._read_log)
+                    if self._offset == offset:
+                        break
                 if self._partial:
                     self._partial += b"\n"
                     await asyncio.to_thread(self._read_log)
