@@ -246,10 +246,14 @@ def cmd_watch(args) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
+        from waveui.sanitize import sanitize_line
+
         print(f"{'run':<44} {'epic':<20} {'done':>9}  status")
         for row in rows:
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else ""
-            print(f"{row['run']:<44} {row['epic']:<20} {row['done']:>4}/{row['total']:<4}  {row['status']}  {started}")
+            # The run's name, epic and end reason come from its folder and journal: never raw to the terminal.
+            run, epic, status = (sanitize_line(str(row[key])) for key in ("run", "epic", "status"))
+            print(f"{run:<44} {epic:<20} {row['done']:>4}/{row['total']:<4}  {status}  {started}")
         return 0
     run_dir = _pick_run(root, args.run)
     from waveui.ui.app import WaveApp
@@ -388,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return 0
+        if not Path("waveui.toml").exists():
+            parser.print_help()
+            return 0
+        args = parser.parse_args(["run"])  # bare `waveui` in a folder with an epic runs it
     try:
         return args.handler(args)
     except SpecError as error:

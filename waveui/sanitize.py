@@ -38,6 +38,8 @@ def _picture(match: re.Match) -> str:
 
 def sanitize(text: str) -> str:
     """``text`` with every escape sequence removed and every other control character made inert."""
+    if text.isprintable():  # the usual case: no control, no format character, nothing to do
+        return text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _SEQUENCE.sub("", text)
     text = _C1_AND_BIDI.sub("", text)

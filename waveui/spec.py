@@ -13,10 +13,11 @@ import dataclasses
 import difflib
 import math
 import re
+import sys
 import tomllib
 from decimal import Decimal
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomli_w
@@ -25,6 +26,21 @@ from waveui._gc import paused as gc_paused
 
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MAX_PROBLEMS = 50
+
+
+def name_problem(kind: str, name: str) -> str | None:
+    """Why ``name`` cannot be an epic name or task id, or None when it can.
+
+    Ids become branch names (``waveui/<epic>@<task>``) and file names under
+    ``.waveui/``, so beyond :data:`TASK_ID` they must be what git accepts as a
+    ref component: git refuses ``..`` anywhere and a trailing ``.`` or ``.lock``.
+    """
+    if not TASK_ID.match(name):
+        return f"{kind} {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    if ".." in name or name.endswith((".", ".lock")):
+        return f"{kind} {name!r} cannot name a git branch: no '..', and no '.' or '.lock' at the end"
+    return None
+
 
 CONFLICT_MODES = ("serialise", "lock", "defer")
 STRATEGIES = ("eager", "waves")
@@ -48,8 +64,17 @@ class SpecError(Exception):
     """An epic file that cannot be used; ``problems`` says every reason found."""
 
     def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(map(str, problems)))
+        # Each problem is printed as one line of a terminal: names and values from the file
+        # (a key "a\nb", an id holding an escape sequence) are shown escaped, never raw.
+        self.problems = [Problem(_printable(p.path), p.line, _printable(p.message)) for p in problems]
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, ESC, bidi overrides, ...) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 @dataclass
@@ -256,6 +281,27 @@ def _type_name(value: Any) -> str:
 
 
 _DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+# Integers beyond this are refused: far past any sensible count, and every smaller one can be
+# printed, stored as JSON and turned into a float.
+INT_LIMIT = 2**63
+SHOWN_MAX = 200  # characters of a bad value quoted in a problem
+
+
+def _show(value: Any) -> str:
+    """A bad value for a problem's text: its repr, cut short when long."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python will print (see sys.get_int_max_str_digits)
+        return "(too large to show)"
+    return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX - 1] + "…"
+
+
+def _float(value: int | float) -> float:
+    """``value`` as a float; an integer too large for one counts as infinite."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 class _Checker:
@@ -280,33 +326,36 @@ class _Checker:
             return list(value)
         if isinstance(value, list):
             bad = next(v for v in value if not isinstance(v, str))
-            self.add(line, f"{what} must be an array of strings, but holds {_type_name(bad)} {bad!r}")
+            self.add(line, f"{what} must be an array of strings, but holds {_type_name(bad)} {_show(bad)}")
         else:
             self.add(line, f"{what} must be an array of strings, not {_type_name(value)}")
         return []
 
     def integer(self, value: Any, line: int, what: str, minimum: int | None = None) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.add(line, f"{what} must be an integer, not {_type_name(value)} {value!r}")
+            self.add(line, f"{what} must be an integer, not {_type_name(value)} {_show(value)}")
             return None
         if minimum is not None and value < minimum:
-            self.add(line, f"{what} must be at least {minimum}, not {value}")
+            self.add(line, f"{what} must be at least {minimum}, not {_show(value)}")
+            return None
+        if abs(value) >= INT_LIMIT:
+            self.add(line, f"{what} is too large: {_show(value)}")
             return None
         return value
 
     def number(self, value: Any, line: int, what: str, minimum: float = 0) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            self.add(line, f"{what} must be a number, not {_type_name(value)} {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(_float(value)):
+            self.add(line, f"{what} must be a number, not {_type_name(value)} {_show(value)}")
             return None
-        if value < minimum or math.isinf(value):
-            self.add(line, f"{what} must be a finite number of at least {minimum:g}, not {value}")
+        if value < minimum or math.isinf(_float(value)):
+            self.add(line, f"{what} must be a finite number of at least {minimum:g}, not {_show(value)}")
             return None
         return value
 
     def boolean(self, value: Any, line: int, what: str) -> bool | None:
         if isinstance(value, bool):
             return value
-        self.add(line, f"{what} must be true or false, not {_type_name(value)} {value!r}")
+        self.add(line, f"{what} must be true or false, not {_type_name(value)} {_show(value)}")
         return None
 
     def choice(self, value: Any, line: int, what: str, choices: tuple[str, ...]) -> str | None:
@@ -314,11 +363,11 @@ class _Checker:
             return value
         options = ", ".join(choices)
         hint = _did_you_mean(value, list(choices)) if isinstance(value, str) else ""
-        self.add(line, f"{what} must be one of {options}, not {value!r}{hint}")
+        self.add(line, f"{what} must be one of {options}, not {_show(value)}{hint}")
         return None
 
     def duration(self, value: Any, line: int, what: str) -> float | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < _float(value) < math.inf:
             return float(value)
         if isinstance(value, str):
             try:
@@ -328,33 +377,69 @@ class _Checker:
             else:
                 if 0 < seconds < math.inf:
                     return seconds
-        self.add(line, f"{what} is not a duration: {value!r} (write e.g. \"90s\", \"20m\", \"1h30m\")")
+        self.add(line, f"{what} is not a duration: {_show(value)} (write e.g. \"90s\", \"20m\", \"1h30m\")")
         return None
 
     def size(self, value: Any, line: int, what: str) -> float | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= _float(value) < math.inf:
             return float(value)
         if isinstance(value, str):
             try:
-                return parse_size(value)
+                size = parse_size(value)
             except ValueError:
                 pass
-        self.add(line, f"{what} is not a size: {value!r} (write e.g. \"2GB\", \"512MB\")")
+            else:
+                if size < math.inf:  # "1e999" digits parse as infinity
+                    return size
+        self.add(line, f"{what} is not a size: {_show(value)} (write e.g. \"2GB\", \"512MB\")")
         return None
 
-    def relative_paths(self, value: Any, line: int, what: str) -> list[str]:
+    def relative_paths(self, value: Any, line: int, what: str, setup: bool = False) -> list[str]:
+        """Paths or globs inside the repository; ``setup``: setup inputs, which pathlib's glob reads."""
         paths = self.string_list(value, line, what)
         good = []
         for p in paths:
             if not p.strip():
                 self.add(line, f"{what} holds an empty path")
             elif p.startswith(("/", "\\")) or _DRIVE.match(p):
-                self.add(line, f"{what} must be relative to the repository, not absolute: {p!r}")
+                self.add(line, f"{what} must be relative to the repository, not absolute: {_show(p)}")
             elif ".." in p and ".." in p.replace("\\", "/").split("/"):  # as PurePosixPath(...).parts, quicker
-                self.add(line, f"{what} must stay inside the repository, but {p!r} climbs out with '..'")
+                self.add(line, f"{what} must stay inside the repository, but {_show(p)} climbs out with '..'")
+            elif _CONTROL.search(p):
+                self.add(line, f"{what} holds a control character: {_show(p)}")
+            elif (problem := _pattern_problem(p, setup)) is not None:
+                self.add(line, f"{what}: {_show(p)} {problem}")
             else:
                 good.append(p)
         return good
+
+
+# C0 and C1 controls and the bidirectional overrides: `waveui plan` prints file names as they are,
+# and a terminal would obey these (a NUL in a path would even stop the task's command from starting).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _pattern_problem(path: str, setup: bool) -> str | None:
+    """Why a glob cannot be used, or None: the planner turns affected files into regexes, and
+    pathlib's glob (which reads setup inputs) refuses some patterns by raising."""
+    if setup:
+        parts = PurePosixPath(path).parts  # as pathlib globs on POSIX: a backslash is part of a name
+        if not parts:
+            return "names no file"
+        if any("**" in part and part != "**" for part in parts):
+            return "has '**' inside a name: it must be a whole path component, as in 'a/**/b'"
+    elif "[" in path:
+        import warnings
+
+        from waveui.plan.conflicts import glob_regex, normalise
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a FutureWarning here would be noise on stderr later
+            try:
+                glob_regex(normalise(path))
+            except (re.error, FutureWarning):
+                return "has a '[...]' set waveui cannot read (empty, a range running backwards, or '[' inside it)"
+    return None
 
 
 def _unknown_keys(check: _Checker, table: dict, known: list[str], where: str, line_of) -> None:
@@ -374,8 +459,9 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
     epic = Epic(name=default_name)
     if "name" in raw:
         name = check.string(raw["name"], at("name"), "epic name")
-        if name is not None and not TASK_ID.match(name):
-            check.add(at("name"), f"epic name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        problem = name_problem("epic name", name) if name is not None else None
+        if problem:
+            check.add(at("name"), problem)
         elif name is not None:
             epic.name = name
     for key in ("base", "setup", "command", "verify"):
@@ -392,7 +478,7 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
         if key in raw:
             value = check.number(raw[key], at(key), f"[epic] {key}")
             if value is not None and value > 100:
-                check.add(at(key), f"[epic] {key} is a CPU percentage, at most 100, not {value}")
+                check.add(at(key), f"[epic] {key} is a CPU percentage, at most 100, not {_show(value)}")
             elif value is not None:
                 setattr(epic, key, float(value))
     if epic.cpu_low >= epic.cpu_high:
@@ -411,7 +497,8 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
             if value is not None:
                 setattr(epic, key, value)
     if "setup_inputs" in raw:
-        epic.setup_inputs = check.relative_paths(raw["setup_inputs"], at("setup_inputs"), "[epic] setup_inputs")
+        epic.setup_inputs = check.relative_paths(raw["setup_inputs"], at("setup_inputs"), "[epic] setup_inputs",
+                                                 setup=True)
     if "timeout" in raw:
         epic.timeout = check.duration(raw["timeout"], at("timeout"), "[epic] timeout")
     if "retries" in raw:
@@ -436,8 +523,9 @@ def _task(check: _Checker, index: int, raw: Any) -> Task | None:
     task_id = check.string(raw["id"], at("id"), "task id")
     if task_id is None:
         return None
-    if not TASK_ID.match(task_id):
-        check.add(at("id"), f"task id {task_id!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    problem = name_problem("task id", task_id)
+    if problem:
+        check.add(at("id"), problem)
         return None
     task = Task(id=task_id, line=header)
     for key in ("title", "prompt", "command", "verify"):
@@ -530,6 +618,14 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
             line = int(found.group(1)) if found else max(1, text.count("\n") + 1 - text.endswith("\n"))
             message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise SpecError([Problem(shown, line, f"invalid TOML: {message}")]) from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise SpecError([Problem(shown, _deepest_line(text), "invalid TOML: arrays or tables nested too deeply")]) from None
+    except ValueError as error:  # int() refuses a number of thousands of digits, and tomllib lets that through
+        limit = sys.get_int_max_str_digits() or 4300
+        too_long = re.search(r"[0-9_]{%d,}" % limit, text)
+        line = text.count("\n", 0, too_long.start()) + 1 if too_long else 1
+        message = f"a number of more than {limit} digits" if "digits" in str(error) else str(error).split(";")[0]
+        raise SpecError([Problem(shown, line, f"invalid TOML: {message}")]) from None
     lines = _KeyLines(text)
     check = _Checker(shown, lines)
     for key in data:
@@ -571,9 +667,28 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
     return epic
 
 
+def _deepest_line(text: str) -> int:
+    """The first line where arrays and tables are nested deepest (strings and comments left out)."""
+    depth = deepest = 0
+    where, in_multiline = 1, None
+    for number, line in enumerate(text.split("\n"), start=1):
+        code, in_multiline = _KeyLines._code(line, in_multiline)
+        for ch in code:
+            if ch in "[{":
+                depth += 1
+                if depth > deepest:
+                    deepest, where = depth, number
+            elif ch in "]}":
+                depth = max(0, depth - 1)
+    return where
+
+
 def _default_name(path: str | Path) -> str:
     folder = Path(path).resolve().parent.name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", folder).strip("-._")[:64]
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", folder))  # git refuses ".." in a branch
+    slug = slug.strip("-._")[:64].rstrip("-._")
+    while slug.endswith(".lock"):  # nor may a branch name end in ".lock" (a folder "x.lock" gives "x")
+        slug = slug.removesuffix(".lock").rstrip("-._")
     return slug or "epic"
 
 

@@ -96,6 +96,7 @@ class HeadlessReporter:
         if self.out is None:
             return
         try:
-            print(line, file=self.out, flush=True)
+            # Every line, whatever it holds (the epic and branch of a resumed run come from its journal).
+            print(sanitize(line), file=self.out, flush=True)
         except (BrokenPipeError, OSError):
             self.out = None  # the reader went away (`| head`); the run goes on regardless

@@ -273,7 +273,10 @@ class WorktreePool:
         code = self._run_setup(wt, env, timeout)
         if code == 0:
             tmp = marker.with_name(marker.name + ".tmp")
-            tmp.write_text(digest + "\n", encoding="ascii")
+            # Owner-only like everything under .waveui/: write_text would leave it to the umask.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(digest + "\n")
             os.replace(tmp, marker)
         return SetupResult(True, time.monotonic() - started, code)
 
@@ -378,6 +381,7 @@ class WorktreePool:
         # Drop git's record of worktrees whose folders are gone, ours among them.
         run_git(self.repo_root, "worktree", "prune")
         run_git(self.repo_root, "worktree", "add", "-q", "--force", "--detach", str(slot.path), commit)
+        os.chmod(slot.path, 0o700)  # git made it by the umask; everything under .waveui/ is owner-only
         slot.branch = None
 
     def _gitdir(self, path: Path) -> Path | None:
@@ -463,7 +467,8 @@ def _check_input_pattern(pattern: str) -> str:
     if not pattern.strip() or pattern.startswith(("/", "\\")) or ".." in parts or "\0" in pattern:
         raise ValueError(f"setup input {pattern!r} must be a path inside the repository")
     # Path.glob raises on these (IndexError for ".", ValueError for "a**"), which would fail every task
-    if not parts or any("**" in part and part != "**" for part in parts):
+    globbed = PurePosixPath(pattern).parts  # as Path.glob reads it: a backslash is part of a name
+    if not globbed or any("**" in part and part != "**" for part in globbed):
         raise ValueError(f"setup input {pattern!r} is not a pattern pathlib can glob")
     return pattern
 

@@ -108,14 +108,15 @@ class TaskDetailScreen(Screen):
         money = [f"ran {metrics.duration(task.elapsed(now))}", f"cost {metrics.money(task.cost)}",
                  f"{task.iterations} iterations"]
         if task.worker is not None:
-            money += [f"worker {task.worker}", task.worktree or "", f"pid {task.pid or '—'}"]
+            money += [f"worker {task.worker}", sanitize_line(task.worktree), f"pid {task.pid or '—'}"]
         lines = [
-            Content.assemble((f"{mark(task.state)} {task.id}", f"bold {colour}"), "  ",
+            # Ids, worktrees and the branch come from the journal, which any process could have written to.
+            Content.assemble((f"{mark(task.state)} {sanitize_line(task.id)}", f"bold {colour}"), "  ",
                              (sanitize_line(task.title), "bold")),
             Content.assemble((" · ".join(facts), colour)),
             Content.assemble((" · ".join(m for m in money if m), "$text-muted")),
             Content.assemble(("branch ", "$text-muted"), branch_of(self.state.epic, task.id) or "—",
-                             ("   requires ", "$text-muted"), ", ".join(task.requires) or "—"),
+                             ("   requires ", "$text-muted"), sanitize_line(", ".join(task.requires)) or "—"),
         ]
         why = sanitize_line(task.reason or task.message)
         if why or task.exit_code is not None:
@@ -170,7 +171,7 @@ class TaskDetailScreen(Screen):
         if self.repo_root is None:
             view.write(Text("No repository here: run waveui from the project to see the task's diff."))
             return
-        view.write(Text(f"git diff {self.state.branch}...{branch_of(self.state.epic, self.task_id)} …"))
+        view.write(Text(sanitize_line(f"git diff {self.state.branch}...{branch_of(self.state.epic, self.task_id)} …")))
         self.run_worker(self._load_diff(), group="diff", exclusive=True, name="git diff")
 
     async def _load_diff(self) -> None:

@@ -65,11 +65,13 @@ def branch_diff(repo_root: Path, integration: str, branch: str, merge_commit: st
 
 
 def _diff_into(result: BranchDiff, repo_root: Path, *span: str) -> None:
-    names = _git(repo_root, "diff", "--name-only", "-z", *span, "--")
+    # The revisions come from the journal, which any process can write to: --end-of-options keeps
+    # one such as "--output=FILE" a (bad) revision, never an option that makes git write a file.
+    names = _git(repo_root, "diff", "--name-only", "-z", "--end-of-options", *span, "--")
     if names.returncode != 0:
         result.error = _first_line(names.stderr)
         return
-    diff = _git(repo_root, "diff", "--no-color", "--no-ext-diff", *span, "--")
+    diff = _git(repo_root, "diff", "--no-color", "--no-ext-diff", "--end-of-options", *span, "--")
     result.files = [sanitize(n) for n in names.stdout.decode("utf-8", errors="replace").split("\0") if n]
     data = diff.stdout
     result.truncated = len(data) > MAX_DIFF_BYTES

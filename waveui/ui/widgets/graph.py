@@ -24,6 +24,7 @@ from waveui.ui.bridge import Changes
 from waveui.ui.graph_layout import BOX_HEIGHT, GraphLayout, cells_of, layout_graph
 from waveui.ui.look import ACTIVE_STATES, STATE_COMPONENTS, TaskFilter, component, highlight, mark, state_style
 from waveui.ui.messages import TaskOpened, TaskSelected
+from waveui.sanitize import sanitize_line
 from waveui.ui.text import fit, fit_right
 
 ID_WIDTH_MAX = 18
@@ -287,5 +288,5 @@ class DependencyGraph(ScrollView, can_focus=True):
         if line == 2:
             return [Segment(lines[4] + lines[1] * (width - 2) + lines[5], border)]
         percent = f"{task.progress:3.0f}%" if task.state in ACTIVE_STATES else ""
-        label = fit(f"{mark(task.state)} {task.id}", width - 7) + " " + fit_right(percent, 4)
+        label = fit(f"{mark(task.state)} {sanitize_line(task.id)}", width - 7) + " " + fit_right(percent, 4)
         return [Segment(lines[3], border), Segment(label, coloured), Segment(lines[3], border)]

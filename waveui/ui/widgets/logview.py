@@ -5,9 +5,11 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from textual.markup import escape
 from textual.widgets import Log
 
-from waveui.sanitize import sanitize
+from waveui.sanitize import sanitize, sanitize_line
+from waveui.spec import name_problem
 
 POLL_SECONDS = 0.25
 TAIL_BYTES = 64 * 1024  # how much of an existing log to show when a task is picked
@@ -69,9 +71,11 @@ class TaskLog(Log):
             return
         self.task_id = task_id
         self.clear()
-        path = self.log_dir / f"{task_id}.log" if self.log_dir is not None and task_id else None
+        # Ids come from the journal: one that is no valid task id ("../x", a NUL) names no log file.
+        safe = task_id is not None and name_problem("task id", task_id) is None
+        path = self.log_dir / f"{task_id}.log" if self.log_dir is not None and safe else None
         self._follower = LogFollower(path)
-        self.border_title = f"Log · {task_id}" if task_id else "Log"
+        self.border_title = f"Log · {escape(sanitize_line(task_id))}" if task_id else "Log"  # markup, from the journal
         self.poll()
 
     def poll(self) -> None:

@@ -249,7 +249,7 @@ class WaveTimeline(ScrollView, can_focus=True):
             Segment(CRITICAL_MARK if task.critical else " ", component(self, "timeline--critical")),
             Segment(" ", base),
             Segment(mark(task.state) + " ", coloured),
-            Segment(fit(task.id, self._id_width) + " ", base),
+            Segment(fit(sanitize_line(task.id), self._id_width) + " ", base),  # ids come from the journal
             *self._title_segments(task, title_width, base, dim),
             *self._bar_segments(task, bar_width, coloured, dim),
             Segment(" " + fit(task.state, STATE_WIDTH) + " ", coloured),

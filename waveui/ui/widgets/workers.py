@@ -12,6 +12,7 @@ from waveui.engine import metrics
 from waveui.ui.look import mark
 from waveui.ui.messages import TaskOpened, TaskSelected
 from waveui.ui.processes import Usage
+from waveui.sanitize import sanitize_line
 from waveui.ui.text import fit
 
 # (key, label, width): fixed widths, so a changed cell never costs a layout pass.
@@ -63,8 +64,10 @@ class WorkerTable(DataTable):
         if task is None:
             return (str(slot), *IDLE)
         used = usage.get(task.id)
-        worktree = task.worktree.rstrip("/").rsplit("/", 1)[-1] if task.worktree else "—"
-        return (str(slot), fit(f"{mark(task.state)} {task.id}", COLUMNS[1][2]), worktree, str(task.pid or "—"),
+        # Ids and worktrees come from the journal, which any process could have written to.
+        worktree = sanitize_line(task.worktree.rstrip("/").rsplit("/", 1)[-1]) if task.worktree else "—"
+        return (str(slot), fit(f"{mark(task.state)} {sanitize_line(task.id)}", COLUMNS[1][2]), worktree,
+                str(task.pid or "—"),
                 f"{used.cpu:.0f}" if used else "—", metrics.size(used.memory) if used else "—",
                 metrics.duration(task.elapsed(now)), str(task.attempt or 1))
 
