@@ -249,7 +249,7 @@ class Engine:
                 await asyncio.to_thread(self.integrator.ensure_branch)
                 self.pool = WorktreePool(self.repo_root, self.epic.name, self.epic.setup, self.epic.setup_inputs,
                                          self.run_dir / "logs")
-            except GitError as error:
+            except (GitError, ValueError) as error:  # ValueError: a name no branch may have
                 raise EngineError(str(error)) from None
         try:
             self.journal = Journal(self.run_dir)

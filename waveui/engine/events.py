@@ -160,7 +160,8 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 
 def to_json(event: Event) -> str:
-    return json.dumps(to_dict(event), separators=(",", ":"), ensure_ascii=False)
+    # ASCII only: a raw U+2028 in a title would split the line for some readers of the journal.
+    return json.dumps(to_dict(event), separators=(",", ":"))
 
 
 def from_dict(data: dict[str, Any]) -> Event:

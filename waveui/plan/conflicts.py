@@ -85,7 +85,7 @@ def glob_regex(pattern: str) -> re.Pattern:
             i += 1
         elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
             end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end]
+            body = pattern[i + 1 : end].replace("\\", "\\\\")  # a class is characters, not regex escapes
             out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
             i = end + 1
         else:
