@@ -7,10 +7,9 @@ taken as it is).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from waveui.importers.common import Draft, Imported, Notes, SourceError, finish, priority, text
+from waveui.importers.common import Draft, Imported, Notes, SourceError, finish, priority, text, read_json
 
 COMPLEXITY = {"trivial": 1, "low": 2, "medium": 3, "high": 5, "very high": 8, "very_high": 8}
 TASK_FIELDS = ("id", "title", "description", "files", "depends_on", "priority", "est_complexity", "status")
@@ -46,13 +45,7 @@ def _strings(value, what: str, source: Path) -> list[str]:
 
 
 def read(path: Path) -> Imported:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
-    except ValueError as error:
-        raise SourceError(f"{path}: not valid JSON: {error}") from None
-    return from_data(data, path)
+    return from_data(read_json(path), path)
 
 
 def from_data(data, path: Path) -> Imported:

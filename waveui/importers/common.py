@@ -10,6 +10,7 @@ repository are reported rather than guessed at.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -86,6 +87,16 @@ class Notes:
             where = task if task == "plan" else f"task {task}"
             out.append(f"{where}: {word} " + ", ".join(f'"{n}"' for n in names))
         return out + [line for task, line in self._other if task not in skip]
+
+
+def read_json(path: Path):
+    """A source's JSON, or SourceError in one line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    except ValueError as error:
+        raise SourceError(f"{path}: not valid JSON: {error}") from None
 
 
 def valid_id(name: str) -> bool:

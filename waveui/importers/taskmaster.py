@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from waveui.importers.common import Draft, Imported, Notes, SourceError, finish, priority, slug, text
+from waveui.importers.common import Draft, Imported, Notes, SourceError, finish, priority, slug, text, read_json
 
 TASK_FIELDS = ("id", "title", "description", "details", "status", "dependencies", "priority", "subtasks",
                "relevantFiles")
@@ -109,13 +109,7 @@ def _project_name(data: dict, path: Path) -> str:
 
 
 def read(path: Path) -> Imported:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
-    except ValueError as error:
-        raise SourceError(f"{path}: not valid JSON: {error}") from None
-    return from_data(data, path)
+    return from_data(read_json(path), path)
 
 
 def from_data(data, path: Path) -> Imported:
