@@ -500,3 +500,28 @@ def test_ctrl_c_leaves_tasks_running_and_the_next_run_adopts_them(tmp_path):
     output, _ = again.communicate(timeout=60)
     assert again.returncode == 0, output
     assert starts.read_text().count("started") == 1
+
+
+def test_waves_strategy_keeps_every_wave_behind_the_one_before(tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    epic = write_epic(folder, """
+        [epic]
+        name = "barriers"
+        isolation = "none"
+        strategy = "waves"
+        max_parallel = 4
+        command = 'sleep 0.1'
+        [[task]]
+        id = "slow"
+        command = 'sleep 1'
+        [[task]]
+        id = "quick"
+        [[task]]
+        id = "after-quick"
+        requires = ["quick"]
+    """)
+    tasks = run_engine(epic, folder).state.tasks
+    assert all(t.state == "done" for t in tasks.values())
+    # eager dispatch would start after-quick at once; the barrier holds it until slow is done too
+    assert tasks["after-quick"].attempts[-1].started >= tasks["slow"].attempts[-1].ended
