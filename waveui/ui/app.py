@@ -219,6 +219,8 @@ class WaveApp(App):
 
     def flush(self) -> None:
         """Show everything folded since the last flush, in one repaint."""
+        if not self.screen_stack:  # the timer can tick once more while the app shuts down
+            return
         changes = self.bridge.take()
         now = self.clock()
         with self.batch_update():
