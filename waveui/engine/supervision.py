@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from waveui.engine.runner import ExitResult, parse_directive
-from waveui.engine.supervisor import supervise
+from waveui.engine.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
 
 POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
@@ -167,14 +167,23 @@ class SupervisedStep:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def _ask_supervisor(self, signum: int, fallback: int) -> None:
+        if self.supervisor_alive():
+            try:
+                os.kill(self.supervisor, signum)
+                return
+            except ProcessLookupError:
+                pass
+        self._signal(fallback)  # no supervisor to ask: act on the command's group directly
+
     def pause(self) -> None:
         if not self.paused:
-            self._signal(signal.SIGSTOP)
+            self._ask_supervisor(PAUSE_SIGNAL, signal.SIGSTOP)
             self._paused_since = time.monotonic()
 
     def resume(self) -> None:
         if self.paused:
-            self._signal(signal.SIGCONT)
+            self._ask_supervisor(RESUME_SIGNAL, signal.SIGCONT)
             self._paused_total += time.monotonic() - self._paused_since
             self._paused_since = None
 

@@ -1,10 +1,13 @@
 """The supervisor: a small process of waveui's own that runs one task command and outlives waveui.
 
-waveui starts ``python -m waveui.engine.supervisor`` in a session of its own
-for every command a task runs. The supervisor starts the command in a process
-group of its own, its output going straight to the task's log (no pipe to a
-waveui that may die), enforces the timeout, kills whatever the command left
-behind, and writes the exit status and end time next to the log. If waveui is
+waveui forks a supervisor into a session of its own for every command a task
+runs (``python -m waveui.engine.supervisor`` does the same by hand). The
+supervisor runs the command with :func:`waveui.engine.runner.start_task`: in a
+process group of its own, its output going to the task's log (the pipe ends in
+the supervisor, never in a waveui that may die), with the timeout enforced and
+whatever the command left behind killed. Then it writes the exit status and
+end time next to the log. waveui pauses, resumes and stops the command by
+signalling the supervisor (SIGUSR1, SIGUSR2, SIGTERM), which keeps the books. If waveui is
 killed, the supervisor and its command go on; the next ``waveui run`` finds
 the status file, or the supervisor still running, and adopts the task
 instead of starting it again.
@@ -22,19 +25,20 @@ logs folder:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
 
-POLL_SECONDS = 0.05
-TREE_SAMPLE_FIRST = 0.1
-TREE_SAMPLE_SECONDS = 0.5
+from waveui.engine.runner import start_task
+
+PAUSE_SIGNAL = signal.SIGUSR1
+RESUME_SIGNAL = signal.SIGUSR2
 
 
 def write_json_atomically(path: Path, data: dict) -> None:
@@ -47,127 +51,36 @@ def write_json_atomically(path: Path, data: dict) -> None:
     os.replace(partial, path)
 
 
-def _signal_group(pgid: int, signum: int) -> None:
+async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
+                     timeout: float | None, grace: float) -> None:
     try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-class Supervised:
-    """One command under supervision: started, waited on (with a timeout), cleaned up."""
-
-    def __init__(self, command: str, cwd: Path, log: Path, timeout: float | None, grace: float,
-                 env: dict[str, str] | None = None):
-        self.timeout = timeout
-        self.grace = grace
-        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.started = time.time()
-        self.process = subprocess.Popen(
-            ["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
-            process_group=0,  # its own group: pausing or killing it never touches the supervisor
-        )
-        os.close(log_fd)
-        self.known: dict[int, float] = {}  # every descendant seen, with its start time
-        self.terminated = False
-
-    def _remember_tree(self) -> None:
-        for child in _descendants(self.process.pid):
-            try:
-                self.known.setdefault(child.pid, child.create_time())
-            except psutil.Error:
-                pass
-
-    def terminate(self) -> None:
-        """SIGTERM to the group (and SIGCONT, so a paused one can die); SIGKILL after the grace period."""
-        self.terminated = True
-        _signal_group(self.process.pid, signal.SIGTERM)
-        _signal_group(self.process.pid, signal.SIGCONT)
-        deadline = time.monotonic() + self.grace
-        while self.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-        _signal_group(self.process.pid, signal.SIGKILL)
-
-    def _stopped(self) -> bool:
-        try:
-            return psutil.Process(self.process.pid).status() == psutil.STATUS_STOPPED
-        except psutil.Error:
-            return False
-
-    def wait(self) -> dict:
-        timed_out = False
-        deadline = time.monotonic() + self.timeout if self.timeout else None
-        next_sample = time.monotonic() + TREE_SAMPLE_FIRST
-        while True:
-            try:
-                self.process.wait(timeout=POLL_SECONDS)  # returns the moment the command ends
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            now = time.monotonic()
-            if now >= next_sample:  # who to clean up if they escape the group
-                self._remember_tree()
-                next_sample = now + TREE_SAMPLE_SECONDS
-            if deadline is not None and self._stopped():
-                deadline += POLL_SECONDS  # a paused task's clock stops, and so does its timeout
-            if deadline is not None and now > deadline and not self.terminated:
-                timed_out = True
-                self.terminate()
-        code = self.process.returncode
-        self._kill_leftovers()
-        return {
-            "exit_code": code if code >= 0 else 128 - code,
-            "signal": -code if code < 0 else None,
-            "timed_out": timed_out,
-            "seconds": time.time() - self.started,
-            "ended": time.time(),
-        }
-
-    def _kill_leftovers(self) -> None:
-        """No process of a task may outlive it: its group, and descendants that left the group."""
-        _signal_group(self.process.pid, signal.SIGTERM)
-        _signal_group(self.process.pid, signal.SIGCONT)
-        leftovers = []
-        for pid, started in self.known.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - started) < 1.0:
-                    leftovers.append(proc)
-                    proc.terminate()
-            except psutil.Error:
-                pass
-        _, alive = psutil.wait_procs(leftovers, timeout=min(self.grace, 2.0))
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
-        _signal_group(self.process.pid, signal.SIGKILL)
-
-
-def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pidfile: Path, status: Path,
-              timeout: float | None, grace: float) -> None:
-    """Run ``command`` to its end and write the pid file, then the status file."""
-    try:
-        supervised = Supervised(command, cwd, log, timeout, grace, env)
+        # The runner does the work: output to the log, the timeout (paused time not counted),
+        # and no process of the task outliving it. waveui reads the log for progress itself.
+        process = await start_task(command, cwd, env, log, lambda _values: None)
     except OSError as error:
         write_json_atomically(status, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
                                        "ended": time.time(), "error": str(error)})
         return
     write_json_atomically(pidfile, {
         "supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
-        "pid": supervised.process.pid, "started": psutil.Process(supervised.process.pid).create_time(),
+        "pid": process.pid, "started": process.create_time,
     })
-    # waveui asks the supervisor, not the command, to stop: it cleans up and still writes the status.
-    signal.signal(signal.SIGTERM, lambda *_: supervised.terminate())
-    write_json_atomically(status, supervised.wait())
+    # waveui steers the command through its supervisor, which keeps the books (paused time, cleanup).
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(process.terminate(grace)))
+    loop.add_signal_handler(PAUSE_SIGNAL, process.pause)
+    loop.add_signal_handler(RESUME_SIGNAL, process.resume)
+    result = await process.wait(timeout=timeout, grace=grace)
+    write_json_atomically(status, {"exit_code": result.exit_code, "signal": result.signal,
+                                   "timed_out": result.timed_out, "seconds": result.seconds, "ended": time.time()})
+
+
+def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pidfile: Path, status: Path,
+              timeout: float | None, grace: float) -> None:
+    """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone."""
+    asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
+    asyncio.run(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile, status,
+                           timeout, grace))
 
 
 def main(argv: list[str] | None = None) -> int:
