@@ -66,7 +66,7 @@ class HeadlessReporter:
                 detail.append("undeclared: " + ", ".join(e.undeclared[:5]))
         if e.reason and e.state not in ("running", "preparing", "done"):
             detail.append(e.reason)
-        elif e.reason and e.state == "running" and "resumed" in e.reason:
+        elif e.reason and e.state == "running" and ("resumed" in e.reason or "adopted" in e.reason):
             detail.append(e.reason)
         text = f"{stamp}  {e.task:<24} {e.state:<10}"
         return sanitize(text + ("  " + "; ".join(detail) if detail else "")).rstrip()

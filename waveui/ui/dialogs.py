@@ -56,8 +56,10 @@ class QuitLiveRun(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static("Quit while the run is going?", classes="dialog-title")
-            yield Static("Leave it resumable: tasks stop now and `waveui run` picks up where it left off.\n"
-                         "Stop the run: every task is stopped and the run ends.", classes="dialog-text")
+            yield Static("Leave it resumable: running tasks go on, and `waveui run` adopts them and picks up "
+                         "where it left off.\n"
+                         "Stop the run: every running task is stopped; `waveui run` later runs them again.",
+                         classes="dialog-text")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Leave resumable (l)", variant="primary", id="leave")
                 yield Button("Stop the run (s)", variant="error", id="stop")

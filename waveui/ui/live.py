@@ -58,6 +58,8 @@ def run_live(engine: Engine) -> int:
         # SIGTERM stops them cleanly (the run stays resumable).
         loop.add_signal_handler(signal.SIGHUP, lambda: (engine.stop(leave_resumable=True), app.exit()))
         loop.add_signal_handler(signal.SIGTERM, lambda: (engine.stop(leave_resumable=False), app.exit()))
+        # SIGINT from outside (the keyboard's Ctrl-C reaches the app as a key): ask, as `q` does.
+        loop.add_signal_handler(signal.SIGINT, lambda: app.call_later(app.run_action, "quit"))
         await app.run_async()
         if not engine_task.done():  # the app closed without an answer (e.g. a signal)
             engine.stop(leave_resumable=True)
