@@ -103,7 +103,7 @@ class Engine:
         self.journal: Journal | None = None
         self.pool = None
         self.integrator = None
-        self._processes: dict[str, runner.TaskProcess] = {}
+        self._processes: dict[str, SupervisedStep] = {}
         self._jobs: dict[str, asyncio.Task] = {}
         self._retry_at: dict[str, float] = {}
         self._free_slots: list[int] = []
@@ -301,7 +301,7 @@ class Engine:
         Its command already ran to the end: running it again would do the work twice.
         """
         branch = self._branch(task.id)
-        tip = await asyncio.to_thread(self.integrator._resolve, f"refs/heads/{branch}")
+        tip = await asyncio.to_thread(self.integrator.branch_tip, branch)
         if not task.commit or tip != task.commit:
             return False
         title = self.tasks[task.id].title

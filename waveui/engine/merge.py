@@ -79,6 +79,10 @@ class Integrator:
         run_git(self.repo_root, "update-ref", "-d", self.ref, tip)
         return kept
 
+    def branch_tip(self, branch: str) -> str | None:
+        """The commit a branch points at, or None when there is no such branch."""
+        return self._resolve(f"refs/heads/{branch}")
+
     def tip(self) -> str:
         tip = self._resolve(self.ref)
         if tip is None:
