@@ -16,11 +16,11 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size, Spacing
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from waveui.engine.state import RunState, TaskView
 from waveui.ui.bridge import Changes
+from waveui.ui.widgets.lines import CachedLinesView
 from waveui.ui.graph_layout import BOX_HEIGHT, GraphLayout, cells_of, layout_graph
 from waveui.ui.look import ACTIVE_STATES, STATE_COMPONENTS, TaskFilter, component, highlight, mark, state_style
 from waveui.ui.messages import TaskOpened, TaskSelected
@@ -44,7 +44,7 @@ def make_layout(state: RunState) -> GraphLayout:
     return layout_graph([(t.id, t.wave, t.requires) for t in tasks], box_width_for(state))
 
 
-class DependencyGraph(ScrollView, can_focus=True):
+class DependencyGraph(CachedLinesView, can_focus=True):
     """Tasks as boxes in wave columns, with their dependencies as lines."""
 
     COMPONENT_CLASSES = {"graph--edge", "graph--edge-critical", "graph--edge-selected", "graph--critical",
@@ -66,8 +66,6 @@ class DependencyGraph(ScrollView, can_focus=True):
         self._hot_cells: set[tuple[int, int]] = set()
         self._critical_cells: set[tuple[int, int]] = set()
         self._dependents: dict[str, list[str]] = {}
-        self._cache: dict[int, Strip] = {}
-        self._base: Style | None = None
         self.empty_message = "Waiting for the run to start…"
 
     # ---- feeding it ----
@@ -104,18 +102,6 @@ class DependencyGraph(ScrollView, can_focus=True):
                 for y in range(position[1], position[1] + BOX_HEIGHT):
                     self._cache.pop(y, None)
                 self.refresh_lines(position[1], BOX_HEIGHT)
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._cache.clear()
-        self._base = None
-
-    @property
-    def base_style(self) -> Style:
-        """The widget's own style, kept between lines (working it out walks every ancestor)."""
-        if self._base is None:
-            self._base = self.rich_style
-        return self._base
 
     # ---- selection ----
 

@@ -13,12 +13,12 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from waveui.engine.state import RunState, TaskView
 from waveui.engine import metrics
 from waveui.ui.bridge import Changes
+from waveui.ui.widgets.lines import CachedLinesView
 from waveui.ui.look import (
     ACTIVE_STATES,
     CRITICAL_MARK,
@@ -38,7 +38,7 @@ ID_WIDTH_MAX = 24
 STATE_WIDTH = 10  # "conflicted"
 
 
-class WaveTimeline(ScrollView, can_focus=True):
+class WaveTimeline(CachedLinesView, can_focus=True):
     """Every task of the run, grouped by wave; the selected one is highlighted."""
 
     COMPONENT_CLASSES = {"timeline--wave", "timeline--cursor", "timeline--dim", "timeline--track",
@@ -64,8 +64,6 @@ class WaveTimeline(ScrollView, can_focus=True):
         self._wave_members: dict[int, list[str]] = {}
         self._order: list[str] = []
         self._position: dict[str, int] = {}
-        self._cache: dict[int, Strip] = {}
-        self._base: Style | None = None
         self._clocked: set[str] = set()
         self._id_width = 8
         self._priority_width = 0
@@ -133,18 +131,6 @@ class WaveTimeline(ScrollView, can_focus=True):
     def _refresh_row(self, row: int) -> None:
         self._cache.pop(row, None)
         self.refresh_line(row)
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._cache.clear()
-        self._base = None
-
-    @property
-    def base_style(self) -> Style:
-        """The widget's own style, kept between lines (working it out walks every ancestor)."""
-        if self._base is None:
-            self._base = self.rich_style
-        return self._base
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(0, len(self._rows))  # as wide as the pane: rows are cut to fit
