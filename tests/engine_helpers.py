@@ -37,3 +37,12 @@ def tree_files(repo: Path, ref: str) -> dict[str, str]:
     """Every file on ``ref`` with its blob id: two refs with equal maps hold the same work."""
     out = git(repo, "ls-tree", "-r", ref)
     return {line.split("\t", 1)[1]: line.split()[2] for line in out.splitlines()}
+
+
+def paired_chain_tasks(n: int) -> str:
+    """``[[task]]`` tables t0..t(n-1), each but the first two needing the one two before it."""
+    rows = []
+    for i in range(n):
+        requires = f'requires = ["t{i - 2}"]' if i >= 2 else ""
+        rows.append(f'[[task]]\nid = "t{i}"\naffected_files = ["out/t{i}.txt"]\n{requires}\n')
+    return "\n".join(rows)

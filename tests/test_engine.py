@@ -17,7 +17,7 @@ from waveui.engine.engine import Engine, EngineError, RunOptions
 from waveui.engine.events import TaskStateChanged
 from waveui.engine.journal import list_runs, read_events
 from waveui.engine.state import replay
-from tests.engine_helpers import git, make_repo, tree_files, write_epic
+from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic
 
 HYBRID = """
 [epic]
@@ -301,21 +301,13 @@ command = 'sleep 0.4; echo "$WAVEUI_TASK_ID" > "out/$WAVEUI_TASK_ID.txt"'
 """
 
 
-def _kill_epic_tasks(n: int) -> str:
-    rows = []
-    for i in range(n):
-        requires = f'requires = ["t{i - 2}"]' if i >= 2 else ""
-        rows.append(f'[[task]]\nid = "t{i}"\naffected_files = ["out/t{i}.txt"]\n{requires}\n')
-    return "\n".join(rows)
-
-
 def _waveui(repo: Path, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "waveui", "run", "--headless", *args], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def test_kill_9_then_run_again_resumes_and_ends_like_a_clean_run(tmp_path):
-    epic_text = KILL_EPIC.format(tasks=_kill_epic_tasks(8))
+    epic_text = KILL_EPIC.format(tasks=paired_chain_tasks(8))
     clean = make_repo(tmp_path / "clean", {"README.md": "hi\n", "out/.keep": ""})
     write_epic(clean, epic_text)
     assert _waveui(clean).wait(timeout=120) == 0

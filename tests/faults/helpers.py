@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.engine_helpers import git, make_repo, tree_files, write_epic  # noqa: F401  (re-exported)
+from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic  # noqa: F401  (re-exported)
 from waveui.engine.events import TaskStateChanged
 from waveui.engine.journal import list_runs, read_events
 from waveui.engine.state import RunState, replay
@@ -33,18 +33,9 @@ command = 'sleep {sleep}; echo "$WAVEUI_TASK_ID" > "out/$WAVEUI_TASK_ID.txt"; ec
 """
 
 
-def ledger_tasks(n: int) -> str:
-    """A hybrid graph: t0..t(n-1), each but the first two needing the one two before it."""
-    rows = []
-    for i in range(n):
-        requires = f'requires = ["t{i - 2}"]' if i >= 2 else ""
-        rows.append(f'[[task]]\nid = "t{i}"\naffected_files = ["out/t{i}.txt"]\n{requires}\n')
-    return "\n".join(rows)
-
-
 def ledger_repo(path: Path, ledger: Path, n: int = 6, sleep: float = 0.3, name: str = "faults") -> Path:
     repo = make_repo(path, {"README.md": "hi\n", "out/.keep": ""})
-    write_epic(repo, LEDGER_EPIC.format(name=name, sleep=sleep, ledger=ledger, tasks=ledger_tasks(n)))
+    write_epic(repo, LEDGER_EPIC.format(name=name, sleep=sleep, ledger=ledger, tasks=paired_chain_tasks(n)))
     return repo
 
 

@@ -46,15 +46,18 @@ def _remaining_seconds(task: TaskView, rate: float, now: float) -> float:
 
 
 def _unfinishable(state: RunState) -> set[str]:
-    """Stuck tasks and every task that waits on one, directly or not."""
+    """Stuck tasks and every task that waits on one, directly or not (one walk over the dependents)."""
+    dependents: dict[str, list[str]] = {}
+    for task in state.tasks.values():
+        for dep in task.requires:
+            dependents.setdefault(dep, []).append(task.id)
     stuck = {tid for tid, t in state.tasks.items() if t.state in STUCK_STATES}
-    changed = True
-    while changed:
-        changed = False
-        for tid, task in state.tasks.items():
-            if tid not in stuck and task.state != "done" and any(d in stuck for d in task.requires):
+    frontier = list(stuck)
+    while frontier:
+        for tid in dependents.get(frontier.pop(), ()):
+            if tid not in stuck and state.tasks[tid].state != "done":
                 stuck.add(tid)
-                changed = True
+                frontier.append(tid)
     return stuck
 
 

@@ -181,6 +181,20 @@ def parse_agent_json(line: str) -> dict | None:
     return result
 
 
+def parse_output_line(line: bytes) -> dict | None:
+    """The fields a line of task output reports: a ``::waveui`` directive or an agent's JSON result.
+
+    Cheap for every other line: only the start of a line is looked at before decoding.
+    """
+    if _PREFIX_BYTES in line[:len(_PREFIX_BYTES) + 64]:
+        fields = parse_directive(line.decode("utf-8", "replace"))
+        if fields is not None:
+            return fields
+    if line[:64].lstrip()[:1] == b"{" and _RESULT_TYPE_BYTES.search(line):
+        return parse_agent_json(line.decode("utf-8", "replace"))
+    return None
+
+
 # --- the process table ------------------------------------------------------
 
 
@@ -467,11 +481,7 @@ class _OutputProtocol(asyncio.Protocol):
         self._overlong = False
 
     def _line(self, line: bytes) -> None:
-        fields = None
-        if _PREFIX_BYTES in line[:len(_PREFIX_BYTES) + 64]:
-            fields = parse_directive(line.decode("utf-8", "replace"))
-        if fields is None and line[:64].lstrip()[:1] == b"{" and _RESULT_TYPE_BYTES.search(line):
-            fields = parse_agent_json(line.decode("utf-8", "replace"))
+        fields = parse_output_line(line)
         if fields:
             try:
                 self._on_directive(fields)

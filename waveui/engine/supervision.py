@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from waveui.engine.runner import ExitResult, parse_directive
+from waveui.engine.runner import ExitResult, parse_output_line
 from waveui.engine.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
 
 POLL_SECONDS = 0.1
@@ -225,13 +225,7 @@ class SupervisedStep:
         if len(self._partial) > LONGEST_LINE:
             self._partial = b""  # logged, too long to be a directive
         for raw in lines:
-            if b"::waveui" not in raw and not raw.startswith(b"{"):
-                continue
-            line = raw.decode("utf-8", errors="replace")
-            values = parse_directive(line)
-            if values is None:
-                parse_json = _agent_json_parser()
-                values = parse_json(line) if parse_json else None
+            values = parse_output_line(raw)
             if values:
                 self._on_directive(values)
 
@@ -299,10 +293,3 @@ class SupervisedStep:
                 os.waitpid(self.supervisor, os.WNOHANG)
             except ChildProcessError:
                 pass
-
-
-def _agent_json_parser():
-    """The parser of agents' JSON result lines, where the runner has one."""
-    from waveui.engine import runner
-
-    return getattr(runner, "parse_agent_json", None)
