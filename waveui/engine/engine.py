@@ -44,6 +44,7 @@ RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 SETTLED = FINAL_STATES | TROUBLE_STATES
 STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
 WAITING = frozenset({"pending", "ready"})
+TASK_TRAILER = "Waveui-Task"  # in every merge commit: which task it brought in
 
 
 @dataclass
@@ -304,8 +305,7 @@ class Engine:
         tip = await asyncio.to_thread(self.integrator.branch_tip, branch)
         if not task.commit or tip != task.commit:
             return False
-        title = self.tasks[task.id].title
-        message = f"waveui: {task.id}" + (f" {title}" if title else "")
+        message = self._merge_message(task.id)
         result = await asyncio.to_thread(self.integrator.merge, branch, message)
         if result.ok:
             self._set_state(task.id, "done", commit=result.commit, files=task.files, undeclared=task.undeclared,
@@ -444,6 +444,11 @@ class Engine:
 
     # ------------------------------------------------------------ one task
 
+    def _merge_message(self, task_id: str) -> str:
+        """The message of a task's commit and merge; the trailer lets a lost journal be rebuilt from git."""
+        title = self.tasks[task_id].title
+        return f"waveui: {task_id}" + (f" {title}" if title else "") + f"\n\n{TASK_TRAILER}: {task_id}\n"
+
     def _branch(self, task_id: str) -> str:
         return self.pool.branch_for(task_id) if self.pool else ""
 
@@ -569,7 +574,7 @@ class Engine:
         return None
 
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
-        message = f"waveui: {task.id}" + (f" {task.title}" if task.title else "")
+        message = self._merge_message(task.id)
         commit = await asyncio.to_thread(self.integrator.commit_task, worktree.path, message, start_point)
         if commit is None:
             if task.expect_changes:
