@@ -51,7 +51,7 @@ def run_task(pool: WorktreePool, integ: Integrator, task: str, files: dict[str, 
     for name, text in files.items():
         (wt.path / name).parent.mkdir(parents=True, exist_ok=True)
         (wt.path / name).write_text(text)
-    return wt, start, integ.commit_task(wt.path, f"{task}: work")
+    return wt, start, pool.commit(wt, start, f"{task}: work")
 
 
 def parents(repo: Path, commit: str) -> list[str]:
@@ -74,7 +74,7 @@ def test_two_tasks_merged_in_sequence(repo):
     wt2 = pool.acquire("t2", integ.tip())
     assert (wt2.path / "src/a.py").read_text() == "a = 1\n"  # sees t1's work
     (wt2.path / "b.txt").write_text("b\n")
-    commit2 = integ.commit_task(wt2.path, "t2: work")
+    commit2 = pool.commit(wt2, integ.tip(), "t2: work")
     pool.release(wt2)
     second = integ.merge(wt2.branch, "merge t2")
     assert second.ok and parents(repo, second.commit) == [first.commit, commit2]
@@ -222,22 +222,22 @@ def test_commit_task_with_nothing_changed(repo):
     start = integ.ensure_branch()
     pool = WorktreePool(repo, "ep", None, [])
     wt = pool.acquire("t1", start)
-    assert integ.commit_task(wt.path, "nothing") is None
-    assert integ.commit_task(wt.path, "nothing", start=start) is None
+    assert pool.commit(wt, start, "nothing") is None
     # An agent that committed its own work: nothing left to commit, the branch tip counts.
     (wt.path / "mine.txt").write_text("mine\n")
     git(wt.path, "add", "mine.txt")
     git(wt.path, "commit", "-q", "-m", "agent's own commit")
-    assert integ.commit_task(wt.path, "nothing", start=start) == git(wt.path, "rev-parse", "HEAD")
+    assert pool.commit(wt, start, "nothing") == git(wt.path, "rev-parse", "HEAD")
 
 
 def test_commit_task_deletions_and_renames(repo):
     integ = Integrator(repo, "ep", None)
     start = integ.ensure_branch()
-    wt = WorktreePool(repo, "ep", None, []).acquire("t1", start)
+    pool = WorktreePool(repo, "ep", None, [])
+    wt = pool.acquire("t1", start)
     (wt.path / "README.md").unlink()
     (wt.path / "shared.txt").rename(wt.path / "moved.txt")
-    commit = integ.commit_task(wt.path, "moves")
+    commit = pool.commit(wt, start, "moves")
     assert sorted(integ.changed_files(start, commit)) == ["README.md", "moved.txt", "shared.txt"]
 
 
@@ -251,9 +251,10 @@ def test_identity_supplied_only_when_missing(tmp_path, monkeypatch):
 
     integ = Integrator(root, "ep", None)
     start = integ.ensure_branch()
-    wt = WorktreePool(root, "ep", None, []).acquire("t1", start)
+    pool = WorktreePool(root, "ep", None, [])
+    wt = pool.acquire("t1", start)
     (wt.path / "g.txt").write_text("g\n")
-    commit = integ.commit_task(wt.path, "no identity configured")
+    commit = pool.commit(wt, start, "no identity configured")
     assert git(root, "log", "-1", "--format=%an <%ae>", commit) == "waveui <waveui@localhost>"
     merged = integ.merge(wt.branch, "merge")
     assert merged.ok and git(root, "log", "-1", "--format=%cn", merged.commit) == "waveui"
@@ -262,7 +263,7 @@ def test_identity_supplied_only_when_missing(tmp_path, monkeypatch):
     git(root, "config", "user.email", "someone@example.com")
     integ = Integrator(root, "ep", None)
     (wt.path / "h.txt").write_text("h\n")
-    commit = integ.commit_task(wt.path, "identity configured")
+    commit = pool.commit(wt, start, "identity configured")
     assert git(root, "log", "-1", "--format=%an <%ae>", commit) == "Someone <someone@example.com>"
 
 
@@ -283,26 +284,19 @@ def test_undeclared(changed, declared, expected):
     assert Integrator.undeclared(changed, declared) == expected
 
 
-def test_branch_moved_during_merge_is_merged_again(repo, monkeypatch):
-    """The compare-and-swap: if another process moves the branch mid-merge, merge onto its new tip."""
-    import waveui.engine.merge as merge_module
+def test_branch_moved_by_someone_else_is_never_built_upon(repo):
+    """The swap is made against the tip waveui last wrote: a branch moved behind its back stops the merge."""
+    from waveui.engine.merge import RefMoved
 
     integ = Integrator(repo, "ep", None)
     integ.ensure_branch()
     pool = WorktreePool(repo, "ep", None, [])
-    wt, _, task_commit = run_task(pool, integ, "t1", {"x.txt": "x\n"})
-    real_run_git = merge_module.run_git
-    moved = []
-
-    def run_git(cwd, *args, **kwargs):
-        result = real_run_git(cwd, *args, **kwargs)
-        if "commit-tree" in args and not moved:  # someone else moves the branch right now
-            old = git(repo, "rev-parse", "waveui/ep")
-            other = git(repo, "commit-tree", f"{old}^{{tree}}", "-p", old, "-m", "someone else")
-            git(repo, "update-ref", "refs/heads/waveui/ep", other, old)
-            moved.append(other)
-        return result
-
-    monkeypatch.setattr(merge_module, "run_git", run_git)
-    result = integ.merge(wt.branch, "merge t1")
-    assert result.ok and parents(repo, result.commit) == [moved[0], task_commit]
+    wt, _, _ = run_task(pool, integ, "t1", {"x.txt": "x\n"})
+    old = git(repo, "rev-parse", "waveui/ep")
+    other = git(repo, "commit-tree", f"{old}^{{tree}}", "-p", old, "-m", "someone else")
+    git(repo, "update-ref", "refs/heads/waveui/ep", other, old)
+    with pytest.raises(RefMoved, match="moved to"):
+        integ.merge(wt.branch, "merge t1")
+    assert git(repo, "rev-parse", "waveui/ep") == other  # nothing written over it
+    integ.accept(other)  # a resume that checked the move (forward) takes it
+    assert integ.merge(wt.branch, "merge t1").ok

@@ -101,13 +101,12 @@ def _repo_root(epic_path: Path, isolation: str) -> Path:
     folder = epic_path.resolve().parent
     if isolation == "none":
         return folder
-    import subprocess
+    from waveui.git import discover
 
-    found = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
+    found = discover(folder)  # never steered by a GIT_DIR in the caller's environment
+    if found is None:
         raise UsageError(f"{epic_path}: not inside a git repository (run `git init`, or set isolation = \"none\")")
-    return Path(found.stdout.strip())
+    return found.root
 
 
 def cmd_run(args) -> int:

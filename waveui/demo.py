@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import tomli_w
+
+from waveui.git import init_repository
 
 # id, title, story points, requires, files
 TASKS = [
@@ -38,10 +39,6 @@ FLAKY_TASK = "billing"
 SECONDS_PER_POINT = 1.6
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
-
-
 def make_demo(path: Path, speed: float = 1.0) -> Path:
     """Create the demo repository at ``path`` (which must not exist or be empty); the epic file's path."""
     path.mkdir(parents=True, exist_ok=True)
@@ -52,10 +49,10 @@ def make_demo(path: Path, speed: float = 1.0) -> Path:
     (path / "src" / "routes.py").write_text("ROUTES = []\n")
     (path / "README.md").write_text("# demo shop\n\nA sample project for `waveui demo`.\n")
     (path / ".gitignore").write_text(".venv/\nnode_modules/\n")
-    _git(path, "init", "-q", "-b", "main")
+    repository = init_repository(path)
     identity = ["-c", "user.name=waveui demo", "-c", "user.email=demo@waveui.invalid"]
-    _git(path, "add", "-A")
-    _git(path, *identity, "commit", "-q", "-m", "Start of the demo shop")
+    repository.run("add", "-A")
+    repository.run(*identity, "commit", "-q", "-m", "Start of the demo shop")
     agent = f"{shlex.quote(sys.executable)} -m waveui.demo --speed {speed:g}"
     epic = {
         "epic": {

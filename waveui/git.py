@@ -24,6 +24,7 @@ variables in repository paths.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -72,12 +73,15 @@ class Result:
     err: str
 
 
-def _execute(cwd: Path, args: Sequence[str], ok: Sequence[int], input: str | None, where: str) -> Result:
+def _execute(cwd: Path, args: Sequence[str], ok: Sequence[int], input: str | None, where: str,
+             timeout: float | None = None) -> Result:
     command = ["git", *_SAFE_OPTIONS, *args]
     try:
         done = subprocess.run(command, cwd=cwd, env=_env(), input=input, capture_output=True,
-                              stdin=None if input is not None else subprocess.DEVNULL,
+                              stdin=None if input is not None else subprocess.DEVNULL, timeout=timeout,
                               text=True, encoding="utf-8", errors="surrogateescape")
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {' '.join(args)} ({where}) took longer than {timeout:g}s") from None
     except FileNotFoundError as error:
         if not Path(cwd).is_dir():
             raise GitError(f"{cwd} does not exist (deleted while waveui was using it?)") from None
@@ -99,10 +103,11 @@ class Checkout:
     work_tree: Path
     git_dir: Path
 
-    def run(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None) -> Result:
+    def run(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None,
+            timeout: float | None = None) -> Result:
         """``git args`` on this work tree; GitError for a status not in ``ok``."""
-        return _execute(self.work_tree, ("--git-dir", str(self.git_dir), "--work-tree", str(self.work_tree), *args),
-                        ok, input, f"in {self.work_tree}")
+        return _execute(self.work_tree, (f"--git-dir={self.git_dir}", f"--work-tree={self.work_tree}", *args),
+                        ok, input, f"in {self.work_tree}", timeout)
 
 
 @dataclass(frozen=True)
@@ -129,9 +134,10 @@ class Repository:
     def checkout(self) -> Checkout:
         return Checkout(self.root, self.git_dir)
 
-    def run(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None) -> Result:
+    def run(self, *args: str, ok: Sequence[int] = (0,), input: str | None = None,
+            timeout: float | None = None) -> Result:
         """A command on the repository itself (refs, objects, worktree records); never on a task's tree."""
-        return self.checkout.run(*args, ok=ok, input=input)
+        return self.checkout.run(*args, ok=ok, input=input, timeout=timeout)
 
     def version(self) -> tuple[int, ...]:
         out = self.run("version").out
@@ -150,6 +156,33 @@ class Repository:
 
     def is_ancestor(self, a: str, b: str) -> bool:
         return self.run("merge-base", "--is-ancestor", a, b, ok=(0, 1)).status == 0
+
+    def worktrees(self) -> list[dict[str, str]]:
+        """``git worktree list --porcelain`` as one dict per worktree (keys: worktree, HEAD, branch, locked, ...)."""
+        entries, current = [], {}
+        for field in self.run("worktree", "list", "--porcelain", "-z").out.split("\0"):
+            if not field:  # an empty field ends a record
+                if current:
+                    entries.append(current)
+                current = {}
+                continue
+            key, _, value = field.partition(" ")
+            current[key] = value
+        if current:
+            entries.append(current)
+        return entries
+
+    def identity(self) -> list[str]:
+        """``-c user.name=... -c user.email=...`` for whichever the repository has not configured.
+
+        waveui commits on tasks' behalf; a machine without an identity (CI, a
+        fresh container) must not fail every task for it.
+        """
+        try:  # read again only when the repository's config changes (it is asked per commit)
+            stamp = (self.common_dir / "config").stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return list(_identity_options(self.root, self.git_dir, stamp))
 
     def linked_worktree(self, path: Path) -> Checkout | None:
         """``path`` as a worktree of this repository, if that is what it still is; else None.
@@ -182,6 +215,12 @@ class Repository:
         return Checkout(path.resolve(), gitdir)
 
 
+def init_repository(folder: Path, branch: str = "main") -> Repository:
+    """A new repository in the existing, empty ``folder``, whatever ``GIT_DIR`` the caller exported."""
+    _execute(folder, ("init", "-q", "-b", branch, str(folder)), (0,), None, f"in {folder}")
+    return Repository.open(folder)
+
+
 def discover(folder: Path, ceiling: Path | None = None) -> Repository | None:
     """The repository holding ``folder`` (searching upward, no higher than ``ceiling``), or None."""
     env_ceiling = {} if ceiling is None else {"GIT_CEILING_DIRECTORIES": str(ceiling)}
@@ -202,6 +241,16 @@ def discover(folder: Path, ceiling: Path | None = None) -> Repository | None:
     if done.returncode != 0 or len(lines) < 3 or not lines[0]:
         return None  # not a repository, or a bare one (no top folder)
     return Repository(Path(lines[0]).resolve(), Path(lines[1]).resolve(), Path(lines[2]).resolve())
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_options(root: Path, git_dir: Path, _config_stamp: int) -> tuple[str, ...]:
+    options: list[str] = []
+    for key, default in (("user.name", "waveui"), ("user.email", "waveui@localhost")):
+        found = Checkout(root, git_dir).run("config", "--get", key, ok=(0, 1))
+        if found.status != 0 or not found.out.strip():
+            options += ["-c", f"{key}={default}"]
+    return tuple(options)
 
 
 def _same_path(a: Path, b: Path) -> bool:

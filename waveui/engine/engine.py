@@ -22,6 +22,7 @@ from waveui.engine.events import (
     Event,
     LimitChanged,
     MetricsSample,
+    Notice,
     PriorityChanged,
     RunFinished,
     RunPaused,
@@ -31,9 +32,13 @@ from waveui.engine.events import (
     TaskProgress,
     TaskStateChanged,
 )
+from waveui.engine.guard import RepositoryGuard
 from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir, waveui_dir
 from waveui.engine.locks import ControllerLock, FileLocks
 from waveui.engine.supervision import StepFiles, SupervisedStep
+from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
+from waveui.engine.worktrees import BrokenSlot, WorktreePool, attempt_ref
+from waveui.git import clean_env
 from waveui.engine.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
 from waveui.spec import Epic, Task
@@ -41,6 +46,7 @@ from waveui.spec import Epic, Task
 SAMPLE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
+MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried again, backing off to the second
 SETTLED = FINAL_STATES | TROUBLE_STATES
 STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
 WAITING = frozenset({"pending", "ready"})
@@ -102,9 +108,13 @@ class Engine:
         self.set_aside: str | None = None  # where --fresh moved an earlier integration branch
         self.previous_events: list[Event] | None = None  # the journal of the run being resumed
         self.journal: Journal | None = None
-        self.pool = None
-        self.integrator = None
+        self.pool: WorktreePool | None = None
+        self.integrator: Integrator | None = None
+        self.guard: RepositoryGuard | None = None
+        self._early_notices: list[Notice] = []  # said before the journal was open
+        self._halted: str | None = None  # why the run stopped itself (a ref moved behind waveui's back)
         self._processes: dict[str, SupervisedStep] = {}
+        self._worktrees: dict[str, object | None] = {}  # the worktree each running job holds until it frees it
         self._jobs: dict[str, asyncio.Task] = {}
         self._retry_at: dict[str, float] = {}
         self._free_slots: list[int] = []
@@ -118,6 +128,7 @@ class Engine:
         self._adaptive: AdaptiveLimit | None = None
         self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
         self._journal_error: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ events
 
@@ -139,6 +150,22 @@ class Engine:
                 listener(event)
             except Exception:  # a broken reader (a closed pipe, a bug in a view) must not break the run
                 self.options.listeners.remove(listener)
+
+    def notice(self, text: str, level: str = "warning", task: str = "") -> None:
+        """Tell the user something that is no task's state; kept until the journal is open, if need be."""
+        event = Notice(t=self.clock(), level=level, text=text, task=task)
+        if self.journal is None:
+            self._early_notices.append(event)
+        else:
+            self.emit(event)
+
+    def _notice_from_thread(self, text: str) -> None:
+        """For the pool, which works in threads: the event is emitted on the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._early_notices.append(Notice(t=self.clock(), text=text))
+        else:
+            loop.call_soon_threadsafe(self.notice, text)
 
     def _set_state(self, task_id: str, state: str, **fields) -> None:
         task = self.state.tasks[task_id]
@@ -240,16 +267,16 @@ class Engine:
             self.state = replay(previous)
         ensure_private_dir(self.run_dir / "logs")
         if self.git:
-            from waveui.engine.merge import GitError, Integrator
-            from waveui.engine.worktrees import WorktreePool
-
             try:
                 self.integrator = Integrator(self.repo_root, self.epic.name, self.epic.base)
                 if self.options.fresh:
                     self.set_aside = await asyncio.to_thread(self.integrator.set_aside, self.run_dir.name)
-                await asyncio.to_thread(self.integrator.ensure_branch)
+                tip = await asyncio.to_thread(self.integrator.ensure_branch)
+                if previous is not None:
+                    await asyncio.to_thread(self._accept_branch_since_last_run, tip)
                 self.pool = WorktreePool(self.repo_root, self.epic.name, self.epic.setup, self.epic.setup_inputs,
-                                         self.run_dir / "logs")
+                                         self.run_dir / "logs", on_notice=self._notice_from_thread)
+                self.guard = await asyncio.to_thread(RepositoryGuard, self.integrator.repository, self.epic.name)
             except (GitError, ValueError) as error:  # ValueError: a name no branch may have
                 raise EngineError(str(error)) from None
         try:
@@ -257,6 +284,26 @@ class Engine:
         except OSError as error:
             raise EngineError(f"cannot write the journal in {self.run_dir}: {error.strerror or error}") from None
         return previous is not None
+
+    def _accept_branch_since_last_run(self, tip: str) -> None:
+        """Build on an integration branch moved forward since the last run (a merge by hand); refuse a rewrite.
+
+        The last run left it at ``state.tip``. A tip that no longer contains
+        that commit means history waveui merged was taken away: going on would
+        build on it as if those tasks were still merged.
+        """
+        left = self.state.tip
+        repository = self.integrator.repository
+        if not left or left == tip or repository.resolve(left) is None:
+            return  # nothing recorded, unchanged, or a record git cannot check (the journal is checked apart)
+        if repository.is_ancestor(left, tip):
+            self.notice(f"{self.integrator.branch} moved forward since the last run "
+                        f"({left[:12]} -> {tip[:12]}); building on it", level="info")
+            return
+        raise EngineError(f"{self.integrator.branch} was rewritten since the last run: waveui left it at {left[:12]}, "
+                          f"it is now at {tip[:12]}, which does not contain it; put it back with "
+                          f"`git update-ref refs/heads/{self.integrator.branch} {left}` or start over with "
+                          "`waveui run --fresh` (the branch is set aside, not deleted)")
 
     def _start_events(self, resumed: bool) -> None:
         minimum, maximum = self._limits()
@@ -271,8 +318,11 @@ class Engine:
             branch=self.integrator.branch if self.integrator else "", base=self.epic.base or "",
             strategy=self.epic.strategy, conflict_mode=self.epic.conflicts, max_parallel=maximum, limit=limit,
             tasks=self._task_infos(), conflicts=self._conflict_rows(), critical_length=self.plan.critical.length,
-            resumed=resumed,
+            resumed=resumed, tip=(self.integrator.expected or "") if self.integrator else "",
         ))
+        for notice in self._early_notices:
+            self.emit(notice)
+        self._early_notices.clear()
 
     async def _recover_in_flight(self) -> None:
         """Adopt tasks still running under their supervisors, keep merged work, rerun the rest.
@@ -340,6 +390,7 @@ class Engine:
 
     async def run(self) -> RunState:
         """Run the epic to the end (or until stopped); return the final state."""
+        self._loop = asyncio.get_running_loop()
         try:
             self._controller.acquire()
         except Exception as error:
@@ -367,6 +418,8 @@ class Engine:
             if self.journal:
                 self.journal.close()
             self._controller.release()
+        if self._halted:
+            raise EngineError(self._halted + "; once that is put right, `waveui run` resumes the run")
         if self._journal_error:
             raise EngineError(self._journal_error + "; free some space and run `waveui run` again to resume")
         return self.state
@@ -453,7 +506,7 @@ class Engine:
         return self.pool.branch_for(task_id) if self.pool else ""
 
     def _env(self, task: Task, attempt: int, workdir: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = clean_env(os.environ)  # a GIT_DIR or GIT_INDEX_FILE of the caller's would aim the task's git elsewhere
         env.update({
             "WAVEUI_TASK_ID": task.id,
             "WAVEUI_TITLE": task.title,
@@ -475,22 +528,24 @@ class Engine:
         task = self.tasks[task_id]
         attempt = adopted.attempt if adopted else self.state.tasks[task_id].attempt + 1
         self._retry_at.pop(task_id, None)
-        worktree = adopted.worktree if adopted else None
+        self._worktrees[task_id] = adopted.worktree if adopted else None
         try:
-            workdir = worktree.path if worktree else self.repo_root
             start_point = adopted.start_point if adopted else ""
             if not adopted:
                 self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
                 if self.pool:
-                    start_point = await asyncio.to_thread(self.integrator.tip)
+                    start_point = await asyncio.to_thread(self.integrator.check_unmoved)
                     worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
-                    workdir = worktree.path
+                    self._worktrees[task_id] = worktree
                     # journaled before the command starts, so a task adopted after a crash knows its base
-                    self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(workdir),
+                    self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
                                     start_point=start_point)
                     if not await self._setup(task, worktree, attempt):
                         return
+            worktree = self._worktrees[task_id]
+            workdir = worktree.path if worktree else self.repo_root
             outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)
+            await self._check_repository(task_id)
             if outcome is not None:
                 await self._failed(task_id, outcome, attempt)
                 return
@@ -500,19 +555,41 @@ class Engine:
             await self._integrate(task, worktree, start_point, attempt)
         except asyncio.CancelledError:
             raise
+        except RefMoved as error:
+            self._halt(error.message)
+        except BrokenSlot as error:
+            await self._failed(task_id, error.message, attempt)
         except Exception as error:  # a bug or a git failure must not take the whole run down
             await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
         finally:
             left_running = self._detached and task_id in self._processes
             self._processes.pop(task_id, None)
+            worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
-                await asyncio.to_thread(self.pool.release, worktree)
+                await asyncio.to_thread(self.pool.release, worktree, attempt)
             self._free_slots.append(slot)
             self._free_slots.sort()
             if self.state.tasks[task_id].state != "merging":
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
             self._wake.set()
+
+    async def _check_repository(self, task_id: str) -> None:
+        """After a task's commands: revert hooks or config it planted; stop the run if it moved others' refs."""
+        if self.guard is None:
+            return
+        report = await asyncio.to_thread(self.guard.check)
+        for text in report.notices:
+            self.notice(text, task=task_id)
+        if report.stop:
+            self._halt("; ".join(report.stop) + f" (noticed when {task_id} ended)")
+
+    def _halt(self, reason: str) -> None:
+        """Stop the run for something that makes going on unsafe; running tasks go on, to be adopted."""
+        if self._halted is None:
+            self._halted = reason
+            self.notice(reason, level="error")
+            self.stop(leave_resumable=True)
 
     async def _setup(self, task: Task, worktree, attempt: int) -> bool:
         """Run the epic's setup in the worktree if its inputs changed; False when it failed."""
@@ -574,8 +651,9 @@ class Engine:
         return None
 
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
+        """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must)."""
         message = self._merge_message(task.id)
-        commit = await asyncio.to_thread(self.integrator.commit_task, worktree.path, message, start_point)
+        commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message)
         if commit is None:
             if task.expect_changes:
                 await self._failed(task.id, "changed nothing (set expect_changes = false if that is right)",
@@ -587,14 +665,50 @@ class Engine:
         undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
         self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
         await self.journal.durable()  # resume must know a merge may have happened
-        result = await asyncio.to_thread(self.integrator.merge, worktree.branch, message)
-        self.locks.release(task.id)
+        # The work is on its branch now: the worktree can go to the next task while the merge waits.
+        self._worktrees.pop(task.id, None)
+        await asyncio.to_thread(self.pool.release, worktree, attempt)
+        await self._merge(task.id, worktree.branch, message, changed, undeclared)
+
+    async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],
+                     undeclared: list[str]) -> None:
+        """Merge a committed task; a merge that cannot happen yet is tried again, never given up on.
+
+        The command already ran to its end: failing the task here would make a
+        retry run it again, so the task waits in "merging" (resume picks it up
+        from there) until the merge goes through or the run stops.
+        """
+        delay, said = MERGE_RETRY_SECONDS[0], ""
+        while True:
+            if self._halted:
+                return  # committed and journaled as merging: the next run merges it once all is well
+            try:
+                result = await asyncio.to_thread(self.integrator.merge, branch, message)
+                break
+            except RefMoved as error:
+                self._halt(error.message)
+                return
+            except GitError as error:
+                if error.message != said:
+                    said = error.message
+                    self._set_state(task_id, "merging", reason=f"waiting to merge: {error.message}")
+                if await self._sleep_unless_stopping(delay):
+                    return
+                delay = min(delay * 2, MERGE_RETRY_SECONDS[1])
+        self.locks.release(task_id)
         if result.ok:
-            self._set_state(task.id, "done", commit=result.commit, files=changed, undeclared=undeclared,
+            self._set_state(task_id, "done", commit=result.commit, files=changed, undeclared=undeclared,
                             reason="merged")
         else:
-            self._set_state(task.id, "conflicted", files=result.conflicted,
-                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {worktree.branch} kept")
+            self._set_state(task_id, "conflicted", files=result.conflicted,
+                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {branch} kept")
+
+    async def _sleep_unless_stopping(self, seconds: float) -> bool:
+        """Sleep; True (at once) when the run is stopping meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.2, deadline - time.monotonic()))
+        return bool(self._stopping)
 
     async def _failed(self, task_id: str, reason: str, attempt: int, retry: bool = True) -> None:
         if reason == "stopped" or self.state.tasks[task_id].state == "cancelled":
@@ -693,8 +807,10 @@ class Engine:
         self._stopping = "interrupted" if leave_resumable else "stopped"
         self._detached = leave_resumable
         if leave_resumable:
+            current = asyncio.current_task()
             for job in self._jobs.values():
-                job.cancel()  # stop following; the supervised processes are left alone
+                if job is not current:  # a job that stops the run (a halt) finishes its own cleanup
+                    job.cancel()  # stop following; the supervised processes are left alone
         else:
             for task_id, process in list(self._processes.items()):
                 asyncio.get_running_loop().create_task(process.terminate(self.options.grace))

@@ -51,6 +51,7 @@ class RunStarted(Event):
     conflicts: list[dict] = field(default_factory=list)  # {"tasks": [a, b], "files": [...], "handling": str}
     critical_length: float = 0.0
     resumed: bool = False
+    tip: str = ""  # the integration branch's commit as the run (or this session of it) began
 
 
 @dataclass
@@ -137,10 +138,20 @@ class RunFinished(Event):
     reason: str = ""  # "complete", "stopped", "failed tasks", ...
 
 
+@dataclass
+class Notice(Event):
+    """Something the user must know that is no task's state: a slot rebuilt, a ref or hook a task changed."""
+
+    type: ClassVar[str] = "notice"
+    level: str = "warning"  # info | warning | error
+    text: str = ""
+    task: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunStarted, TaskStateChanged, TaskProgress, SetupRan, LimitChanged, MetricsSample,
-                RunPaused, PriorityChanged, RunFinished)
+                RunPaused, PriorityChanged, RunFinished, Notice)
 }
 
 

@@ -14,14 +14,21 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from waveui.engine.worktrees import (GitError, integration_branch, open_repo, run_git, same_path,
-                                     worktree_list)
+from waveui.engine.worktrees import integration_branch, open_repository, same_path
+from waveui.git import MIN_VERSION, GitError
 from waveui.plan.conflicts import glob_regex, is_glob, normalise
 
-__all__ = ["GitError", "Integrator", "MergeResult"]
+__all__ = ["GitError", "Integrator", "MergeBlocked", "MergeResult", "RefMoved"]
 
-MIN_GIT = (2, 38)  # merge-tree --write-tree
-_CAS_ATTEMPTS = 5  # another process moving the branch between our read and our swap is rare
+_CAS_ATTEMPTS = 5  # a swap lost to a concurrent writer of the same value is retried; any other move is not
+
+
+class RefMoved(GitError):
+    """The integration branch is not where waveui last put it: something else rewrote or moved it."""
+
+
+class MergeBlocked(GitError):
+    """The merge cannot happen now (the branch is checked out somewhere); the task's commit waits for it."""
 
 
 @dataclass
@@ -35,17 +42,18 @@ class Integrator:
     """The integration branch of one epic, and committing and merging the tasks' work into it."""
 
     def __init__(self, repo_root: Path, epic: str, base: str | None):
-        self.repo = open_repo(Path(repo_root))
-        self.repo_root = Path(self.repo.working_tree_dir).resolve()
-        if self.repo.git.version_info < MIN_GIT:
-            raise GitError(f"waveui needs git {'.'.join(map(str, MIN_GIT))} or later to merge "
-                           f"(this is git {'.'.join(map(str, self.repo.git.version_info))})")
+        self.repository = open_repository(Path(repo_root))
+        self.repo_root = self.repository.root
+        version = self.repository.version()
+        if version < MIN_VERSION:
+            raise GitError(f"waveui needs git {'.'.join(map(str, MIN_VERSION))} or later to merge "
+                           f"(this is git {'.'.join(map(str, version))})")
         self.branch = integration_branch(epic)
         self.ref = f"refs/heads/{self.branch}"
         self.base = base
         self.base_name: str | None = None  # what the branch started from, once ensure_branch created it
+        self.expected: str | None = None  # where waveui last put (or found and accepted) the branch
         self._lock = threading.Lock()  # one merge at a time in this process; the CAS guards against others
-        self._identity_args: list[str] | None = None
 
     # ---------------------------------------------------------------- branch
 
@@ -53,16 +61,31 @@ class Integrator:
         """Create the integration branch from the base unless it exists (a resumed run); its tip."""
         tip = self._resolve(self.ref)
         if tip:
+            self.expected = tip
             return tip
         name, start = self._base_commit()
         # An empty old value: create only if still missing, so a concurrent creator wins cleanly.
-        status, _, _ = run_git(self.repo_root, "update-ref", "-m", f"waveui: integration branch from {name}",
-                               self.ref, start, "", ok=(0, 1, 128))
+        status = self.repository.run("update-ref", "-m", f"waveui: integration branch from {name}",
+                                     self.ref, start, "", ok=(0, 1, 128)).status
         tip = self._resolve(self.ref)
         if tip is None:
             raise GitError(f"could not create the branch {self.branch}")
         if status == 0:
             self.base_name = name
+        self.expected = tip
+        return tip
+
+    def accept(self, tip: str) -> None:
+        """Take ``tip`` as where the branch is meant to be (checked by the caller: a resume)."""
+        self.expected = tip
+
+    def check_unmoved(self) -> str:
+        """The branch's tip, or RefMoved when it is not where waveui last put it."""
+        tip = self._resolve(self.ref)
+        if self.expected is not None and tip != self.expected:
+            raise RefMoved(_moved_message(self.branch, self.expected, tip))
+        if tip is None:
+            raise GitError(f"the integration branch {self.branch} does not exist")
         return tip
 
     def set_aside(self, label: str) -> str | None:
@@ -75,8 +98,9 @@ class Integrator:
         if tip is None:
             return None
         kept = f"{self.branch}@_{label}"
-        run_git(self.repo_root, "update-ref", "-m", "waveui: set aside for a fresh run", f"refs/heads/{kept}", tip, "")
-        run_git(self.repo_root, "update-ref", "-d", self.ref, tip)
+        self.repository.run("update-ref", "-m", "waveui: set aside for a fresh run", f"refs/heads/{kept}", tip, "")
+        self.repository.run("update-ref", "-d", self.ref, tip)
+        self.expected = None
         return kept
 
     def branch_tip(self, branch: str) -> str | None:
@@ -99,49 +123,17 @@ class Integrator:
         if sha is None:
             raise GitError(f"the repository {self.repo_root} has no commits yet: "
                            "commit something first, then run the epic")
-        status, out, _ = run_git(self.repo_root, "symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1))
-        return (out.strip() if status == 0 else sha), sha
+        found = self.repository.run("symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1))
+        return (found.out.strip() if found.status == 0 else sha), sha
 
     def _resolve(self, rev: str) -> str | None:
-        status, out, _ = run_git(self.repo_root, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                                 f"{rev}^{{commit}}", ok=(0, 1, 128))
-        return out.strip() if status == 0 and out.strip() else None
-
-    # ------------------------------------------------------------ committing
-
-    def commit_task(self, wt_path: Path, message: str, start: str | None = None) -> str | None:
-        """Commit everything in the task's worktree on its branch; the commit, or None if nothing changed.
-
-        Given ``start`` (the commit the task began at), a task whose agent
-        committed its own work and left nothing uncommitted gives the branch tip
-        instead of None. Hooks are skipped: the epic's verify command is the check.
-        """
-        run_git(wt_path, "add", "-A")
-        staged, _, _ = run_git(wt_path, "diff", "--cached", "--quiet", ok=(0, 1))
-        if staged == 1:
-            run_git(wt_path, *self._identity(), "commit", "-q", "--no-verify", "-m", message)
-        _, head, _ = run_git(wt_path, "rev-parse", "HEAD")
-        head = head.strip()
-        if staged == 1 or (start is not None and head != self._resolve(start)):
-            return head
-        return None
-
-    def _identity(self) -> list[str]:
-        """``-c user.name=... -c user.email=...`` for whichever the repository has not configured."""
-        if self._identity_args is None:
-            args = []
-            for key, default in (("user.name", "waveui"), ("user.email", "waveui@localhost")):
-                status, out, _ = run_git(self.repo_root, "config", "--get", key, ok=(0, 1))
-                if status != 0 or not out.strip():
-                    args += ["-c", f"{key}={default}"]
-            self._identity_args = args
-        return self._identity_args
+        return self.repository.resolve(rev)
 
     # ------------------------------------------------------------- inspecting
 
     def changed_files(self, start: str, commit: str) -> list[str]:
         """Paths changed between two commits; a rename counts as both of its paths."""
-        _, out, _ = run_git(self.repo_root, "diff", "--name-only", "--no-renames", "-z", start, commit, "--")
+        out = self.repository.run("diff", "--name-only", "--no-renames", "-z", start, commit, "--").out
         return [p for p in out.split("\0") if p]
 
     @staticmethod
@@ -168,8 +160,7 @@ class Integrator:
         return task_tip is not None and tip is not None and self._is_ancestor(task_tip, tip)
 
     def _is_ancestor(self, a: str, b: str) -> bool:
-        status, _, _ = run_git(self.repo_root, "merge-base", "--is-ancestor", a, b, ok=(0, 1))
-        return status == 0
+        return self.repository.is_ancestor(a, b)
 
     # ---------------------------------------------------------------- merging
 
@@ -178,7 +169,10 @@ class Integrator:
 
         On a conflict no ref moves and nothing is written that anyone sees: the
         result names the conflicted files and both branches stay as they were.
-        A branch already merged gives ok with the tip unchanged.
+        A branch already merged gives ok with the tip unchanged. The swap is
+        made against the tip waveui last wrote, so a branch that something
+        else moved meanwhile raises RefMoved instead of being built upon;
+        a branch checked out somewhere raises MergeBlocked (try again later).
         """
         task_tip = self._resolve(f"refs/heads/{task_branch}")
         if task_tip is None:
@@ -186,37 +180,43 @@ class Integrator:
         with self._lock:
             for _ in range(_CAS_ATTEMPTS):
                 self._refuse_if_checked_out()
-                tip = self.tip()
+                tip = self.check_unmoved()
                 if self._is_ancestor(task_tip, tip):
                     return MergeResult(True, tip, [])
                 if self._is_ancestor(tip, task_tip):
                     # Nothing happened on the branch since the task started: the result is the task's tree.
-                    _, tree, _ = run_git(self.repo_root, "rev-parse", f"{task_tip}^{{tree}}")
+                    tree = self.repository.run("rev-parse", f"{task_tip}^{{tree}}").out
                 else:
-                    status, out, _ = run_git(self.repo_root, "merge-tree", "--write-tree", "--name-only", "-z",
-                                             tip, task_tip, ok=(0, 1))
-                    tree, conflicted = _parse_merge_tree(out)
-                    if status == 1:
+                    merged = self.repository.run("merge-tree", "--write-tree", "--name-only", "-z",
+                                                 tip, task_tip, ok=(0, 1))
+                    tree, conflicted = _parse_merge_tree(merged.out)
+                    if merged.status == 1:
                         return MergeResult(False, tip, conflicted or ["(merge conflict; no file named by git)"])
                 # Two parents even on the fast path (--no-ff): every task is exactly one merge.
-                _, new, _ = run_git(self.repo_root, *self._identity(), "commit-tree", tree.strip(),
-                                    "-p", tip, "-p", task_tip, "-m", message)
-                new = new.strip()
-                status, _, _ = run_git(self.repo_root, "update-ref", "-m", f"waveui: merge {task_branch}",
-                                       self.ref, new, tip, ok=(0, 1, 128))
-                if status == 0:
+                new = self.repository.run(*self.repository.identity(), "commit-tree", tree.strip(),
+                                          "-p", tip, "-p", task_tip, "-m", message).out.strip()
+                swapped = self.repository.run("update-ref", "-m", f"waveui: merge {task_branch}",
+                                              self.ref, new, tip, ok=(0, 1, 128)).status
+                if swapped == 0:
+                    self.expected = new
                     return MergeResult(True, new, [])
-                # The branch moved between our read and our swap: merge again onto its new tip.
+                # Lost the swap: check_unmoved names whoever moved it on the next round.
         raise GitError(f"the branch {self.branch} kept moving while merging {task_branch}")
 
     def _refuse_if_checked_out(self) -> None:
-        """Moving a branch someone has checked out would make their checkout look changed: refuse."""
-        for entry in worktree_list(self.repo_root):
+        """Moving a branch someone has checked out would make their checkout look changed: wait instead."""
+        for entry in self.repository.worktrees():
             if entry.get("branch") == self.ref:
                 where = entry.get("worktree", "?")
                 whose = "your checkout" if same_path(Path(where), self.repo_root) else where
-                raise GitError(f"the integration branch {self.branch} is checked out in {whose}; "
-                               "switch that checkout to another branch so waveui can merge into it")
+                raise MergeBlocked(f"the integration branch {self.branch} is checked out in {whose}; "
+                                   "switch that checkout to another branch and the merge goes on")
+
+
+def _moved_message(branch: str, expected: str, found: str | None) -> str:
+    now = "deleted" if found is None else f"moved to {found[:12]}"
+    return (f"the integration branch {branch} was {now} by something other than waveui "
+            f"(waveui left it at {expected[:12]}); the run stopped rather than build on it")
 
 
 def _parse_merge_tree(out: str) -> tuple[str, list[str]]:

@@ -17,6 +17,7 @@ from waveui.engine.events import (
     PriorityChanged,
     RunFinished,
     RunPaused,
+    Notice,
     RunStarted,
     SetupRan,
     TaskProgress,
@@ -30,6 +31,7 @@ CLOCK_STATES = frozenset({"running", "verifying"})
 FINAL_STATES = frozenset({"done", "cancelled"})
 TROUBLE_STATES = frozenset({"failed", "conflicted", "blocked"})
 SAMPLES_KEPT = 120
+NOTICES_KEPT = 50
 
 
 @dataclass
@@ -109,6 +111,8 @@ class RunState:
     setup_seconds: float = 0.0
     setups_skipped: int = 0
     samples: list[MetricsSample] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)  # the latest NOTICES_KEPT
+    tip: str = ""  # the integration branch as waveui last left it
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -175,6 +179,7 @@ def _stop_clock(state: RunState, task: TaskView, t: float) -> None:
 
 def _start_run(state: RunState, e: RunStarted) -> None:
     state.resumes += e.resumed
+    state.tip = e.tip or state.tip
     state.finished = False
     if e.resumed and state.tasks:
         # Resuming: tasks keep what was done; the engine re-sends states of the
@@ -238,6 +243,8 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.undeclared = list(e.undeclared)
     if e.commit:
         task.commit = e.commit
+        if e.state == "done":
+            state.tip = e.commit  # a task is done once merged: its commit is the branch's new tip
     if e.start_point:
         task.start_point = e.start_point
 
@@ -284,6 +291,9 @@ def fold(state: RunState, event: Event) -> RunState:
             state.setup_seconds += event.seconds
             if event.task in state.tasks:
                 state.tasks[event.task].setup_seconds += event.seconds
+    elif isinstance(event, Notice):
+        state.notices.append(event)
+        del state.notices[:-NOTICES_KEPT]
     elif isinstance(event, RunFinished):
         state.finished, state.ok, state.finish_reason = True, event.ok, event.reason
         for task in state.tasks.values():  # nothing runs past the end of a run

@@ -26,14 +26,18 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import git
 import psutil
 
 from waveui.engine.journal import ensure_private_dir, waveui_dir
+from waveui.git import Checkout, GitError, Repository
 from waveui.spec import TASK_ID
+
+__all__ = ["BrokenSlot", "GitError", "SetupResult", "Worktree", "WorktreePool", "attempt_ref", "integration_branch",
+           "task_branch"]
 
 EXCLUDE_LINE = "/.waveui/"
 BRANCH_SWITCH_WAIT_SECONDS = 30.0
@@ -42,14 +46,6 @@ _SLOT_NAME = re.compile(r"slot-(\d+)\Z")
 # Left behind when an agent was stopped in the middle of one of these.
 _OPERATION_LEFTOVERS = ("rebase-merge", "rebase-apply", "sequencer", "MERGE_HEAD", "CHERRY_PICK_HEAD",
                         "REVERT_HEAD", "BISECT_LOG")
-
-
-class GitError(Exception):
-    """A git operation that failed, with a message fit to show the user."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 # ------------------------------------------------------------------- names
@@ -86,41 +82,9 @@ def _checked_branch(branch: str) -> str:
 # --------------------------------------------------------------------- git
 
 
-def run_git(cwd: Path, *args: str, ok: tuple[int, ...] = (0,), env: dict | None = None) -> tuple[int, str, str]:
-    """Run ``git args`` in ``cwd``; (status, stdout, stderr), or GitError for a status not in ``ok``."""
-    status, out, err = git.Git(str(cwd)).execute(
-        ["git", *args], with_extended_output=True, with_exceptions=False, env=env)
-    if status not in ok:
-        said = (err or out).strip() or f"exit status {status}"
-        raise GitError(f"git {' '.join(args)} (in {cwd}) failed: {said}")
-    return status, out, err
-
-
-def worktree_list(repo_root: Path) -> list[dict[str, str]]:
-    """``git worktree list --porcelain`` as one dict per worktree (keys: worktree, HEAD, branch, locked, ...)."""
-    _, out, _ = run_git(repo_root, "worktree", "list", "--porcelain", "-z")
-    entries, current = [], {}
-    for field in out.split("\0"):
-        if not field:  # an empty field ends a record
-            if current:
-                entries.append(current)
-            current = {}
-            continue
-        key, _, value = field.partition(" ")
-        current[key] = value
-    if current:
-        entries.append(current)
-    return entries
-
-
-def open_repo(repo_root: Path) -> git.Repo:
-    try:
-        repo = git.Repo(repo_root)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
-        raise GitError(f"{repo_root} is not a git repository") from e
-    if repo.bare:
-        raise GitError(f"{repo_root} is a bare repository: waveui needs one with a working tree")
-    return repo
+def attempt_ref(epic: str, task_id: str, attempt: int | str) -> str:
+    """Where an attempt's work is kept, whatever its outcome: ``refs/waveui/<epic>/<task>/<attempt>``."""
+    return f"refs/waveui/{check_name('epic name', epic)}/{check_name('task id', task_id)}/{attempt}"
 
 
 def exclude_waveui(common_dir: Path) -> None:
@@ -137,6 +101,14 @@ def exclude_waveui(common_dir: Path) -> None:
         f.write(("\n" if text and not text.endswith("\n") else "") + EXCLUDE_LINE + "\n")
 
 
+def open_repository(repo_root: Path) -> Repository:
+    """The repository whose top folder is ``repo_root``, with a working tree; GitError otherwise."""
+    try:
+        return Repository.open(Path(repo_root))
+    except GitError:
+        raise GitError(f"{repo_root} is not a git repository (or not its top folder)") from None
+
+
 # ------------------------------------------------------------------- the pool
 
 
@@ -145,6 +117,7 @@ class Worktree:
     slot: int
     path: Path
     branch: str
+    task_id: str = ""
 
 
 @dataclass
@@ -160,25 +133,36 @@ class _Slot:
     path: Path
     busy: bool = False
     branch: str | None = None  # checked out there, as far as we know
+    clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
+
+
+class BrokenSlot(GitError):
+    """A slot that is no longer the worktree waveui made (its folder or ``.git`` gone or replaced)."""
 
 
 class WorktreePool:
     """Worktrees under ``<repo_root>/.waveui/worktrees/``, lent to one task at a time.
 
     Slots left by an earlier waveui process are found on start and reused.
-    ``acquire`` repairs a slot that was deleted, moved, locked or left with a
-    stale ``index.lock``, so a crash never leaves the pool unusable.
+    Before any command that changes files, the slot is checked to still be the
+    worktree waveui made (:meth:`Repository.linked_worktree`), and the command
+    names that worktree's own git dir and folder, so a slot whose folder or
+    ``.git`` a task deleted can never send a reset or a clean into the user's
+    checkout. A broken slot is set aside (never deleted: what the task left in
+    it stays there) and rebuilt. Nothing is reset while only the worktree holds
+    it: an attempt's work is first committed to ``refs/waveui/<epic>/<task>/<n>``.
     """
 
     def __init__(self, repo_root: Path, epic: str, setup: str | None, setup_inputs: list[str],
-                 log_dir: Path | None = None):
-        self.repo = open_repo(Path(repo_root))
-        self.repo_root = Path(self.repo.working_tree_dir).resolve()
+                 log_dir: Path | None = None, on_notice: Callable[[str], None] | None = None):
+        self.repository = open_repository(Path(repo_root))
+        self.repo_root = self.repository.root
         self.epic = check_name("epic name", epic)
         self.setup = setup or None
         self.setup_inputs = [_check_input_pattern(p) for p in setup_inputs]
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.common_dir = Path(self.repo.common_dir).resolve()
+        self.common_dir = self.repository.common_dir
+        self.on_notice = on_notice or (lambda _text: None)
         ensure_private_dir(waveui_dir(self.repo_root))
         self.root = ensure_private_dir(waveui_dir(self.repo_root) / "worktrees")
         exclude_waveui(self.common_dir)
@@ -192,7 +176,9 @@ class WorktreePool:
     def acquire(self, task_id: str, start_point: str) -> Worktree:
         """A worktree on a fresh branch ``waveui/<epic>@<task_id>`` at ``start_point``, clean.
 
-        An existing branch of that name (an earlier attempt) is reset to ``start_point``.
+        An existing branch of that name (an earlier attempt) is moved to
+        ``start_point``; its old tip is kept under ``refs/waveui/`` first
+        unless a ref there or the start point already holds it.
         """
         branch = task_branch(self.epic, task_id)
         commit = self._commit_of(start_point)
@@ -200,17 +186,20 @@ class WorktreePool:
             slot = self._choose(branch)
             slot.busy = True
         try:
-            self._make_ready(slot, commit)
+            checkout = self._make_ready(slot, commit)
             self._free_branch(branch, slot)
-            run_git(slot.path, "checkout", "-q", "-f", "-B", branch, commit, "--")
-            run_git(slot.path, "reset", "-q", "--hard")
-            run_git(slot.path, "clean", "-q", "-fd")  # not -x: ignored dependencies stay
+            if not slot.clean:
+                self._save_leftovers(slot, checkout)
+            self._keep_branch_tip(task_id, branch, commit)
+            checkout.run("checkout", "-q", "-f", "-B", branch, commit, "--")
+            self._clean(slot, checkout)
             slot.branch = branch
+            slot.clean = False
         except BaseException:
             with self._lock:
                 slot.busy = False
             raise
-        return Worktree(slot.number, slot.path, branch)
+        return Worktree(slot.number, slot.path, branch, task_id)
 
     def adopt(self, task_id: str) -> Worktree | None:
         """Lend the slot that still holds this task's branch (a task a killed waveui left running), if any."""
@@ -219,33 +208,103 @@ class WorktreePool:
             for slot in self._slots.values():
                 if slot.branch == branch and not slot.busy and slot.path.is_dir():
                     slot.busy = True
-                    return Worktree(slot.number, slot.path, branch)
+                    return Worktree(slot.number, slot.path, branch, task_id)
         return None
 
-    def release(self, wt: Worktree) -> bool:
-        """Clean the worktree (ignored files kept), detach it from the task's branch, free the slot.
+    def checkout_of(self, wt: Worktree) -> Checkout:
+        """The task's worktree, verified to still be the one waveui made; BrokenSlot otherwise."""
+        checkout = self.repository.linked_worktree(wt.path)
+        if checkout is None:
+            raise BrokenSlot(f"the worktree {wt.path} of {wt.branch} is gone or no longer a worktree of "
+                             f"{self.repo_root} (deleted or replaced while the task ran)")
+        return checkout
 
-        Never raises for a git failure: it returns False, and the next
-        ``acquire`` of the slot repairs it. The task's branch and commits stay.
+    def commit(self, wt: Worktree, start: str, message: str) -> str | None:
+        """Commit what the worktree holds onto the task's branch; the commit, or None if nothing changed.
+
+        Whatever the task did with git in its worktree (commits on its branch,
+        a detached HEAD, a switch to a branch of its own) its work ends up on
+        the branch waveui gave it: the commit's tree is the worktree's files,
+        its parent the task's HEAD. A HEAD not built on ``start`` (the task
+        checked out something else) fails with a reason; the attempt's ref
+        keeps the work. Hooks never run.
+        """
+        checkout = self.checkout_of(wt)
+        ref = f"refs/heads/{wt.branch}"
+        nested = _stage_all(checkout)
+        if nested:
+            self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
+                           " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
+        tree = checkout.run("write-tree").out.strip()
+        head = _rev(checkout, "HEAD")
+        if head is None or not (head == start or self.repository.is_ancestor(start, head)):
+            where = _head_name(checkout) or "an unrelated commit"
+            raise GitError(f"the task left its worktree on {where}, not built on the commit it started from; "
+                           "its work is kept under refs/waveui/")
+        if tree == _rev(checkout, "HEAD^{tree}"):
+            if head == start:
+                return None
+            new = head  # the task committed everything itself
+        else:
+            new = checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
+        tip = _rev(checkout, ref)
+        if tip is not None and tip != new and not self.repository.is_ancestor(tip, new):
+            # The branch went somewhere else than HEAD (the task moved it): keep that line too.
+            self.repository.run("update-ref", "-m", "waveui: branch moved by the task",
+                                attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], f"moved-{tip[:12]}"),
+                                tip)
+        self.repository.run("update-ref", "-m", "waveui: task commit", ref, new, tip or "")
+        checkout.run("symbolic-ref", "HEAD", ref)  # the worktree is on its branch again, index and files as committed
+        return new
+
+    def save_attempt(self, wt: Worktree, attempt: int, message: str) -> str | None:
+        """Commit everything the worktree holds (untracked files too) to the attempt's ref; its commit.
+
+        No branch moves. Returns None when the slot is broken (there is nothing
+        waveui may read there) or has no commit to build on.
+        """
+        checkout = self.repository.linked_worktree(wt.path)
+        if checkout is None:
+            return None
+        commit = self._snapshot(checkout, message)
+        if commit is not None:
+            self.repository.run("update-ref", "-m", "waveui: attempt kept",
+                                attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], attempt), commit)
+        return commit
+
+    def release(self, wt: Worktree, attempt: int | None = None) -> bool:
+        """Keep the attempt's work under ``refs/waveui/``, clean the worktree, detach it, free the slot.
+
+        Never raises for a git failure: it returns False and the next ``acquire``
+        of the slot saves whatever is left and repairs it. A slot that is no
+        longer waveui's worktree is reported and never touched.
         """
         slot = self._slots.get(wt.slot)
         if slot is None or not slot.busy:
             raise ValueError(f"slot {wt.slot} is not lent out")
         cleaned = False
         try:
-            gitdir = self._gitdir(slot.path)
-            if gitdir is not None:
-                self._clear_stale_lock(slot.path, gitdir)
-                _remove_leftovers(gitdir)
-            run_git(slot.path, "reset", "-q", "--hard")
-            run_git(slot.path, "clean", "-q", "-fd")
+            checkout = self.repository.linked_worktree(slot.path)
+            if checkout is None:
+                self.on_notice(f"worktree {slot.path} was deleted or replaced during {wt.branch}; "
+                               "it is set aside and rebuilt, never repaired through your checkout")
+                return False
+            self._clear_stale_lock(slot.path, checkout.git_dir)
+            _remove_leftovers(checkout.git_dir)
+            if attempt is not None:
+                self.save_attempt(wt, attempt, f"waveui: {wt.branch} attempt {attempt}, as it was left")
+            else:
+                self._save_leftovers(slot, checkout)
+            self._set_aside_nested(slot, checkout)
+            self._clean(slot, checkout)
             # Detached, the slot holds no branch: the task's branch can be reset or
             # checked out elsewhere, and merging never needs this folder.
-            run_git(slot.path, "checkout", "-q", "--detach")
+            checkout.run("checkout", "-q", "--detach")
             slot.branch = None
+            slot.clean = True
             cleaned = True
-        except GitError:
-            pass
+        except GitError as error:
+            self.on_notice(f"could not clean {slot.path}: {error.message}")
         finally:
             with self._lock:
                 slot.busy = False
@@ -255,28 +314,28 @@ class WorktreePool:
         """Run the setup command in ``wt`` unless this slot already ran it for the same inputs.
 
         ``env`` is the complete environment of the command. The slot counts as
-        set up only after an exit status of 0; a failed setup runs again next time.
+        set up only after an exit status of 0; a failed setup runs again next
+        time. What setup leaves among the ignored files (``node_modules/``,
+        ``.venv/``) is recorded, and cleaning keeps exactly that.
         """
         started = time.monotonic()
         if not self.setup:
             return SetupResult(False, 0.0, 0)
         digest = self.setup_hash(wt.path)
         marker = self._setup_marker(wt.slot)
-        try:
-            done = marker.read_text(encoding="ascii").strip() == digest
-        except OSError:
-            done = False
-        if done:
+        done, _ = self._read_marker(marker)
+        if done == digest:
             return SetupResult(False, time.monotonic() - started, 0)
         # A setup cut short may have left half its files: not done until it succeeds.
         marker.unlink(missing_ok=True)
         code = self._run_setup(wt, env, timeout)
         if code == 0:
+            kept = _ignored_entries(self.checkout_of(wt))
             tmp = marker.with_name(marker.name + ".tmp")
             # Owner-only like everything under .waveui/: write_text would leave it to the umask.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(digest + "\n")
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(digest + "\n" + "".join(path + "\n" for path in kept))
             os.replace(tmp, marker)
         return SetupResult(True, time.monotonic() - started, code)
 
@@ -308,7 +367,7 @@ class WorktreePool:
     def _discover(self) -> None:
         """Find the slots an earlier waveui process left, registered with git or only on disk."""
         root = self.root.resolve()
-        for entry in worktree_list(self.repo_root):
+        for entry in self.repository.worktrees():
             path = Path(entry.get("worktree", ""))
             match = _SLOT_NAME.match(path.name)
             if match and same_path(path.parent, root):
@@ -346,61 +405,112 @@ class WorktreePool:
                 continue
             if other.busy:
                 raise GitError(f"branch {branch} is in use by another task in {other.path}")
-            run_git(other.path, "checkout", "-q", "--detach")
+            checkout = self.repository.linked_worktree(other.path)
+            if checkout is not None:
+                # Detaching changes no file, so nothing the crashed task left there is lost.
+                checkout.run("checkout", "-q", "--detach")
             other.branch = None
 
-    def _make_ready(self, slot: _Slot, commit: str) -> None:
-        """Make ``slot.path`` a working worktree of this repository, creating or repairing it."""
-        gitdir = self._gitdir(slot.path)
-        if gitdir is None:
+    def _make_ready(self, slot: _Slot, commit: str) -> Checkout:
+        """The slot as a verified worktree of this repository, creating or rebuilding it."""
+        checkout = self.repository.linked_worktree(slot.path)
+        if checkout is None:
             with self._admin:
-                gitdir = self._gitdir(slot.path)
-                if gitdir is None and slot.path.exists():
+                checkout = self.repository.linked_worktree(slot.path)
+                if checkout is None and (slot.path / ".git").is_file() and not slot.path.is_symlink():
                     # Moved repository or worktree: git can often relink it, keeping ignored files.
-                    run_git(self.repo_root, "worktree", "repair", str(slot.path), ok=(0, 1, 128))
-                    gitdir = self._gitdir(slot.path)
-                if gitdir is None:
+                    self.repository.run("worktree", "repair", str(slot.path), ok=(0, 1, 128))
+                    checkout = self.repository.linked_worktree(slot.path)
+                if checkout is None:
                     self._recreate(slot, commit)
-                    gitdir = self._gitdir(slot.path)
-                    if gitdir is None:
-                        raise GitError(f"could not create the worktree {slot.path}")
-        if (gitdir / "locked").exists():
+                    checkout = self.repository.linked_worktree(slot.path)
+                    if checkout is None:
+                        raise BrokenSlot(f"could not create the worktree {slot.path}")
+        if (checkout.git_dir / "locked").exists():
             # Our slots are never locked on purpose; a lock only blocks pruning and re-adding.
-            run_git(self.repo_root, "worktree", "unlock", str(slot.path), ok=(0, 128))
-        self._clear_stale_lock(slot.path, gitdir)
-        _remove_leftovers(gitdir)
+            self.repository.run("worktree", "unlock", str(slot.path), ok=(0, 128))
+        self._clear_stale_lock(slot.path, checkout.git_dir)
+        _remove_leftovers(checkout.git_dir)
+        return checkout
 
     def _recreate(self, slot: _Slot, commit: str) -> None:
-        """Add the slot afresh: it is new, or its folder or git's record of it is gone."""
+        """Add the slot afresh: it is new, or its folder or git's record of it is gone or broken.
+
+        What is left at its place is moved aside to ``.waveui/worktrees/set-aside/``,
+        never deleted: it may be all that remains of a task's work.
+        """
         self._setup_marker(slot.number).unlink(missing_ok=True)  # its dependencies went with it
-        if slot.path.exists():
-            shutil.rmtree(slot.path)
-        for entry in worktree_list(self.repo_root):
+        if slot.path.is_symlink() or slot.path.exists():
+            aside = ensure_private_dir(self.root / "set-aside") / f"{slot.path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+            os.rename(slot.path, aside)
+            self.on_notice(f"{slot.path} was no longer a worktree of this repository; moved to {aside}")
+        for entry in self.repository.worktrees():
             if same_path(Path(entry.get("worktree", "")), slot.path) and "locked" in entry:
-                run_git(self.repo_root, "worktree", "unlock", str(slot.path), ok=(0, 128))
+                self.repository.run("worktree", "unlock", str(slot.path), ok=(0, 128))
         # Drop git's record of worktrees whose folders are gone, ours among them.
-        run_git(self.repo_root, "worktree", "prune")
-        run_git(self.repo_root, "worktree", "add", "-q", "--force", "--detach", str(slot.path), commit)
+        self.repository.run("worktree", "prune")
+        self.repository.run("worktree", "add", "-q", "--force", "--detach", str(slot.path), commit)
         os.chmod(slot.path, 0o700)  # git made it by the umask; everything under .waveui/ is owner-only
         slot.branch = None
+        slot.clean = True
 
-    def _gitdir(self, path: Path) -> Path | None:
-        """The git dir of a healthy worktree at ``path`` belonging to this repository, else None."""
-        try:
-            text = (path / ".git").read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+    def _clean(self, slot: _Slot, checkout: Checkout) -> None:
+        """Tracked files as committed, no untracked or ignored file left, nested repositories included,
+        except what setup installed (recorded in the slot's setup marker)."""
+        checkout.run("reset", "-q", "--hard")
+        _, kept = self._read_marker(self._setup_marker(slot.number))
+        excludes = [arg for path in kept for arg in ("-e", "/" + _escape_pattern(path.rstrip("/"))
+                                                      + ("/" if path.endswith("/") else ""))]
+        checkout.run("clean", "-q", "-ffdx", *excludes)
+
+    def _set_aside_nested(self, slot: _Slot, checkout: Checkout) -> None:
+        """Move repositories a task made inside its worktree out of the way of ``git clean``, which would delete them."""
+        nested = [p for p in _untracked(checkout) if p.endswith("/")]
+        if not nested:
+            return
+        aside = ensure_private_dir(self.root / "set-aside") / f"{slot.path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}"
+        for path in nested:
+            target = aside / path.rstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(slot.path / path.rstrip("/"), target)
+        self.on_notice(f"repositories made inside {slot.path.name} ({', '.join(nested)}) moved to {aside}")
+
+    def _snapshot(self, checkout: Checkout, message: str) -> str | None:
+        """A commit of everything the worktree holds on top of its HEAD (HEAD itself if nothing is
+        uncommitted); None without a HEAD commit. Writes only the slot's own index and new objects."""
+        head = _rev(checkout, "HEAD")
+        if head is None:
             return None
-        if not text.startswith("gitdir:"):
-            return None
-        gitdir = (path / text[len("gitdir:"):].strip()).resolve()
-        try:
-            back = Path((gitdir / "gitdir").read_text(encoding="utf-8").strip())
-        except OSError:
-            return None
-        if (gitdir.parent != self.common_dir / "worktrees" or not (gitdir / "HEAD").is_file()
-                or not same_path(back, path / ".git")):
-            return None
-        return gitdir
+        _stage_all(checkout)
+        tree = checkout.run("write-tree").out.strip()
+        if tree == _rev(checkout, "HEAD^{tree}"):
+            return head
+        return checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
+
+    def _save_leftovers(self, slot: _Slot, checkout: Checkout) -> None:
+        """Keep what a slot not cleaned by this pool holds (a crash left it) before it is reset."""
+        status = checkout.run("status", "--porcelain", "-z", "--untracked-files=all").out
+        head = _rev(checkout, "HEAD")
+        on_no_ref = head is not None and not checkout.run("for-each-ref", "--count=1", "--contains", head,
+                                                         "--format=%(refname)").out.strip()
+        if not status and not on_no_ref:
+            return
+        commit = self._snapshot(checkout, f"waveui: what {slot.path.name} held before it was reused")
+        if commit is not None:
+            ref = f"refs/waveui/{self.epic}/leftovers/{slot.path.name}-{commit[:12]}"
+            self.repository.run("update-ref", "-m", "waveui: leftovers kept", ref, commit)
+            self.on_notice(f"{slot.path.name} held work no ref pointed at; kept as {ref}")
+
+    def _keep_branch_tip(self, task_id: str, branch: str, start: str) -> None:
+        """Before ``checkout -B`` moves the task's branch, make sure its old tip stays reachable."""
+        tip = self.repository.resolve(f"refs/heads/{branch}")
+        if tip is None or tip == start or self.repository.is_ancestor(tip, start):
+            return
+        prefix = f"refs/waveui/{self.epic}/{task_id}/"
+        held = self.repository.run("for-each-ref", "--count=1", "--contains", tip, "--format=%(refname)",
+                                   prefix).out.strip()
+        if not held:
+            self.repository.run("update-ref", "-m", "waveui: branch tip kept", f"{prefix}branch-{tip[:12]}", tip)
 
     def _clear_stale_lock(self, path: Path, gitdir: Path) -> None:
         """Remove an ``index.lock`` left by a git process that died (a killed agent, a crash)."""
@@ -418,17 +528,25 @@ class WorktreePool:
         lock.unlink(missing_ok=True)
 
     def _commit_of(self, start_point: str) -> str:
-        status, out, _ = run_git(self.repo_root, "rev-parse", "--verify", "--quiet", "--end-of-options",
-                                 f"{start_point}^{{commit}}", ok=(0, 1, 128))
-        if status != 0 or not out.strip():
+        commit = self.repository.resolve(start_point)
+        if commit is None:
             raise GitError(f"start point {start_point!r} is not a commit in {self.repo_root}")
-        return out.strip()
+        return commit
 
     # --------------------------------------------------------------- setup
 
     def _setup_marker(self, number: int) -> Path:
         # Beside the worktree, not in it, so `git clean` can never remove it.
         return self.root / f"slot-{number}.setup"
+
+    @staticmethod
+    def _read_marker(marker: Path) -> tuple[str, list[str]]:
+        """The setup digest recorded for a slot and the ignored paths its setup made ("" and [] if none)."""
+        try:
+            lines = marker.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        except OSError:
+            return "", []
+        return (lines[0].strip() if lines else ""), [line for line in lines[1:] if line]
 
     def _run_setup(self, wt: Worktree, env: dict, timeout: float | None) -> int:
         log = subprocess.DEVNULL
@@ -478,6 +596,41 @@ def same_path(a: Path, b: Path) -> bool:
         return Path(a).resolve() == Path(b).resolve()
     except OSError:
         return False
+
+
+def _rev(checkout: Checkout, rev: str) -> str | None:
+    result = checkout.run("rev-parse", "--verify", "--quiet", "--end-of-options", rev, ok=(0, 1, 128))
+    return result.out.strip() if result.status == 0 and result.out.strip() else None
+
+
+def _head_name(checkout: Checkout) -> str:
+    result = checkout.run("symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1, 128))
+    return f"branch {result.out.strip()}" if result.status == 0 else ""
+
+
+def _untracked(checkout: Checkout) -> list[str]:
+    """Untracked, not ignored paths; a repository nested in the worktree is one entry ending in ``/``."""
+    return [p for p in checkout.run("ls-files", "-z", "--others", "--exclude-standard").out.split("\0") if p]
+
+
+def _stage_all(checkout: Checkout) -> list[str]:
+    """``git add -A`` in the slot's own index, leaving out repositories nested in the worktree; those."""
+    nested = [p for p in _untracked(checkout) if p.endswith("/")]
+    # A nested repository would go in as a bare commit id (a gitlink) whose content no clone has;
+    # one without commits makes `git add` fail outright.
+    checkout.run("add", "-A", "--", ".", *(f":(exclude,literal){p}" for p in nested))
+    return nested
+
+
+def _ignored_entries(checkout: Checkout) -> list[str]:
+    """The ignored files and folders in a worktree, folders as one entry ending in ``/``."""
+    out = checkout.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory").out
+    return sorted(p for p in out.split("\0") if p)
+
+
+def _escape_pattern(path: str) -> str:
+    """A path as a gitignore pattern matching exactly that path."""
+    return re.sub(r"([\\*?\[\]!# ])", r"\\\1", path)
 
 
 def _remove_leftovers(gitdir: Path) -> None:

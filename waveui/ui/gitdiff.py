@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from waveui.engine.worktrees import task_branch
+from waveui.git import GitError, Repository, Result
 from waveui.sanitize import sanitize
 
 MAX_DIFF_BYTES = 2 * 1024 * 1024
@@ -31,14 +31,17 @@ def branch_of(epic: str, task_id: str) -> str:
         return ""
 
 
-def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
-    # stdin=DEVNULL: a child must never read the keyboard the app is reading.
-    return subprocess.run(["git", "-C", str(repo_root), *args], stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=GIT_TIMEOUT)
+def _git(repo_root: Path, *args: str) -> Result:
+    return Repository.open(repo_root).run(*args, ok=range(256), timeout=GIT_TIMEOUT)
 
 
-def _first_line(data: bytes) -> str:
-    lines = sanitize(data.decode("utf-8", errors="replace")).strip().splitlines()
+def _readable(text: str) -> str:
+    """Git's output as text a terminal can show: bytes that are not UTF-8 become U+FFFD."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
+def _first_line(text: str) -> str:
+    lines = sanitize(_readable(text)).strip().splitlines()
     return lines[0] if lines else "git failed"
 
 
@@ -57,10 +60,8 @@ def branch_diff(repo_root: Path, integration: str, branch: str, merge_commit: st
         if not result.error and not result.files and merge_commit:
             _diff_into(result, repo_root, f"{merge_commit}^1", merge_commit)
             result.merged = not result.error
-    except FileNotFoundError:
-        result.error = "git is not installed"
-    except subprocess.TimeoutExpired:
-        result.error = f"git took longer than {GIT_TIMEOUT}s"
+    except GitError as error:
+        result.error = sanitize(error.message)
     return result
 
 
@@ -68,11 +69,11 @@ def _diff_into(result: BranchDiff, repo_root: Path, *span: str) -> None:
     # The revisions come from the journal, which any process can write to: --end-of-options keeps
     # one such as "--output=FILE" a (bad) revision, never an option that makes git write a file.
     names = _git(repo_root, "diff", "--name-only", "-z", "--end-of-options", *span, "--")
-    if names.returncode != 0:
-        result.error = _first_line(names.stderr)
+    if names.status != 0:
+        result.error = _first_line(names.err)
         return
-    diff = _git(repo_root, "diff", "--no-color", "--no-ext-diff", "--end-of-options", *span, "--")
-    result.files = [sanitize(n) for n in names.stdout.decode("utf-8", errors="replace").split("\0") if n]
-    data = diff.stdout
+    diff = _git(repo_root, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options", *span, "--")
+    result.files = [sanitize(n) for n in _readable(names.out).split("\0") if n]
+    data = _readable(diff.out)
     result.truncated = len(data) > MAX_DIFF_BYTES
-    result.text = sanitize(data[:MAX_DIFF_BYTES].decode("utf-8", errors="replace"))
+    result.text = sanitize(data[:MAX_DIFF_BYTES])
