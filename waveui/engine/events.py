@@ -34,6 +34,9 @@ class TaskInfo:
     rank: int  # place in the plan's dispatch order
     critical: bool
     priority: int = 0
+    # A hash of what the task runs (see waveui.engine.recovery.fingerprint): a resume compares it with
+    # the epic file to rerun tasks whose definition changed. "" in journals written before it existed.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -131,6 +134,17 @@ class PriorityChanged(Event):
 
 
 @dataclass
+class RunNotice(Event):
+    """Something the user must know about the run's record: an unreadable journal line, an
+    epic edited since the run was interrupted, work found on (or missing from) the integration
+    branch. ``kind`` is "journal", "epic" or "git"."""
+
+    type: ClassVar[str] = "notice"
+    kind: str = ""
+    message: str = ""
+
+
+@dataclass
 class RunFinished(Event):
     type: ClassVar[str] = "run_finished"
     ok: bool = False
@@ -140,7 +154,7 @@ class RunFinished(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunStarted, TaskStateChanged, TaskProgress, SetupRan, LimitChanged, MetricsSample,
-                RunPaused, PriorityChanged, RunFinished)
+                RunPaused, PriorityChanged, RunNotice, RunFinished)
 }
 
 
@@ -170,7 +184,8 @@ def from_dict(data: dict[str, Any]) -> Event:
     names = _field_names(cls)
     values = {k: v for k, v in data.items() if k in names}
     if cls is RunStarted:
-        values["tasks"] = [TaskInfo(**t) for t in values.get("tasks", [])]
+        known = _field_names(TaskInfo)
+        values["tasks"] = [TaskInfo(**{k: v for k, v in t.items() if k in known}) for t in values.get("tasks", [])]
     return cls(**values)
 
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from waveui.engine.events import Event, LimitChanged, RunFinished, RunPaused, RunStarted, TaskStateChanged
+from waveui.engine.events import Event, LimitChanged, RunFinished, RunNotice, RunPaused, RunStarted, TaskStateChanged
 from waveui.engine.metrics import duration, estimate_remaining, money, projected_cost
 from waveui.engine.state import RunState, fold
 from waveui.sanitize import sanitize
@@ -43,6 +43,8 @@ class HeadlessReporter:
             self._print(self._task_line(stamp, event))
         elif isinstance(event, LimitChanged):
             self._print(f"{stamp}  parallelism limit {event.limit}: {sanitize(event.reason)}")
+        elif isinstance(event, RunNotice):
+            self._print(f"{stamp}  warning: {event.message}")
         elif isinstance(event, RunPaused):
             self._print(f"{stamp}  dispatching {'paused' if event.paused else 'resumed'}")
         elif isinstance(event, RunFinished):

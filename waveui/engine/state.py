@@ -17,6 +17,7 @@ from waveui.engine.events import (
     PriorityChanged,
     RunFinished,
     RunPaused,
+    RunNotice,
     RunStarted,
     SetupRan,
     TaskProgress,
@@ -109,6 +110,7 @@ class RunState:
     setup_seconds: float = 0.0
     setups_skipped: int = 0
     samples: list[MetricsSample] = field(default_factory=list)
+    notices: list[RunNotice] = field(default_factory=list)  # every one, in order: the user must see them all
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -182,7 +184,22 @@ def _start_run(state: RunState, e: RunStarted) -> None:
         for task in state.tasks.values():
             _stop_clock(state, task, state.now)
         state.now = max(state.now, e.t)
+        state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
         state.limit, state.max_parallel = e.limit, e.max_parallel
+        state.critical_length, state.conflicts = e.critical_length, list(e.conflicts)
+        # The epic may have been edited meanwhile: the task set is the new one. A task still
+        # there keeps its history; one removed is dropped, one added starts pending.
+        earlier = state.tasks
+        state.tasks = {}
+        for info in e.tasks:
+            task = earlier.get(info.id)
+            if task is None:
+                state.tasks[info.id] = _new_task(info)
+                continue
+            task.title, task.requires, task.story_points = info.title, list(info.requires), info.story_points
+            task.affected_files, task.wave, task.rank = list(info.affected_files), info.wave, info.rank
+            task.critical = info.critical  # priority stays: the user may have changed it during the run
+            state.tasks[info.id] = task
         return
     state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
     state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
@@ -190,11 +207,12 @@ def _start_run(state: RunState, e: RunStarted) -> None:
     state.critical_length, state.conflicts = e.critical_length, list(e.conflicts)
     state.started = e.t
     state.now = e.t
-    state.tasks = {
-        info.id: TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
-                          info.wave, info.rank, info.critical, info.priority)
-        for info in e.tasks
-    }
+    state.tasks = {info.id: _new_task(info) for info in e.tasks}
+
+
+def _new_task(info) -> TaskView:
+    return TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
+                    info.wave, info.rank, info.critical, info.priority)
 
 
 def _task_state(state: RunState, e: TaskStateChanged) -> None:
@@ -284,6 +302,8 @@ def fold(state: RunState, event: Event) -> RunState:
             state.setup_seconds += event.seconds
             if event.task in state.tasks:
                 state.tasks[event.task].setup_seconds += event.seconds
+    elif isinstance(event, RunNotice):
+        state.notices.append(event)
     elif isinstance(event, RunFinished):
         state.finished, state.ok, state.finish_reason = True, event.ok, event.reason
         for task in state.tasks.values():  # nothing runs past the end of a run
