@@ -148,6 +148,8 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
     except RunAlreadyComplete as done:
         print(f"waveui: {done}", file=sys.stderr)
         return 0
+    except EngineError as error:  # an edit the run cannot follow, a branch no journal explains
+        raise UsageError(str(error)) from None
 
     if not (headless or not sys.stdout.isatty()):
         from waveui.ui.live import run_live

@@ -41,6 +41,7 @@ def report(state: RunState, summary: dict, now: float) -> dict:
                 row["files"] = [sanitize_line(f) for f in task.files]
             rows.append(row)
         out[f"{kind}_tasks"] = rows
+    out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices]
     return out
 
 
@@ -61,6 +62,13 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
     if info["status"] == "running":
         figures.append(f"ETA {duration(info['eta'])}")
     lines.append(", ".join(figures))
+    notices = info.get("notices", [])
+    if notices:
+        lines.append(style("notices", "warn"))
+        for notice in notices[:SHOWN_PER_LIST]:
+            lines.append(_cut(f"  {notice['message']}", width))
+        if len(notices) > SHOWN_PER_LIST:
+            lines.append(style(f"  … and {len(notices) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
     for kind in TROUBLE:
         rows = info[f"{kind}_tasks"]
         if not rows:

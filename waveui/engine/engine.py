@@ -32,9 +32,12 @@ from waveui.engine.events import (
     TaskProgress,
     TaskStateChanged,
 )
+from waveui.engine import recovery
 from waveui.engine.guard import RepositoryGuard
-from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir, waveui_dir
+from waveui.engine.journal import (Journal, UnreadableLine, ensure_private_dir, list_runs, new_run_id, read_events,
+                                   runs_dir, waveui_dir)
 from waveui.engine.locks import ControllerLock, FileLocks
+from waveui.engine.recovery import TASK_TRAILER, BranchWork, EpicEdits
 from waveui.engine.supervision import StepFiles, SupervisedStep
 from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
 from waveui.engine.worktrees import BrokenSlot, WorktreePool, attempt_ref
@@ -50,7 +53,7 @@ MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried aga
 SETTLED = FINAL_STATES | TROUBLE_STATES
 STUCK_STATES = TROUBLE_STATES | {"cancelled"}  # their dependents cannot run
 WAITING = frozenset({"pending", "ready"})
-TASK_TRAILER = "Waveui-Task"  # in every merge commit: which task it brought in
+UNREADABLE_SHOWN = 10  # unreadable journal lines reported one by one; past that, one line counts the rest
 
 
 @dataclass
@@ -107,6 +110,10 @@ class Engine:
         self.run_dir: Path | None = None
         self.set_aside: str | None = None  # where --fresh moved an earlier integration branch
         self.previous_events: list[Event] | None = None  # the journal of the run being resumed
+        self.unreadable: list[UnreadableLine] = []  # its lines that gave no event
+        self.edits = EpicEdits()  # how waveui.toml changed since that run last started
+        self.branch_work: BranchWork | None = None  # the integration branch as git tells it, before this run
+        self.journal_lost = False  # no journal, but merged work of this epic on its integration branch
         self.journal: Journal | None = None
         self.pool: WorktreePool | None = None
         self.integrator: Integrator | None = None
@@ -151,9 +158,9 @@ class Engine:
             except Exception:  # a broken reader (a closed pipe, a bug in a view) must not break the run
                 self.options.listeners.remove(listener)
 
-    def notice(self, text: str, level: str = "warning", task: str = "") -> None:
+    def notice(self, text: str, level: str = "warning", task: str = "", kind: str = "") -> None:
         """Tell the user something that is no task's state; kept until the journal is open, if need be."""
-        event = Notice(t=self.clock(), level=level, text=text, task=task)
+        event = Notice(t=self.clock(), level=level, text=text, task=task, kind=kind)
         if self.journal is None:
             self._early_notices.append(event)
         else:
@@ -224,7 +231,7 @@ class Engine:
         return [
             TaskInfo(task_id, self.tasks[task_id].title, self.requires[task_id], plan.graph.weight[i],
                      list(self.tasks[task_id].affected_files), level[i], rank[task_id], i in on_path,
-                     self.tasks[task_id].priority)
+                     self.tasks[task_id].priority, recovery.fingerprint(self.epic, self.tasks[task_id]))
             for i, task_id in enumerate(plan.graph.ids)
         ]
 
@@ -236,10 +243,12 @@ class Engine:
 
     def _resumable_run(self) -> tuple[Path, list[Event]] | None:
         for run_dir in reversed(list_runs(self.repo_root)):
-            events = read_events(run_dir / "events.jsonl")
+            unreadable: list[UnreadableLine] = []
+            events = read_events(run_dir / "events.jsonl", unreadable)
             started = next((e for e in events if isinstance(e, RunStarted)), None)
             if started is None or started.epic != self.epic.name:
-                continue
+                continue  # another epic's run (a renamed epic is another epic)
+            self.unreadable = unreadable
             # Every run that did not complete is picked up again: nothing done is redone.
             ends = [e for e in events if isinstance(e, (RunFinished, RunStarted))]
             last = ends[-1] if ends else None
@@ -250,14 +259,56 @@ class Engine:
         return None
 
     def choose_run(self) -> Path:
-        """The run folder: the unfinished run to resume, or a new one (decided once)."""
+        """The run folder: the unfinished run to resume, or a new one (decided once).
+
+        Raises EngineError, before anything is written, for an edit of the
+        epic the run cannot follow or an integration branch no journal explains.
+        """
         if self.run_dir is None:
             previous = None if self.options.fresh else self._resumable_run()
+            if not self.options.fresh:
+                self._read_branch()
             if previous:
+                self._check_edits(*previous)
                 self.run_dir, self.previous_events = previous
             else:
+                self._check_lost_journal()
                 self.run_dir = runs_dir(self.repo_root) / new_run_id(self.epic.name)
         return self.run_dir
+
+    def _read_branch(self) -> None:
+        if not self.git:
+            return
+        from waveui.engine.worktrees import integration_branch
+
+        try:
+            self.branch_work = recovery.merged_on_branch(self.repo_root, integration_branch(self.epic.name),
+                                                         self.epic.base)
+        except (recovery.GitError, ValueError):
+            self.branch_work = None  # not a repository, or a name no branch may have: _open says which
+
+    def _check_edits(self, run_dir: Path, events: list[Event]) -> None:
+        """Refuse an edit of waveui.toml the interrupted run cannot follow; note the ones it can."""
+        starts = [e for e in events if isinstance(e, RunStarted)]
+        recorded = starts[-1]  # the task list as the run last knew it
+        why = recovery.unhonourable_edit(recorded, self.epic, self.branch_work is not None)
+        if why:
+            raise EngineError(f"cannot resume run {run_dir.name}: in waveui.toml, {why} since it was interrupted; "
+                              "undo that edit to finish the run, or use --fresh to start over "
+                              "(the integration branch is set aside, not deleted)")
+        self.edits = recovery.compare_epic(recorded, self.epic)
+
+    def _check_lost_journal(self) -> None:
+        """A new run while the integration branch holds merged work: its journal was deleted."""
+        work = self.branch_work
+        if work is None or work.commits == 0:
+            return
+        if not any(task_id in self.tasks for task_id in work.merged):
+            raise EngineError(f"waveui/{self.epic.name} already has {work.commits} commit"
+                              f"{'s' * (work.commits != 1)} that no run of this epic recorded (no "
+                              f"{TASK_TRAILER} trailer names one of its tasks); use --fresh to start over "
+                              "(that branch is set aside, not deleted)")
+        self.journal_lost = True
 
     async def _open(self) -> bool:
         """Set up the run folder, git and the journal; True when resuming."""
@@ -323,6 +374,114 @@ class Engine:
         for notice in self._early_notices:
             self.emit(notice)
         self._early_notices.clear()
+
+    # ------------------------------------------------------------ what the journal may be trusted with
+
+    async def _stop_leftover(self, task) -> None:
+        """Stop whatever an earlier waveui left running for ``task``; its work is not merged."""
+        logs = self.run_dir / "logs"
+        for step in ("running", "verifying"):
+            process = SupervisedStep.adopt(StepFiles.of(logs, task.id, step), lambda _values: None)
+            if process is not None:
+                await process.terminate(self.options.grace)
+        if task.pid and task.pid_started:
+            await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
+
+    async def _stop_removed(self) -> None:
+        """Stop the tasks removed from waveui.toml that an earlier waveui left running."""
+        for task_id in self.edits.removed:
+            task = self.state.tasks.get(task_id)
+            if task is not None and task.state in SLOT_STATES | {"merging", "ready"}:
+                await self._stop_leftover(task)
+
+    def _notice(self, kind: str, message: str) -> None:
+        self.notice(message, kind=kind)
+
+    async def _reconcile(self, resumed: bool) -> None:
+        """Believe the journal only as far as git and the epic file agree with it, and say where they did not."""
+        shown = self.unreadable[:UNREADABLE_SHOWN]
+        for line in shown:
+            self._notice("journal", line.describe(self.repo_root))
+        if len(self.unreadable) > len(shown):
+            self._notice("journal", f"{len(self.unreadable) - len(shown)} more unreadable lines in "
+                                    f"{self.unreadable[0].path.relative_to(self.repo_root)}")
+        proven = await self._check_against_git() if self.git else set()
+        if resumed and self.edits:
+            await self._follow_edits()
+        doubted = {task_id for line in self.unreadable for task_id in line.task_ids()}
+        for task_id in sorted(doubted - proven):
+            task = self.state.tasks.get(task_id)
+            if task is not None and task.state == "done":
+                self._set_state(task_id, "pending", reason="rerun: a journal line about it could not be read")
+        self._index_readiness()  # tasks set back to pending: their dependents' counts changed
+
+    async def _check_against_git(self) -> set[str]:
+        """Tasks recorded done must be merged on the integration branch, and tasks merged there are done.
+
+        Returns the tasks git shows merged. A ``done`` whose merge is missing
+        (a forged line, a journal from another clone, a branch the user moved
+        back) is set back to pending with the reason.
+        """
+        branch = self.integrator.branch
+        work = await asyncio.to_thread(recovery.merged_on_branch, self.repo_root, branch, self.epic.base)
+        tip = work.tip if work else await asyncio.to_thread(self.integrator.tip)
+        merged = work.merged if work else {}
+        claimed = {commit: task_id for task_id, commit in merged.items()}
+        proven: set[str] = set()
+        for task in list(self.state.tasks.values()):
+            if task.id in merged:
+                proven.add(task.id)
+                if task.state != "done":
+                    await self._stop_leftover(task)
+                    how = "journal lost" if self.journal_lost else "the journal did not record it"
+                    self._set_state(task.id, "done", commit=merged[task.id],
+                                    reason=f"found merged on {branch} ({how})")
+                continue
+            if task.state != "done":
+                continue
+            if not task.commit:
+                if not self.tasks[task.id].expect_changes:
+                    continue  # done with nothing to merge, as its definition allows
+                await self._stop_leftover(task)
+                self._set_state(task.id, "pending", reason=f"rerun: recorded done, but no merge on {branch} holds it")
+            elif claimed.get(task.commit, task.id) != task.id or not await asyncio.to_thread(
+                    recovery.on_branch, self.repo_root, task.commit, tip):
+                await self._stop_leftover(task)
+                self._set_state(task.id, "pending",
+                                reason=f"rerun: its merge commit {task.commit[:12]} is not on {branch}")
+                self._notice("git", f"{task.id} was recorded done, but its merge commit {task.commit[:12]} "
+                                    f"is not on {branch}: it runs again")
+            else:
+                proven.add(task.id)
+        if self.journal_lost:
+            found = sum(1 for task_id in merged if task_id in self.state.tasks)
+            self._notice("git", f"journal lost: {found} task{'s' * (found != 1)} found merged on {branch}, "
+                                f"the other {len(self.state.tasks) - found} run")
+        return proven
+
+    async def _follow_edits(self) -> None:
+        """Rerun tasks whose definition changed (unless merged already) and say what the edit did."""
+        edits = self.edits
+        kept, rerun = [], []
+        for task_id in edits.changed:
+            task = self.state.tasks[task_id]
+            if task.state == "done":
+                kept.append(task_id)
+                continue
+            rerun.append(task_id)
+            if task.state in SLOT_STATES | {"merging", "ready"}:
+                await self._stop_leftover(task)
+            self._set_state(task_id, "pending", reason="rerun: its definition in waveui.toml changed")
+        parts = []
+        if edits.removed:
+            parts.append("removed " + ", ".join(edits.removed) + " (dropped from the run)")
+        if edits.added:
+            parts.append("added " + ", ".join(edits.added))
+        if rerun:
+            parts.append("changed " + ", ".join(rerun) + " (run again)")
+        if kept:
+            parts.append("changed " + ", ".join(kept) + " (already merged: stays done)")
+        self._notice("epic", "waveui.toml was edited since the run was interrupted: " + "; ".join(parts))
 
     async def _recover_in_flight(self) -> None:
         """Adopt tasks still running under their supervisors, keep merged work, rerun the rest.
@@ -398,8 +557,11 @@ class Engine:
         sampler = None
         try:
             resumed = await self._open()
+            if resumed:
+                await self._stop_removed()  # before the new task list drops them from the state
             self._start_events(resumed)
             self._index_readiness()
+            await self._reconcile(resumed)
             if resumed:
                 await self._recover_in_flight()
                 if self.state.paused:  # a new session dispatches again

@@ -34,6 +34,9 @@ class TaskInfo:
     rank: int  # place in the plan's dispatch order
     critical: bool
     priority: int = 0
+    # A hash of what the task runs (see waveui.engine.recovery.fingerprint): a resume compares it with
+    # the epic file to rerun tasks whose definition changed. "" in journals written before it existed.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -140,12 +143,15 @@ class RunFinished(Event):
 
 @dataclass
 class Notice(Event):
-    """Something the user must know that is no task's state: a slot rebuilt, a ref or hook a task changed."""
+    """Something the user must know that is no task's state: a slot rebuilt, a ref or hook a task changed,
+    an unreadable journal line, an epic edited since the run was interrupted, work found on (or missing
+    from) the integration branch."""
 
     type: ClassVar[str] = "notice"
     level: str = "warning"  # info | warning | error
     text: str = ""
     task: str = ""
+    kind: str = ""  # what it is about: "journal", "epic", "git", "refs", "worktree"
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -181,7 +187,8 @@ def from_dict(data: dict[str, Any]) -> Event:
     names = _field_names(cls)
     values = {k: v for k, v in data.items() if k in names}
     if cls is RunStarted:
-        values["tasks"] = [TaskInfo(**t) for t in values.get("tasks", [])]
+        known = _field_names(TaskInfo)
+        values["tasks"] = [TaskInfo(**{k: v for k, v in t.items() if k in known}) for t in values.get("tasks", [])]
     return cls(**values)
 
 

@@ -8,7 +8,8 @@ runs it in a thread and lets every caller waiting at the same time share one
 (group commit), and the engine awaits it before it acts on a change (before
 starting a task's process, before moving the integration branch). Progress
 and metrics samples never wait for it. Readers tolerate a torn last line: a
-crash mid-write leaves one.
+crash mid-write leaves one. Resume reads with :func:`read_events` and a list
+for :class:`UnreadableLine` entries, so no line it could not read goes unreported.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from waveui.engine.events import Event, MetricsSample, TaskProgress, from_dict, to_json
@@ -118,21 +120,50 @@ class Journal:
                     pass
 
 
-def parse_lines(lines) -> Iterator[Event]:
-    """Events from journal lines, skipping torn or unknown ones."""
-    for line in lines:
+_TASK_FIELD = re.compile(r'"task"\s*:\s*"([^"\\]{1,200})"')
+
+
+@dataclass
+class UnreadableLine:
+    """A journal line that gave no event: torn by a crash, garbage, or another format."""
+
+    path: Path
+    number: int  # 1-based
+    text: str
+
+    def describe(self, root: Path | None = None) -> str:
+        """One line naming the file (relative to ``root`` when inside it) and the line."""
+        path = self.path
+        if root is not None and path.is_relative_to(root):
+            path = path.relative_to(root)
+        return f"{path}:{self.number}: unreadable journal line ignored"
+
+    def task_ids(self) -> set[str]:
+        """Tasks the line may have been about (its readable "task" fields)."""
+        return set(_TASK_FIELD.findall(self.text))
+
+
+def parse_lines(lines, unreadable: list[UnreadableLine] | None = None, path: Path = Path("")) -> Iterator[Event]:
+    """Events from journal lines, skipping torn or unknown ones (noted in ``unreadable`` when given)."""
+    for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
             continue
         try:
-            yield from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line after a crash, or a newer event type
+            data = json.loads(line)
+            event = from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # a torn line after a crash, garbage, or a newer event type
+            if unreadable is not None:
+                unreadable.append(UnreadableLine(path, number, line))
+            continue
+        yield event
 
 
-def read_events(path: Path) -> list[Event]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return list(parse_lines(f))
+def read_events(path: Path, unreadable: list[UnreadableLine] | None = None) -> list[Event]:
+    # Lines end at "\n" only (see JournalTail.read_new), so line numbers match any editor's.
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        return list(parse_lines(f, unreadable, path))
 
 
 class JournalTail:

@@ -31,7 +31,7 @@ CLOCK_STATES = frozenset({"running", "verifying"})
 FINAL_STATES = frozenset({"done", "cancelled"})
 TROUBLE_STATES = frozenset({"failed", "conflicted", "blocked"})
 SAMPLES_KEPT = 120
-NOTICES_KEPT = 50
+NOTICES_KEPT = 200  # enough for every notice of a run; a flood of them cannot grow the state without end
 
 
 @dataclass
@@ -187,7 +187,22 @@ def _start_run(state: RunState, e: RunStarted) -> None:
         for task in state.tasks.values():
             _stop_clock(state, task, state.now)
         state.now = max(state.now, e.t)
+        state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
         state.limit, state.max_parallel = e.limit, e.max_parallel
+        state.critical_length, state.conflicts = e.critical_length, list(e.conflicts)
+        # The epic may have been edited meanwhile: the task set is the new one. A task still
+        # there keeps its history; one removed is dropped, one added starts pending.
+        earlier = state.tasks
+        state.tasks = {}
+        for info in e.tasks:
+            task = earlier.get(info.id)
+            if task is None:
+                state.tasks[info.id] = _new_task(info)
+                continue
+            task.title, task.requires, task.story_points = info.title, list(info.requires), info.story_points
+            task.affected_files, task.wave, task.rank = list(info.affected_files), info.wave, info.rank
+            task.critical = info.critical  # priority stays: the user may have changed it during the run
+            state.tasks[info.id] = task
         return
     state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
     state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
@@ -195,11 +210,12 @@ def _start_run(state: RunState, e: RunStarted) -> None:
     state.critical_length, state.conflicts = e.critical_length, list(e.conflicts)
     state.started = e.t
     state.now = e.t
-    state.tasks = {
-        info.id: TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
-                          info.wave, info.rank, info.critical, info.priority)
-        for info in e.tasks
-    }
+    state.tasks = {info.id: _new_task(info) for info in e.tasks}
+
+
+def _new_task(info) -> TaskView:
+    return TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
+                    info.wave, info.rank, info.critical, info.priority)
 
 
 def _task_state(state: RunState, e: TaskStateChanged) -> None:

@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState
 from waveui.engine.control import RunControl
 from waveui.engine.state import SLOT_STATES, RunState
 from waveui.engine import metrics
+from waveui.sanitize import sanitize_line
 from waveui.ui.bridge import Changes, RunBridge
 from waveui.ui.detail import TaskDetailScreen
 from waveui.ui.dialogs import ConfirmCancel, QuitLiveRun
@@ -227,6 +228,8 @@ class WaveApp(App):
             if changes.rebuilt:
                 self._rebuild(now)
             self._show(changes, now)
+        for notice in changes.notices:  # the run's record disagreed with git or the epic file: say so
+            self.notify(sanitize_line(notice), title="Run notice", severity="warning", timeout=15)
 
     def _show(self, changes: Changes, now: float) -> None:
         state = self.state

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from waveui.engine.events import Event, PriorityChanged, RunStarted, SetupRan, TaskProgress, TaskStateChanged
+from waveui.engine.events import (Event, PriorityChanged, Notice, RunStarted, SetupRan, TaskProgress,
+                                  TaskStateChanged)
 from waveui.engine.state import RunState, fold
 
 
@@ -21,6 +22,7 @@ class Changes:
     rebuilt: bool = False  # a run started: the set of tasks itself may be new
     tasks: set[str] = field(default_factory=set)  # tasks whose row or box looks different
     states: bool = False  # a task changed state: counts, conflicts, the ETA
+    notices: list[str] = field(default_factory=list)  # to show the user once each
     events: int = 0
 
     def __bool__(self) -> bool:
@@ -43,6 +45,8 @@ class RunBridge:
         elif isinstance(event, TaskStateChanged):
             changes.tasks.add(event.task)
             changes.states = True
+        elif isinstance(event, Notice):
+            changes.notices.append(event.text)
         elif isinstance(event, TaskProgress | PriorityChanged | SetupRan):
             changes.tasks.add(event.task)
 
