@@ -31,8 +31,10 @@ from waveui.engine.events import (
     TaskProgress,
     TaskStateChanged,
 )
-from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir, waveui_dir
-from waveui.engine.locks import ControllerLock, FileLocks
+from waveui.engine.journal import Journal, ensure_private_dir, list_runs, new_run_id, read_events, runs_dir
+from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
+from waveui.engine.oserrors import describe
+from waveui.engine.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.supervision import StepFiles, SupervisedStep
 from waveui.engine.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
@@ -116,8 +118,8 @@ class Engine:
         self._stopping: str | None = None
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
         self._adaptive: AdaptiveLimit | None = None
-        self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
-        self._journal_error: str | None = None
+        self._controller = ControllerLock(self.repo_root)  # nothing is written before the run is checked
+        self._journal_error: OSError | None = None
 
     # ------------------------------------------------------------ events
 
@@ -130,7 +132,7 @@ class Engine:
         except OSError as error:
             # A full disk: what is not journaled must not happen, so stop, leave running tasks to the
             # next run (it adopts them) and report one line rather than a traceback per task.
-            self._journal_error = f"cannot write the journal {self.journal.path}: {error.strerror or error}"
+            self._journal_error = error
             self.stop(leave_resumable=True)
             return
         fold(self.state, event)
@@ -243,6 +245,7 @@ class Engine:
             from waveui.engine.merge import GitError, Integrator
             from waveui.engine.worktrees import WorktreePool
 
+            await asyncio.to_thread(self._check_repository)
             try:
                 self.integrator = Integrator(self.repo_root, self.epic.name, self.epic.base)
                 if self.options.fresh:
@@ -257,6 +260,20 @@ class Engine:
         except OSError as error:
             raise EngineError(f"cannot write the journal in {self.run_dir}: {error.strerror or error}") from None
         return previous is not None
+
+    def _check_repository(self) -> None:
+        """Refuse, before anything is written, a repository whose ``.waveui`` git would track or that leads elsewhere."""
+        try:
+            check_waveui_folder(self.repo_root)
+            if self.git:
+                from waveui.git import GitError, Repository
+
+                try:
+                    ensure_waveui_ignored(Repository.open(self.repo_root))
+                except GitError as error:
+                    raise EngineError(error.message) from None
+        except PreflightError as error:
+            raise EngineError(str(error)) from None
 
     def _start_events(self, resumed: bool) -> None:
         minimum, maximum = self._limits()
@@ -340,9 +357,10 @@ class Engine:
 
     async def run(self) -> RunState:
         """Run the epic to the end (or until stopped); return the final state."""
+        await asyncio.to_thread(self._check_repository)
         try:
-            self._controller.acquire()
-        except Exception as error:
+            await asyncio.to_thread(self._controller.acquire)
+        except ControllerBusy as error:
             raise EngineError(str(error)) from None
         sampler = None
         try:
@@ -358,6 +376,10 @@ class Engine:
             if self._jobs:
                 await asyncio.gather(*self._jobs.values(), return_exceptions=True)
             self._finish()
+        except OSError as error:
+            # A folder made read-only, a file where a folder belongs, a full disk outside the journal:
+            # one line naming the path and the cause; the journal so far keeps the run resumable.
+            raise EngineError(describe(error, resumable=self.journal is not None)) from None
         finally:
             if sampler:
                 sampler.cancel()
@@ -368,7 +390,8 @@ class Engine:
                 self.journal.close()
             self._controller.release()
         if self._journal_error:
-            raise EngineError(self._journal_error + "; free some space and run `waveui run` again to resume")
+            error = self._journal_error
+            raise EngineError(describe(error, error.filename or self.journal.path, resumable=True))
         return self.state
 
     def _finish(self) -> None:
