@@ -171,10 +171,13 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
 
     engine = Engine(epic, root, options)
     try:
+        engine.claim()
         engine.choose_run()
     except RunAlreadyComplete as done:
         print(f"waveui: {done}", file=sys.stderr)
         return 0
+    except EngineError as error:
+        raise UsageError(str(error)) from None
     except OSError as error:  # an unreadable journal of an earlier run, a file where a folder belongs
         from waveui.engine.oserrors import describe
 

@@ -120,6 +120,7 @@ class Engine:
         self._adaptive: AdaptiveLimit | None = None
         self._controller = ControllerLock(self.repo_root)  # nothing is written before the run is checked
         self._journal_error: OSError | None = None
+        self._claimed = False  # the repository checked and its controller lock held
 
     # ------------------------------------------------------------ events
 
@@ -261,6 +262,21 @@ class Engine:
             raise EngineError(f"cannot write the journal in {self.run_dir}: {error.strerror or error}") from None
         return previous is not None
 
+    def claim(self) -> None:
+        """Check the repository and take its controller lock, or raise EngineError; nothing is written when refused.
+
+        :meth:`run` claims when this was not done first; a front end claims
+        before it shows anything, so a refused run prints only its reason.
+        """
+        if self._claimed:
+            return
+        self._check_repository()
+        try:
+            self._controller.acquire()
+        except ControllerBusy as error:
+            raise EngineError(str(error)) from None
+        self._claimed = True
+
     def _check_repository(self) -> None:
         """Refuse, before anything is written, a repository whose ``.waveui`` git would track or that leads elsewhere."""
         try:
@@ -357,11 +373,8 @@ class Engine:
 
     async def run(self) -> RunState:
         """Run the epic to the end (or until stopped); return the final state."""
-        await asyncio.to_thread(self._check_repository)
-        try:
-            await asyncio.to_thread(self._controller.acquire)
-        except ControllerBusy as error:
-            raise EngineError(str(error)) from None
+        if not self._claimed:
+            await asyncio.to_thread(self.claim)
         sampler = None
         try:
             resumed = await self._open()
@@ -389,6 +402,7 @@ class Engine:
             if self.journal:
                 self.journal.close()
             self._controller.release()
+            self._claimed = False
         if self._journal_error:
             error = self._journal_error
             raise EngineError(describe(error, error.filename or self.journal.path, resumable=True))
