@@ -177,8 +177,7 @@ def test_a_run_leaves_waveui_owner_only(tmp_path, kind, umask):
     assert stat.S_IMODE(waveui.stat().st_mode) == 0o700
     found = modes(waveui)
     [run] = [name for name in found if name.startswith("runs/") and name.count("/") == 1]
-    expected = {"runs": 0o700, run: 0o700, f"{run}/logs": 0o700, f"{run}/events.jsonl": 0o600,
-                "controller.lock": 0o600}
+    expected = {"runs": 0o700, run: 0o700, f"{run}/logs": 0o700, f"{run}/events.jsonl": 0o600}
     if kind == "git":
         expected["worktrees"] = 0o700
     for name, mode in expected.items():

@@ -16,6 +16,7 @@ from conftest import WAVEUI, cli_env
 from waveui.cli import build_parser
 from waveui.engine.events import RunFinished, TaskStateChanged
 from waveui.engine.journal import Journal
+from waveui.engine.locks import ControllerLock
 from waveui.status import SHOWN_PER_LIST
 from waveui.ui.sample_run import START, sample_events
 
@@ -93,11 +94,15 @@ def test_status_json(cli, repo):
 
 
 def test_a_running_run_has_an_eta(cli, repo):
-    (repo / ".waveui" / "controller.lock").write_text(str(os.getpid()))  # a live process holds the run
-    result = cli("status")
+    controller = ControllerLock(repo)  # this process holds the repository as a running waveui would
+    controller.acquire()
+    try:
+        result = cli("status")
+        info = json.loads(cli("status", "--json").stdout)
+    finally:
+        controller.release()
     assert f"run {RUN_ID}  running" in result.stdout
     assert "ETA " in result.stdout and "ETA —" not in result.stdout
-    info = json.loads(cli("status", "--json").stdout)
     assert info["status"] == "running" and info["eta"] > 0 and info["elapsed"] > 1475
 
 

@@ -98,20 +98,47 @@ def cmd_init(args) -> int:
 
 def _repo_root(epic_path: Path, isolation: str) -> Path:
     """The git repository holding the epic file (or, without isolation, its folder)."""
+    from waveui.git import GitError, discover
+
     folder = epic_path.resolve().parent
     if isolation == "none":
         return folder
-    from waveui.git import discover
-
-    found = discover(folder)  # never steered by a GIT_DIR in the caller's environment
+    try:
+        found = discover(folder)
+    except GitError as error:
+        raise UsageError(error.message) from None
     if found is None:
         raise UsageError(f"{epic_path}: not inside a git repository (run `git init`, or set isolation = \"none\")")
     return found.root
 
 
+EPIC_FILE = "waveui.toml"
+
+
+def _find_epic_file() -> Path | None:
+    """The nearest ``waveui.toml`` from the current folder upward, no higher than its repository's top folder.
+
+    Outside a git repository only the current folder counts: an epic file
+    in some folder above is not this project's.
+    """
+    from waveui.git import GitError, discover
+
+    here = Path.cwd()
+    try:
+        repo = discover(here)
+    except GitError:
+        repo = None
+    folders = [here]
+    if repo is not None and (repo.root == here or repo.root in here.parents):
+        folders = [here, *here.parents[:len(here.relative_to(repo.root).parts)]]
+    return next((folder / EPIC_FILE for folder in folders if (folder / EPIC_FILE).is_file()), None)
+
+
 def cmd_run(args) -> int:
     from waveui.engine.engine import RunOptions
 
+    if args.file is None:
+        args.file = str(_find_epic_file() or EPIC_FILE)  # none found: the error names ./waveui.toml
     epic = _load(args.file)
     root = _repo_root(Path(args.file), epic.isolation)
     return _run_epic(epic, root, RunOptions(max_parallel=args.max_parallel, fresh=args.fresh), args.headless)
@@ -144,12 +171,17 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
 
     engine = Engine(epic, root, options)
     try:
+        engine.claim()
         engine.choose_run()
     except RunAlreadyComplete as done:
         print(f"waveui: {done}", file=sys.stderr)
         return 0
-    except EngineError as error:  # an edit the run cannot follow, a branch no journal explains
+    except EngineError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # an unreadable journal of an earlier run, a file where a folder belongs
+        from waveui.engine.oserrors import describe
+
+        raise UsageError(describe(error)) from None
 
     if not (headless or not sys.stdout.isatty()):
         from waveui.ui.live import run_live
@@ -183,6 +215,10 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
         return asyncio.run(main())
     except EngineError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:  # one not caught where it happened: still one line, not a traceback
+        from waveui.engine.oserrors import describe
+
+        raise UsageError(describe(error, resumable=True)) from None
 
 
 def _find_repo_root() -> Path:
@@ -210,14 +246,10 @@ def _run_summary(run_dir: Path, state=None) -> dict:
 
 
 def _controller_alive(run_dir: Path) -> bool:
-    """Whether a waveui process is running in this repository (read only: never touches its lock)."""
-    import psutil
+    """Whether a waveui process is running in this repository (read only: never takes its lock for long)."""
+    from waveui.engine.locks import controller_holder
 
-    try:
-        pid = int((run_dir.parents[1] / "controller.lock").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return False
-    return pid > 0 and psutil.pid_exists(pid)
+    return controller_holder(run_dir.parents[2]) is not None
 
 
 def _pick_run(root: Path, wanted: str | None) -> Path:
@@ -321,11 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"waveui {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, help_text: str, handler, *, epic_file: bool = True):
+    def add(name: str, help_text: str, handler, *, epic_file: bool = True, search_upward: bool = False):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
-        if epic_file:
-            sub.add_argument("-f", "--file", default="waveui.toml", metavar="PATH",
+        if epic_file and search_upward:
+            sub.add_argument("-f", "--file", default=None, metavar="PATH",
+                             help="the epic file (default: the nearest waveui.toml in this folder or above it, "
+                                  "within the repository)")
+        elif epic_file:
+            sub.add_argument("-f", "--file", default=EPIC_FILE, metavar="PATH",
                              help="the epic file (default: ./waveui.toml)")
         return sub
 
@@ -339,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--format", choices=("dot", "mermaid"), default="mermaid",
                        help="Graphviz DOT or a Mermaid flowchart (default: mermaid)")
 
-    run = add("run", "Run the epic: every task in its own git worktree, merged into waveui/<epic>.", cmd_run)
+    run = add("run", "Run the epic: every task in its own git worktree, merged into waveui/<epic>.", cmd_run,
+              search_upward=True)
     run.add_argument("--max-parallel", "-j", type=_positive, metavar="N", help="run at most N tasks at once")
     run.add_argument("--headless", action="store_true",
                      help="print one line per change instead of the full-screen app (automatic when not a terminal)")
@@ -393,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        if not Path("waveui.toml").exists():
+        if _find_epic_file() is None:
             parser.print_help()
             return 0
         args = parser.parse_args(["run"])  # bare `waveui` in a folder with an epic runs it

@@ -36,7 +36,9 @@ from waveui.engine import recovery
 from waveui.engine.guard import RepositoryGuard
 from waveui.engine.journal import (Journal, UnreadableLine, ensure_private_dir, list_runs, new_run_id, read_events,
                                    runs_dir, waveui_dir)
-from waveui.engine.locks import ControllerLock, FileLocks
+from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
+from waveui.engine.oserrors import describe
+from waveui.engine.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.recovery import TASK_TRAILER, BranchWork, EpicEdits
 from waveui.engine.supervision import StepFiles, SupervisedStep
 from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
@@ -133,8 +135,9 @@ class Engine:
         self._stopping: str | None = None
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
         self._adaptive: AdaptiveLimit | None = None
-        self._controller = ControllerLock(ensure_private_dir(waveui_dir(self.repo_root)))
-        self._journal_error: str | None = None
+        self._controller = ControllerLock(self.repo_root)  # nothing is written before the run is checked
+        self._journal_error: OSError | None = None
+        self._claimed = False  # the repository checked and its controller lock held
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ events
@@ -148,7 +151,7 @@ class Engine:
         except OSError as error:
             # A full disk: what is not journaled must not happen, so stop, leave running tasks to the
             # next run (it adopts them) and report one line rather than a traceback per task.
-            self._journal_error = f"cannot write the journal {self.journal.path}: {error.strerror or error}"
+            self._journal_error = error
             self.stop(leave_resumable=True)
             return
         fold(self.state, event)
@@ -356,6 +359,35 @@ class Engine:
                           f"`git update-ref refs/heads/{self.integrator.branch} {left}` or start over with "
                           "`waveui run --fresh` (the branch is set aside, not deleted)")
 
+    def claim(self) -> None:
+        """Check the repository and take its controller lock, or raise EngineError; nothing is written when refused.
+
+        :meth:`run` claims when this was not done first; a front end claims
+        before it shows anything, so a refused run prints only its reason.
+        """
+        if self._claimed:
+            return
+        self._check_repository()
+        try:
+            self._controller.acquire()
+        except ControllerBusy as error:
+            raise EngineError(str(error)) from None
+        self._claimed = True
+
+    def _check_repository(self) -> None:
+        """Refuse, before anything is written, a repository whose ``.waveui`` git would track or that leads elsewhere."""
+        try:
+            check_waveui_folder(self.repo_root)
+            if self.git:
+                from waveui.git import GitError, Repository
+
+                try:
+                    ensure_waveui_ignored(Repository.open(self.repo_root))
+                except GitError as error:
+                    raise EngineError(error.message) from None
+        except PreflightError as error:
+            raise EngineError(str(error)) from None
+
     def _start_events(self, resumed: bool) -> None:
         minimum, maximum = self._limits()
         limit = maximum
@@ -550,10 +582,8 @@ class Engine:
     async def run(self) -> RunState:
         """Run the epic to the end (or until stopped); return the final state."""
         self._loop = asyncio.get_running_loop()
-        try:
-            self._controller.acquire()
-        except Exception as error:
-            raise EngineError(str(error)) from None
+        if not self._claimed:
+            await asyncio.to_thread(self.claim)
         sampler = None
         try:
             resumed = await self._open()
@@ -571,6 +601,10 @@ class Engine:
             if self._jobs:
                 await asyncio.gather(*self._jobs.values(), return_exceptions=True)
             self._finish()
+        except OSError as error:
+            # A folder made read-only, a file where a folder belongs, a full disk outside the journal:
+            # one line naming the path and the cause; the journal so far keeps the run resumable.
+            raise EngineError(describe(error, resumable=self.journal is not None)) from None
         finally:
             if sampler:
                 sampler.cancel()
@@ -580,10 +614,12 @@ class Engine:
             if self.journal:
                 self.journal.close()
             self._controller.release()
+            self._claimed = False
         if self._halted:
             raise EngineError(self._halted + "; once that is put right, `waveui run` resumes the run")
         if self._journal_error:
-            raise EngineError(self._journal_error + "; free some space and run `waveui run` again to resume")
+            error = self._journal_error
+            raise EngineError(describe(error, error.filename or self.journal.path, resumable=True))
         return self.state
 
     def _finish(self) -> None:
@@ -707,7 +743,7 @@ class Engine:
             worktree = self._worktrees[task_id]
             workdir = worktree.path if worktree else self.repo_root
             outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)
-            await self._check_repository(task_id)
+            await self._guard_repository(task_id)
             if outcome is not None:
                 await self._failed(task_id, outcome, attempt)
                 return
@@ -736,7 +772,7 @@ class Engine:
             self._jobs.pop(task_id, None)
             self._wake.set()
 
-    async def _check_repository(self, task_id: str) -> None:
+    async def _guard_repository(self, task_id: str) -> None:
         """After a task's commands: revert hooks or config it planted; stop the run if it moved others' refs."""
         if self.guard is None:
             return

@@ -33,13 +33,13 @@ from pathlib import Path, PurePosixPath
 import psutil
 
 from waveui.engine.journal import ensure_private_dir, waveui_dir
+from waveui.engine.preflight import exclude_waveui
 from waveui.git import Checkout, GitError, Repository
 from waveui.spec import TASK_ID
 
 __all__ = ["BrokenSlot", "GitError", "SetupResult", "Worktree", "WorktreePool", "attempt_ref", "integration_branch",
            "task_branch"]
 
-EXCLUDE_LINE = "/.waveui/"
 BRANCH_SWITCH_WAIT_SECONDS = 30.0
 STALE_LOCK_SECONDS = 5.0  # an index.lock this old is stale even if some git process is about
 _SLOT_NAME = re.compile(r"slot-(\d+)\Z")
@@ -85,20 +85,6 @@ def _checked_branch(branch: str) -> str:
 def attempt_ref(epic: str, task_id: str, attempt: int | str) -> str:
     """Where an attempt's work is kept, whatever its outcome: ``refs/waveui/<epic>/<task>/<attempt>``."""
     return f"refs/waveui/{check_name('epic name', epic)}/{check_name('task id', task_id)}/{attempt}"
-
-
-def exclude_waveui(common_dir: Path) -> None:
-    """Keep ``.waveui/`` out of git through ``info/exclude``, leaving the user's tracked .gitignore alone."""
-    exclude = common_dir / "info" / "exclude"
-    try:
-        text = exclude.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    if any(line.strip() in ("/.waveui/", ".waveui/", "/.waveui", ".waveui") for line in text.splitlines()):
-        return
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    with open(exclude, "a", encoding="utf-8") as f:
-        f.write(("\n" if text and not text.endswith("\n") else "") + EXCLUDE_LINE + "\n")
 
 
 def open_repository(repo_root: Path) -> Repository:
