@@ -89,12 +89,27 @@ def marker():
     kill_marked(value)  # a failing test must not leave sleepers on a shared machine
 
 
+_started: list[SupervisedStep] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_steps():
+    """A test failing half way must not leave its supervisor waiting for ever on a shared machine."""
+    yield
+    while _started:
+        step = _started.pop()
+        if step.supervisor_alive():
+            os.kill(step.supervisor, signal.SIGTERM)
+
+
 async def start_step(tmp_path: Path, command: str, timeout: float | None = None) -> SupervisedStep:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     files = StepFiles.of(tmp_path / "logs", "t1", "running")
-    return await SupervisedStep.start(command, work, dict(os.environ), files, lambda _values: None,
+    step = await SupervisedStep.start(command, work, dict(os.environ), files, lambda _values: None,
                                       timeout=timeout, grace=1.0)
+    _started.append(step)
+    return step
 
 
 def go_after(detach: str) -> str:
