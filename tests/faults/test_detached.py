@@ -213,7 +213,7 @@ def test_run_to_end_leaves_nothing_behind(tmp_path, marker, how):
     code = run_to_end(f"{DETACHERS[how](marker)}\necho done; exit 3", tmp_path, dict(os.environ), log)
     assert code == 3
     assert marked(marker) == []
-    assert log.read_text().strip().endswith("done")
+    assert "done" in log.read_text().splitlines()  # a leftover's shell may say "Terminated" after it
 
 
 def test_run_to_end_stops_a_command_past_its_timeout(tmp_path, marker):

@@ -991,7 +991,9 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
 
     ``on_directive`` is called, on the event loop, with the fields of each
     valid ``::waveui`` line (see :func:`parse_directive`). Cancelling the
-    start kills the shell if it had started already.
+    start kills the shell if it had started already. Whether the task's
+    processes are found by mechanism or by sampling depends on the calling
+    process: by mechanism once it called :func:`become_subreaper`.
     """
     loop = asyncio.get_running_loop()
     # Creating a file and forking block for a while (the parent is suspended

@@ -9,11 +9,11 @@ whatever the command left behind killed. The supervisor is a child subreaper
 (Linux), so "whatever the command left behind" is every process still below
 it, detached or not. While it runs it holds a shared lock on the command's
 folder (:mod:`waveui.engine.occupancy`), so no waveui reuses that worktree.
-Then it writes the exit status and end time next to the log. waveui pauses, resumes and stops the command by
-signalling the supervisor (SIGUSR1, SIGUSR2, SIGTERM), which keeps the books. If waveui is
-killed, the supervisor and its command go on; the next ``waveui run`` finds
-the status file, or the supervisor still running, and adopts the task
-instead of starting it again.
+Then it writes the exit status and end time next to the log. waveui pauses,
+resumes and stops the command by signalling the supervisor (SIGUSR1, SIGUSR2,
+SIGTERM), which keeps the books. If waveui is killed, the supervisor and its
+command go on; the next ``waveui run`` finds the status, or the supervisor
+still running, and adopts the task instead of starting it again.
 
 Files, for a step (``running`` or ``verifying``) of task ``ID``, in the run's
 logs folder:
