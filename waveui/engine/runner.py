@@ -10,12 +10,21 @@ arrives; lines of the form ::
 are also parsed (:func:`parse_directive`) and handed to a callback, and so is
 an agent's JSON result line such as Claude Code's (:func:`parse_agent_json`).
 
-:class:`TaskProcess` makes sure no process of the task outlives it. The
-process group catches ordinary children, including those that outlive the
-shell; descendants that leave the group (``setsid``, daemons) are found by
-sampling the process tree while the task runs; and, on Linux, any process still
-holding the task's output pipe at the end is found through ``/proc``. Pausing
-stops all of them with SIGSTOP; the task's clock (and its timeout) stops too.
+:class:`TaskProcess` makes sure no process of the task outlives it. In a
+process that called :func:`become_subreaper` (the supervisor does, on Linux)
+that holds by mechanism: the kernel re-parents every orphan to the subreaper,
+so whatever the task starts stays a descendant of the calling process until
+it dies, however it detaches (``setsid``, a double fork, ``nohup``, a daemon
+closing its output), and the task's processes are exactly the caller's
+descendants, found by walking ``/proc`` down from it. Elsewhere (no prctl, or
+a caller running several tasks at once, as the tests do) the process group
+catches ordinary children, descendants that leave the group are found by
+sampling the process tree while the task runs, and any process still holding
+the task's output pipe at the end is found through ``/proc``. Pausing stops
+all of them with SIGSTOP; the task's clock (and its timeout) stops too.
+
+:func:`run_to_end` runs a command that waveui waits for itself (an epic's
+``setup``) with the same guarantee, under a small forked subreaper.
 
 :func:`kill_leftover` cleans up after a crash of waveui itself, from the pid
 and create time the journal recorded, and :func:`process_tree_usage` sums CPU
@@ -27,6 +36,7 @@ Nothing here touches the screen: the engine calls it from its event loop.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import math
@@ -35,6 +45,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -320,6 +331,71 @@ def _descendants(table: dict[int, _Entry], roots: set[int]) -> set[int]:
 Targets = tuple[int | None, dict[int, float]]
 
 
+# --- the subreaper ----------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+# The process that made itself a subreaper: the attribute is not inherited by
+# fork, so a child forked from that process must not believe it is one.
+_subreaper_pid: int | None = None
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux), and :class:`TaskProcess` rely on it; True if it worked.
+
+    From then on an orphaned descendant is re-parented to this process rather
+    than to init, so nothing a task starts can leave this process's tree, and
+    every descendant is taken for a process of the task: call it only in a
+    process that runs one task at a time (the supervisor). Where it fails,
+    tasks are tracked by sampling, as in any other process.
+    """
+    global _subreaper_pid
+    if _subreaper_pid == os.getpid():
+        return True
+    if not _LINUX_PROC or not _prctl(PR_SET_CHILD_SUBREAPER, 1):
+        return False
+    _subreaper_pid = os.getpid()
+    return True
+
+
+def _is_subreaper() -> bool:
+    return _subreaper_pid == os.getpid()
+
+
+def _reap_children(table: dict[int, _Entry], keep: int | None) -> None:
+    """Reap this process's dead children (orphans re-parented here), except ``keep``, which its Popen reaps."""
+    me = os.getpid()
+    for pid, entry in table.items():
+        if entry.ppid == me and entry.zombie and pid != keep:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _descendants_of_me(keep: int | None) -> Targets:
+    """Every live descendant of this process, for :func:`_terminate`; reaps dead children on the way.
+
+    A fresh scan every time, never the shared cache: a subreaper's children come
+    and go while it kills them, and the process table lock may have been
+    copied held into a forked child.
+    """
+    table = _scan_table()
+    _reap_children(table, keep)
+    return None, {pid: table[pid].start for pid in _descendants(table, {os.getpid()})
+                  if pid in table and not table[pid].zombie}
+
+
 # How _terminate steps: it yields COLLECT to be sent the result of collect(),
 # or a number of seconds to sleep, so that one sequence serves both a
 # blocking caller and the event loop (where the scans run in a thread).
@@ -585,7 +661,10 @@ class TaskProcess:
                 self._pipe_inode = os.fstat(pipe.fileno()).st_ino
             except (OSError, ValueError):
                 pass
-        self._sampler = loop.create_task(self._sample_loop())
+        # A subreaper finds the task's processes by walking down from itself whenever it needs
+        # them, and only then: nothing can slip away between two looks, so there is no sampling.
+        self._subreaper = _is_subreaper()
+        self._sampler = None if self._subreaper else loop.create_task(self._sample_loop())
         _watch_exit(loop, popen, self._on_exit)
 
     def _on_exit(self) -> None:
@@ -643,8 +722,13 @@ class TaskProcess:
                 del self._tracked[pid]
         return table
 
+    def _subreaper_targets(self) -> Targets:
+        return _descendants_of_me(None if self.exited else self.pid)
+
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
+        if self._subreaper:
+            return not self._subreaper_targets()[1]
         if not self._group_gone:
             if _group_exists(self.pgid):
                 return False
@@ -655,6 +739,8 @@ class TaskProcess:
 
     def _collect(self) -> Targets:
         """The task's live processes, for :func:`_terminate`; blocking."""
+        if self._subreaper:
+            return self._subreaper_targets()
         group: int | None = None
         if not self._group_gone:
             if _group_exists(self.pgid):
@@ -677,6 +763,13 @@ class TaskProcess:
         return group, pids
 
     def _signal_all(self, sig: int) -> None:
+        if self._subreaper:
+            signalled = self._subreaper_targets()[1]
+            _signal_pids(signalled, sig)
+            # Again for a child forked just before the first scan, which that scan missed.
+            _signal_pids({pid: start for pid, start in self._subreaper_targets()[1].items()
+                          if signalled.get(pid) != start}, sig)
+            return
         if not self._group_gone:
             _signal_group(self.pgid, sig)
         with self._lock:
@@ -690,7 +783,8 @@ class TaskProcess:
         if self.paused or self.exited:
             return
         try:
-            self._sample(0.0)  # stop escaped descendants as well, even recent ones
+            if not self._subreaper:
+                self._sample(0.0)  # stop escaped descendants as well, even recent ones
         except Exception:
             log.exception("sampling the process tree of %s failed", self.pid)
         self._signal_all(signal.SIGSTOP)
@@ -779,7 +873,8 @@ class TaskProcess:
                 log.info("task %s: killed %d process(es) left after the shell exited", self.pid, leftovers)
             leftovers += await self._drain_output(grace)
         finally:
-            self._sampler.cancel()
+            if self._sampler is not None:
+                self._sampler.cancel()
             self._transport.close()
             if self._log_fd is not None:
                 os.close(self._log_fd)
@@ -896,7 +991,9 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
 
     ``on_directive`` is called, on the event loop, with the fields of each
     valid ``::waveui`` line (see :func:`parse_directive`). Cancelling the
-    start kills the shell if it had started already.
+    start kills the shell if it had started already. Whether the task's
+    processes are found by mechanism or by sampling depends on the calling
+    process: by mechanism once it called :func:`become_subreaper`.
     """
     loop = asyncio.get_running_loop()
     # Creating a file and forking block for a while (the parent is suspended
@@ -919,6 +1016,103 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
         spawned.discard(loop)
         raise
     return TaskProcess(spawned, transport, protocol, Path(log_path), command)
+
+
+# --- a command waveui waits for itself ---------------------------------------
+
+TIMED_OUT_EXIT = 124  # as coreutils' timeout reports one
+
+
+def run_to_end(command: str, cwd: Path, env: dict[str, str], log_path: Path | None,
+               timeout: float | None = None, grace: float = 5.0) -> int:
+    """Run ``/bin/sh -c command`` to its end, and every process it started with it; blocking.
+
+    Output is appended to ``log_path`` (discarded if None). Returns the
+    shell's exit status, ``128 + N`` if signal N ended it, or
+    :data:`TIMED_OUT_EXIT` if it ran past ``timeout`` seconds and was stopped.
+    On Linux the command runs under a forked child that is a subreaper, so
+    nothing it detaches survives the return; the child also ends the command
+    if this process dies meanwhile. Elsewhere it is a task run by
+    :func:`start_task`, in an event loop of its own.
+    """
+    if not _LINUX_PROC:
+        return _run_to_end_sampled(command, cwd, env, log_path, timeout, grace)
+    output = subprocess.DEVNULL
+    if log_path is not None:
+        _make_private_dirs(Path(log_path).parent)
+        output = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        parent = os.getpid()
+        child = os.fork()
+        if child == 0:
+            code = 127
+            try:
+                code = _run_as_subreaper(parent, command, cwd, env, output, timeout, grace)
+            finally:
+                os._exit(code)
+    finally:
+        if output != subprocess.DEVNULL:
+            os.close(output)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _run_as_subreaper(parent: int, command: str, cwd: Path, env: dict[str, str], output: int,
+                      timeout: float | None, grace: float) -> int:
+    """The forked child of :func:`run_to_end`: plain blocking calls only, never back into the parent's loop."""
+    stopping = []
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if not become_subreaper():
+        return 127  # the guarantee cannot be given: do not start
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # waveui killed: stop the command, and all it started
+    if os.getppid() != parent:
+        return 128 + signal.SIGTERM  # it died before the line above
+    try:
+        shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+    except OSError:
+        return 127
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+    while shell.poll() is None:
+        if stopping or (deadline is not None and time.monotonic() >= deadline):
+            timed_out = not stopping
+            # The shell is spared by the reaping (not the signals): its Popen must read its status.
+            _terminate_blocking(lambda: _descendants_of_me(shell.pid), grace)
+            break
+        time.sleep(_POLL)
+    code = shell.wait()
+    # The shell is gone: whatever it left behind is a descendant of this process, whatever it did.
+    _terminate_blocking(lambda: _descendants_of_me(None), grace)
+    if timed_out:
+        return TIMED_OUT_EXIT
+    return 128 - code if code < 0 else code
+
+
+def _run_to_end_sampled(command: str, cwd: Path, env: dict[str, str], log_path: Path | None,
+                        timeout: float | None, grace: float) -> int:
+    async def run() -> ExitResult:
+        task = await start_task(command, cwd, env, Path(os.devnull) if log_path is None else log_path,
+                                lambda _values: None)
+        return await task.wait(timeout=timeout, grace=grace)
+
+    outcome: list[ExitResult] = []
+    # A thread of its own: the caller may be inside a running event loop.
+    runner = threading.Thread(target=lambda: outcome.append(asyncio.run(run())), name="waveui-run-to-end")
+    runner.start()
+    runner.join()
+    if not outcome:
+        return 127
+    return TIMED_OUT_EXIT if outcome[0].timed_out else outcome[0].exit_code
 
 
 # --- after a crash, and for the worker table -------------------------------

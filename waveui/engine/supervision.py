@@ -4,8 +4,11 @@ A supervisor is forked from waveui (cheaper than starting a new Python) and
 leaves waveui's session at once, so nothing that happens to waveui reaches
 it: not ``kill -9``, not a closed terminal. waveui follows a supervised step
 through files only: it reads ``::waveui`` lines from the log as it grows and
-learns the end from the status file. The next waveui can do exactly the same
-with a step it did not start; that is adoption.
+learns the end from the status, which it reads from the status file or, when
+that could not be written, from the pid file (see :mod:`waveui.engine.supervisor`).
+The next waveui can do exactly the same with a step it did not start; that
+is adoption. :func:`live_steps` lists the supervisors still running in any
+run of a repository.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 
 import psutil
 
+from waveui.engine.journal import runs_dir
 from waveui.engine.runner import ExitResult, parse_output_line
 from waveui.engine.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
 
+STEPS = ("running", "verifying")
 POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
 CREATE_TIME_TOLERANCE = 1.0
@@ -51,10 +56,26 @@ class StepFiles:
 
 
 def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    for attempt in range(3):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else None
+        except OSError:
+            return None
+        except ValueError:
+            # Caught half way through the supervisor writing the status into the pid file in place.
+            time.sleep(0.01 * (attempt + 1))
+    return None
+
+
+def read_status(files: StepFiles) -> dict | None:
+    """The step's status, wherever the supervisor managed to leave it; None while it has none yet."""
+    status = _read_json(files.status)
+    if status is not None:
+        return status
+    record = _read_json(files.pidfile)
+    status = record.get("status") if record is not None else None
+    return status if isinstance(status, dict) else None
 
 
 def _alive(pid: int | None, started: float | None) -> bool:
@@ -127,9 +148,9 @@ class SupervisedStep:
         delay = 0.0005  # a supervisor is up within milliseconds: look often at first
         while time.monotonic() < deadline:
             record = _read_json(files.pidfile)
-            if record:
+            if record and "pid" in record:
                 return cls(files, record, on_directive, True, offset)
-            status = _read_json(files.status)
+            status = read_status(files)
             if status:  # could not even start (e.g. the folder vanished)
                 now = time.time()
                 return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
@@ -147,7 +168,9 @@ class SupervisedStep:
         record = _read_json(files.pidfile)
         if record is None:
             return None
-        if files.status.exists() or _alive(record.get("supervisor"), record.get("supervisor_started")):
+        if "pid" not in record:
+            return None
+        if read_status(files) is not None or _alive(record.get("supervisor"), record.get("supervisor_started")):
             return cls(files, record, on_directive, False, 0)
         return None
 
@@ -217,7 +240,7 @@ class SupervisedStep:
             with open(self.files.log, "rb") as log:
                 log.seek(self._offset)
                 data = log.read(READ_CHUNK)
-        except FileNotFoundError:
+        except OSError:  # deleted, or its folder replaced: the status still tells the end
             return
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
@@ -264,7 +287,7 @@ class SupervisedStep:
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
         while True:
             await asyncio.to_thread(self._read_log)
-            status = _read_json(self.files.status)
+            status = await asyncio.to_thread(read_status, self.files)
             if status is not None:
                 while True:  # the step ended: read the rest of its log, however far behind a flood left us
                     offset = self._offset
@@ -279,7 +302,9 @@ class SupervisedStep:
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
             if not self.supervisor_alive():
                 self._reap()
-                if not self.files.status.exists():  # killed itself, or by someone: the command is on its own
+                # Alive, it would still be trying to leave its status: only a supervisor gone without
+                # one (killed) means the result is lost.
+                if await asyncio.to_thread(read_status, self.files) is None:
                     self._signal(signal.SIGKILL)
                     return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
             try:
@@ -293,3 +318,33 @@ class SupervisedStep:
                 os.waitpid(self.supervisor, os.WNOHANG)
             except ChildProcessError:
                 pass
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """A step whose supervisor still runs, in some run of the repository: its command, or its leftovers, too."""
+
+    run_id: str
+    task_id: str
+    step: str  # "running" or "verifying"
+    supervisor: int  # pid
+    cwd: Path | None  # the command's folder (None for a supervisor of a waveui that did not record it)
+
+
+def live_steps(repo_root: Path) -> list[LiveStep]:
+    """Every step of every run of the repository whose supervisor is alive and has not left a status; blocking."""
+    found = []
+    for pidfile in sorted(runs_dir(repo_root).glob("*/logs/*.pid")):
+        task_id, _, step = pidfile.name.removesuffix(".pid").rpartition(".")
+        if step not in STEPS or not task_id:
+            continue
+        files = StepFiles.of(pidfile.parent, task_id, step)
+        record = _read_json(pidfile)
+        if record is None or read_status(files) is not None:
+            continue
+        if not _alive(record.get("supervisor"), record.get("supervisor_started")):
+            continue
+        cwd = record.get("cwd")
+        found.append(LiveStep(pidfile.parent.parent.name, task_id, step, record["supervisor"],
+                              Path(cwd) if isinstance(cwd, str) else None))
+    return found
