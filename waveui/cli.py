@@ -202,7 +202,7 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
         if engine.set_aside:
             print(f"waveui: the earlier integration branch is kept as {engine.set_aside}", file=sys.stderr)
         if state.finish_reason == "interrupted":
-            running = state.count("running", "verifying", "paused")
+            running = state.count("preparing", "running", "verifying", "paused")  # a step may start unrecorded
             left = f"{running} task{'s' * (running != 1)} left running; " if running else ""
             print(f"waveui: {left}run `waveui run` again to resume", file=sys.stderr)
             return 130

@@ -40,7 +40,7 @@ from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.engine.oserrors import describe
 from waveui.engine.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.recovery import TASK_TRAILER, BranchWork, EpicEdits
-from waveui.engine.supervision import StepFiles, SupervisedStep
+from waveui.engine.supervision import StepFiles, SupervisedStep, live_steps
 from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
 from waveui.engine.worktrees import BrokenSlot, WorktreePool, attempt_ref
 from waveui.git import clean_env
@@ -771,6 +771,41 @@ class Engine:
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
             self._wake.set()
+
+    async def _settle_other_runs(self) -> None:
+        """Tasks that other runs of this repository left running: stop them or leave them, and say which.
+
+        Their worktrees are never reused while they run (the pool sees the
+        supervisor's lock on the folder). ``--fresh`` abandons the earlier run
+        of this epic, so its tasks are stopped (what they did stays in their
+        slots and is kept under ``refs/waveui/`` before a slot is reused);
+        another epic's run can be resumed later, so its tasks are left alone.
+        """
+        if not self.git:
+            return
+        steps = [step for step in await asyncio.to_thread(live_steps, self.repo_root)
+                 if step.run_id != self.run_dir.name]
+        if not steps:
+            return
+        mine, others = [], []
+        for step in steps:
+            events = await asyncio.to_thread(read_events, runs_dir(self.repo_root) / step.run_id / "events.jsonl")
+            started = next((e for e in events if isinstance(e, RunStarted)), None)
+            (mine if started is not None and started.epic == self.epic.name else others).append(step)
+        for step in mine:
+            process = SupervisedStep.adopt(StepFiles.of(runs_dir(self.repo_root) / step.run_id / "logs",
+                                                        step.task_id, step.step), lambda _values: None)
+            if process is not None:
+                await process.terminate(self.options.grace)
+        if mine:
+            self.notice(f"stopped {', '.join(sorted({s.task_id for s in mine}))}, left running by the earlier run "
+                        f"{mine[0].run_id} of {self.epic.name}; what they did is kept under refs/waveui/", level="info")
+        for run_id in sorted({s.run_id for s in others}):
+            tasks = sorted({s.task_id for s in others if s.run_id == run_id})
+            where = sorted({s.cwd.name for s in others if s.run_id == run_id and s.cwd is not None})
+            self.notice(f"{', '.join(tasks)} of run {run_id} still run" + (f" in {', '.join(where)}" if where else "")
+                        + ": left alone (`waveui run` of that epic adopts them); their worktrees are not reused",
+                        level="info")
 
     async def _guard_repository(self, task_id: str) -> None:
         """After a task's commands: revert hooks or config it planted; stop the run if it moved others' refs."""

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
+
+_TRIES = 20
 
 
 def occupy(folder: Path) -> int | None:
@@ -29,12 +32,18 @@ def occupy(folder: Path) -> int | None:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    # Never wait for it: a run in place (isolation = "none") holds its folder's lock exclusively as the
+    # controller lock, and a check by slot_in_use holds it for an instant only.
+    for _ in range(_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            time.sleep(0.005)
+        except OSError:
+            break
+    os.close(fd)
+    return None
 
 
 def slot_in_use(folder: Path) -> bool:

@@ -22,8 +22,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +31,8 @@ from pathlib import Path, PurePosixPath
 import psutil
 
 from waveui.engine.journal import ensure_private_dir, waveui_dir
+from waveui.engine.occupancy import slot_in_use
+from waveui.engine.runner import run_to_end
 from waveui.engine.preflight import exclude_waveui
 from waveui.git import Checkout, GitError, Repository
 from waveui.spec import TASK_ID
@@ -120,6 +120,7 @@ class _Slot:
     busy: bool = False
     branch: str | None = None  # checked out there, as far as we know
     clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
+    ours: bool = False  # made or lent by this pool: no step of an earlier waveui can still run in it
 
 
 class BrokenSlot(GitError):
@@ -181,6 +182,7 @@ class WorktreePool:
             self._clean(slot, checkout)
             slot.branch = branch
             slot.clean = False
+            slot.ours = True
         except BaseException:
             with self._lock:
                 slot.busy = False
@@ -193,7 +195,7 @@ class WorktreePool:
         with self._lock:
             for slot in self._slots.values():
                 if slot.branch == branch and not slot.busy and slot.path.is_dir():
-                    slot.busy = True
+                    slot.busy = slot.ours = True
                     return Worktree(slot.number, slot.path, branch, task_id)
         return None
 
@@ -366,14 +368,15 @@ class WorktreePool:
 
     def _choose(self, branch: str) -> _Slot:
         """A free slot, preferring the one that holds ``branch`` already; a new one when none is free."""
-        free = [s for s in self._slots.values() if not s.busy]
+        # A slot an earlier waveui left may still hold one of its tasks (a --fresh run, another epic's).
+        free = [s for s in self._slots.values() if not s.busy and (s.ours or not slot_in_use(s.path))]
         for slot in free:
             if slot.branch == branch:
                 return slot
         if free:
             return min(free, key=lambda s: s.number)
         number = next(n for n in range(len(self._slots) + 1) if n not in self._slots)
-        slot = _Slot(number, self.root.resolve() / f"slot-{number}")
+        slot = _Slot(number, self.root.resolve() / f"slot-{number}", ours=True)
         self._slots[number] = slot
         return slot
 
@@ -535,32 +538,18 @@ class WorktreePool:
         return (lines[0].strip() if lines else ""), [line for line in lines[1:] if line]
 
     def _run_setup(self, wt: Worktree, env: dict, timeout: float | None) -> int:
-        log = subprocess.DEVNULL
+        log = None
         if self.log_dir is not None:
             ensure_private_dir(self.log_dir)
-            fd = os.open(self.log_dir / f"setup-slot-{wt.slot}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            log = os.fdopen(fd, "ab")
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {wt.branch}: {self.setup}\n".encode())
-            log.flush()
-        try:
-            # A session of its own, so a timeout can stop the whole process group.
-            proc = subprocess.Popen(self.setup, shell=True, cwd=wt.path, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                code = proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                code = proc.wait()
-            except BaseException:
-                _kill_group(proc)
-                proc.wait()
-                raise
-            if log is not subprocess.DEVNULL:
-                log.write(f"=== exit status {code}\n".encode())
-            return code
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
+            log = self.log_dir / f"setup-slot-{wt.slot}.log"
+            with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
+                out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {wt.branch}: {self.setup}\n".encode())
+        # Under a subreaper of its own: a daemon the setup detaches ends with it, as a task's would.
+        code = run_to_end(self.setup, wt.path, env, log, timeout)
+        if log is not None:
+            with open(os.open(log, os.O_WRONLY | os.O_APPEND), "ab") as out:
+                out.write(f"=== exit status {code}\n".encode())
+        return code
 
 
 # ------------------------------------------------------------------ helpers
@@ -643,10 +632,3 @@ def _git_running_in(path: Path) -> bool | None:
         elif Path(cwd) == path or path in Path(cwd).parents:
             return True
     return None if unknown else False
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
