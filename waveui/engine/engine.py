@@ -40,7 +40,7 @@ from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.engine.oserrors import describe
 from waveui.engine.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.recovery import TASK_TRAILER, BranchWork, EpicEdits
-from waveui.engine.supervision import StepFiles, SupervisedStep, live_steps
+from waveui.engine.supervision import StepFiles, SupervisedStep, live_steps, read_status
 from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
 from waveui.engine.worktrees import BrokenSlot, WorktreePool, attempt_ref
 from waveui.git import clean_env
@@ -546,15 +546,46 @@ class Engine:
         tip = await asyncio.to_thread(self.integrator.branch_tip, branch)
         if not task.commit or tip != task.commit:
             return False
-        message = self._merge_message(task.id)
-        result = await asyncio.to_thread(self.integrator.merge, branch, message)
-        if result.ok:
-            self._set_state(task.id, "done", commit=result.commit, files=task.files, undeclared=task.undeclared,
-                            reason="merged after waveui stopped")
-        else:
-            self._set_state(task.id, "conflicted", files=result.conflicted,
-                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {branch} kept")
+        self.locks.acquire(task.id)
+        # A job of its own, as a merge in a live run: it may have to wait (a checked-out branch) and retry.
+        self._jobs[task.id] = asyncio.create_task(self._merge_job(task.id, branch, list(task.files),
+                                                                  list(task.undeclared)))
         return True
+
+    async def _merge_job(self, task_id: str, branch: str, changed: list[str], undeclared: list[str]) -> None:
+        try:
+            await self._merge(task_id, branch, self._merge_message(task_id), changed, undeclared)
+        finally:
+            if self.state.tasks[task_id].state != "merging":
+                self.locks.release(task_id)
+            self._jobs.pop(task_id, None)
+            self._wake.set()
+
+    async def _merge_committed(self, task, step: str) -> bool:
+        """Merge the commit a finished attempt left on its branch when its worktree is gone; False if there is none.
+
+        The worktree is released as soon as the work is committed, so a waveui
+        that stopped between committing and journaling it finds the step ended
+        well, no worktree, and the commit on the task's branch: that commit is
+        merged, and the command is not run again.
+        """
+        if step != self._steps(self.tasks[task.id])[-1][0] or not task.start_point:
+            return False
+        status = read_status(StepFiles.of(self.run_dir / "logs", task.id, step))
+        if not status or status.get("exit_code") != 0 or status.get("timed_out"):
+            return False
+        branch = self._branch(task.id)
+        tip = await asyncio.to_thread(self.integrator.branch_tip, branch)
+        repository = self.integrator.repository
+        if (tip is None or tip == task.start_point
+                or not await asyncio.to_thread(repository.is_ancestor, task.start_point, tip)):
+            return False
+        changed = await asyncio.to_thread(self.integrator.changed_files, task.start_point, tip)
+        undeclared = self.integrator.undeclared(changed, self.tasks[task.id].affected_files) \
+            if self.tasks[task.id].affected_files else []
+        self._set_state(task.id, "merging", commit=tip, files=changed, undeclared=undeclared,
+                        reason="its commands had ended well before waveui stopped; merging the commit they left")
+        return await self._finish_merge(self.state.tasks[task.id])
 
     async def _adopt(self, task) -> bool:
         """Follow a task a killed waveui left running (or that finished meanwhile) instead of rerunning it."""
@@ -567,6 +598,8 @@ class Engine:
             return False
         worktree = await asyncio.to_thread(self.pool.adopt, task.id) if self.pool else None
         if self.pool and worktree is None:
+            if await self._merge_committed(task, step):
+                return True
             await process.terminate(self.options.grace)  # its worktree is gone: the work cannot be trusted
             return False
         if task.state == "paused":
@@ -590,6 +623,7 @@ class Engine:
             if resumed:
                 await self._stop_removed()  # before the new task list drops them from the state
             self._start_events(resumed)
+            await self._settle_other_runs()
             self._index_readiness()
             await self._reconcile(resumed)
             if resumed:
@@ -913,8 +947,8 @@ class Engine:
         """
         delay, said = MERGE_RETRY_SECONDS[0], ""
         while True:
-            if self._halted:
-                return  # committed and journaled as merging: the next run merges it once all is well
+            if self._halted or self._journal_error:
+                return  # committed (and journaled as merging, if the journal could): the next run merges it
             try:
                 result = await asyncio.to_thread(self.integrator.merge, branch, message)
                 break
