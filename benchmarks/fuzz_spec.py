@@ -11,7 +11,7 @@ characters TOML gives meaning to; the bundled examples (and a seed using every
 key) mutated by deleting, duplicating, swapping and inserting lines, random
 keys and values, hostile ids and paths, deep nesting, huge numbers, unicode,
 NUL bytes, very long strings and dependency cycles; and generated epics of up
-to 10,000 tasks. Each goes to ``waveui.spec.loads`` in this process, which
+to 10,000 tasks. Each goes to ``waveui.core.spec.loads`` in this process, which
 must return an epic that holds its invariants (safe ids and paths, known and
 acyclic requirements, finite numbers; it plans, and survives ``dumps`` and
 ``loads`` unchanged), or raise ``SpecError`` whose problems each render as one
@@ -149,13 +149,13 @@ TOML_CHARS = "[]{}=\"',.#\n\r\t \\-_+:0123456789abcdefinrtuxADEFTZ\x00\x1b\u00e9
 
 
 def _epic_keys() -> list[str]:
-    from waveui import spec
+    from waveui.core import spec
 
     return list(spec._EPIC_KEYS)
 
 
 def _task_keys() -> list[str]:
-    from waveui import spec
+    from waveui.core import spec
 
     return list(spec._TASK_KEYS)
 
@@ -352,7 +352,7 @@ def quickly_mutated_epics(draw, count: int = QUICK_BATCH) -> list[str]:
 @st.composite
 def generated_epics(draw) -> str:
     """A well-formed epic written by ``spec.dumps`` from random (sometimes hostile) values."""
-    from waveui import spec
+    from waveui.core import spec
 
     n = draw(st.integers(1, 12))
     ids = draw(st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,12}", fullmatch=True) | st.sampled_from(
@@ -461,8 +461,8 @@ def unsafe_name(name: str) -> bool:
 
 def check_epic(epic) -> None:
     """The invariants of any epic ``loads`` returns."""
-    from waveui import spec
-    from waveui.engine.worktrees import integration_branch, task_branch
+    from waveui.core import spec
+    from waveui.git.worktrees import integration_branch, task_branch
 
     def bad(message: str) -> Failure:
         return Failure(message)
@@ -513,7 +513,7 @@ def _check_path(path: str, bad) -> None:
 
 def check_text(text: str, plan: bool = True) -> str:
     """'valid' or 'rejected' for one input; Failure (or whatever escaped ``loads``) otherwise."""
-    from waveui import spec
+    from waveui.core import spec
 
     try:
         epic = spec.loads(text, "fuzz.toml")
@@ -573,7 +573,7 @@ def cli_env() -> dict[str, str]:
 
 def check_cli(data: bytes, timeout: float = CLI_TIMEOUT_SECONDS) -> tuple[str, str]:
     """Run ``python -m waveui plan -f waveui.toml`` on ``data`` in a fresh folder: (outcome, detail)."""
-    from waveui import spec
+    from waveui.core import spec
 
     with tempfile.TemporaryDirectory(prefix="waveui-fuzz-") as tmp:
         folder = Path(tmp)

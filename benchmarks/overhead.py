@@ -19,7 +19,7 @@ Ways of running (``RUNNERS``):
 * ``xargs_logged``: the same, each command's output appended to a log file
   of its own as waveui does, to tell the cost of creating the logs from
   waveui's own;
-* ``start_task``: :func:`waveui.engine.runner.start_task` and ``wait`` for
+* ``start_task``: :func:`waveui.executors.local.runner.start_task` and ``wait`` for
   each, at most N at a time (an asyncio semaphore), each with its own log;
 * ``engine``: the whole engine on an epic of these tasks with
   ``isolation = "none"``: planning, dispatch, journal (fsync per state
@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from waveui.engine.runner import start_task
+from waveui.executors.local.runner import start_task
 
 Runner = Callable[[list[str], int, Path], None]
 
@@ -83,7 +83,7 @@ def run_start_task(commands: list[str], parallel: int, workdir: Path) -> None:
 def run_engine(commands: list[str], parallel: int, workdir: Path) -> None:
     """The whole engine: an epic of independent tasks with ``isolation = "none"``, journal and all."""
     from waveui.engine.engine import Engine, RunOptions
-    from waveui.spec import Epic, Task
+    from waveui.core.spec import Epic, Task
 
     epic = Epic(name="overhead", isolation="none", max_parallel=parallel,
                 tasks=[Task(id=f"t{n}", command=command) for n, command in enumerate(commands)])

@@ -36,8 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from waveui import spec
-from waveui._gc import paused as gc_paused
+from waveui.core import spec
+from waveui.core._gc import paused as gc_paused
 from waveui.plan import make_plan
 from waveui.plan.conflicts import find_conflicts, overlapping_pairs
 from waveui.plan.graph import TaskGraph
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     startup = process_wall_time([sys.executable, "-c", "pass"], max(5, args.repeat))
-    import_cost = process_wall_time([sys.executable, "-c", "import waveui.cli, waveui.spec, waveui.plan.report"],
+    import_cost = process_wall_time([sys.executable, "-c", "import waveui.frontends.cli, waveui.core.spec, waveui.plan.report"],
                                     max(3, args.repeat))
     ref = best_of(max(5, args.repeat), reference_loop)
     print(f"python {sys.version.split()[0]} on {sys.platform}; targets are for one core")

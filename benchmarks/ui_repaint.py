@@ -33,9 +33,9 @@ from collections import deque
 from textual import events
 from textual.screen import Screen
 
-from waveui.engine.events import Event, MetricsSample, RunStarted, TaskProgress, TaskStateChanged
-from waveui.ui.app import WaveApp
-from waveui.ui.sample_run import START, large_run_started
+from waveui.run.events import Event, MetricsSample, RunStarted, TaskProgress, TaskStateChanged
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.sample_run import START, large_run_started
 
 SIZE = (160, 48)
 TARGET_REPAINT_MEDIAN = 0.030

@@ -31,7 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from waveui.engine.worktrees import WorktreePool
+from waveui.executors.local.runner import run_to_end
+from waveui.git.worktrees import WorktreePool
 
 SETUP = ('mkdir -p node_modules && cd node_modules && '
          'for i in $(seq 1 {n}); do echo "module.exports = $i" > m$i.js; done')
@@ -90,7 +91,7 @@ def bench_acquire(repo: Path, commits: tuple[str, str], rounds: int) -> tuple[li
 
 
 def bench_setup(repo: Path, commit: str, rounds: int, modules: int) -> tuple[list[float], list[float]]:
-    pool = WorktreePool(repo, "bench", SETUP.format(n=modules), ["package.json"])
+    pool = WorktreePool(repo, "bench", SETUP.format(n=modules), ["package.json"], run_setup=run_to_end)
     wt = pool.acquire("setup", commit)
     env = dict(os.environ)
     rerun, skipped = [], []

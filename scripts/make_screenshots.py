@@ -16,10 +16,10 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from waveui.engine.journal import Journal
-from waveui.ui.app import WaveApp
-from waveui.ui.feeds import JournalFeed, ScriptedFeed
-from waveui.ui.sample_run import NOW, sample_events, write_sample_logs
+from waveui.run.journal import Journal
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.feeds import JournalFeed, ScriptedFeed
+from waveui.frontends.tui.sample_run import NOW, sample_events, write_sample_logs
 
 SIZE = (160, 48)
 # name: (keys pressed before the picture, watch mode)

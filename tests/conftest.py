@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from waveui.plan.graph import TaskGraph
-from waveui.spec import Epic, Task
+from waveui.core.spec import Epic, Task
 
 # Modest by default so the suite stays fast; HYPOTHESIS_PROFILE=thorough searches much harder.
 settings.register_profile("waveui", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from waveui import spec
+from waveui.core import spec
 
 
 def git(repo: Path, *args: str) -> str:

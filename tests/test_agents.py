@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from waveui import agents, spec
-from waveui.engine.runner import MESSAGE_MAX, parse_agent_json, start_task
+from waveui import agents
+from waveui.core import spec
+from waveui.executors.local.runner import MESSAGE_MAX, parse_agent_json, start_task
 
 RESULT = {"type": "result", "subtype": "success", "is_error": False, "duration_ms": 81234, "num_turns": 7,
           "result": "Added the User model and its tests.\nAll 12 tests pass.", "session_id": "5f1c",

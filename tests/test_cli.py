@@ -11,7 +11,7 @@ import pytest
 
 import waveui
 from conftest import EXAMPLES, finish_cli, start_cli
-from waveui.cli import build_parser
+from waveui.frontends.cli import build_parser
 
 ERROR_LINE = re.compile(r"waveui: error: (?P<file>[^:\n]+):(?P<line>\d+): (?P<message>.+)")
 

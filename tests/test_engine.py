@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from waveui.engine.engine import Engine, EngineError, RunOptions
-from waveui.engine.events import TaskStateChanged
-from waveui.engine.journal import list_runs, read_events
-from waveui.engine.state import replay
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import list_runs, read_events
+from waveui.run.state import replay
 from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic
 
 HYBRID = """
@@ -399,7 +399,7 @@ def test_priority_change_reorders_the_ready_queue_and_cancel_blocks_dependents(r
 
 
 def test_pooled_worktree_keeps_ignored_dependencies_and_reruns_setup_only_when_inputs_change(tmp_path):
-    from waveui.engine.events import SetupRan
+    from waveui.run.events import SetupRan
 
     repo = make_repo(tmp_path / "repo", {"package-lock.json": "v1\n", ".gitignore": "node_modules/\n"})
     epic = write_epic(repo, """

@@ -31,17 +31,17 @@ from hypothesis import strategies as st
 from tests.engine_helpers import git, make_repo
 from tests.ui.helpers import SIZE, PushFeed, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui import spec
-from waveui.engine import worktrees
-from waveui.engine.events import LimitChanged, RunFinished, RunStarted, TaskProgress, TaskStateChanged
-from waveui.engine.headless import HeadlessReporter
-from waveui.engine.journal import Journal
-from waveui.engine.worktrees import integration_branch, task_branch
-from waveui.sanitize import sanitize, sanitize_line
-from waveui.spec import SpecError
-from waveui.ui.app import WaveApp
-from waveui.ui.feeds import JournalFeed
-from waveui.ui.sample_run import NOW, START, sample_events, task_infos
+from waveui.core import spec
+from waveui.git import names, worktrees
+from waveui.run.events import LimitChanged, RunFinished, RunStarted, TaskProgress, TaskStateChanged
+from waveui.frontends.headless import HeadlessReporter
+from waveui.run.journal import Journal
+from waveui.git.worktrees import integration_branch, task_branch
+from waveui.core.sanitize import sanitize, sanitize_line
+from waveui.core.spec import SpecError
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.feeds import JournalFeed
+from waveui.frontends.tui.sample_run import NOW, START, sample_events, task_infos
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_spec.py"
 _loader = importlib.util.spec_from_file_location("fuzz_spec", BENCHMARK)
@@ -200,7 +200,7 @@ def test_branch_names_refuse_hostile_names_even_without_the_spec(bad):
                                     "waveui/a\\b", "waveui//a", "refs/heads/waveui/a"])
 def test_the_last_check_keeps_refs_under_refs_heads_waveui(branch):
     with pytest.raises(ValueError):
-        worktrees._checked_branch(branch)
+        names._checked_branch(branch)
 
 
 @pytest.mark.parametrize("folder, name", [("x.lock", "x"), ("a..b", "a.b"), ("..weird..", "weird"),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from waveui import importers, spec
+from waveui import agents, importers
+from waveui.core import spec
 from waveui.importers import ccpm
 from waveui.importers.common import SourceError
 from waveui.plan import make_plan
@@ -24,7 +25,7 @@ SOURCES = [FIXTURES / "ccpm", CCPM_EPIC, TASKMASTER, TASKMASTER_FILE, LEGACY, CL
 
 def imported(source) -> tuple[spec.Epic, str]:
     """The epic as it loads back from the written text, and the text."""
-    text, _ = importers.convert(source)
+    text, _ = importers.convert(source, agents.epic_command_lines(None))
     return spec.loads(text), text
 
 
@@ -204,7 +205,7 @@ def test_claudio_ids_made_valid_and_done_tasks_skipped(tmp_path):
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_output_loads_back_and_plans(source, tmp_path):
-    text, result = importers.convert(source, agent="claude")
+    text, result = importers.convert(source, agents.epic_command_lines("claude"))
     path = tmp_path / "waveui.toml"
     path.write_text(text)
     epic = spec.load(path)
@@ -216,7 +217,7 @@ def test_output_loads_back_and_plans(source, tmp_path):
 
 
 def test_without_an_agent_the_command_is_suggested_not_set():
-    text, _ = importers.convert(CLAUDIO)
+    text, _ = importers.convert(CLAUDIO, agents.epic_command_lines(None))
     epic = spec.loads(text)
     assert epic.command is None
     assert "# command = 'claude -p \"$WAVEUI_PROMPT\"" in text
@@ -225,7 +226,7 @@ def test_without_an_agent_the_command_is_suggested_not_set():
 def test_header_comments_stay_one_line_each(tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"tasks": [{"id": "a", "depends_on": [], "files": [], "odd\nkey": 1}]}))
-    text, _ = importers.convert(plan)
+    text, _ = importers.convert(plan, agents.epic_command_lines(None))
     assert all(line.startswith("#") for line in text.split("\n[epic]")[0].strip().splitlines())
     spec.loads(text)
 

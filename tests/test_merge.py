@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from waveui.engine.merge import GitError, Integrator, MergeResult
-from waveui.engine.worktrees import WorktreePool
+from waveui.executors.local.runner import run_to_end
+from waveui.git.merge import GitError, Integrator, MergeResult
+from waveui.git.worktrees import WorktreePool
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -151,7 +152,7 @@ def test_users_checkout_is_never_touched(repo):
     integ = Integrator(repo, "ep", None)
     integ.ensure_branch()
     assert integ.base_name == "feature"
-    pool = WorktreePool(repo, "ep", "mkdir -p node_modules && touch node_modules/x", [])
+    pool = WorktreePool(repo, "ep", "mkdir -p node_modules && touch node_modules/x", [], run_setup=run_to_end)
     wt1, _, _ = run_task(pool, integ, "t1", {"README.md": "task's readme\n"})
     pool.ensure_setup(wt1, {"PATH": "/usr/bin:/bin"})
     wt2, _, _ = run_task(pool, integ, "t2", {"README.md": "other readme\n"})
@@ -286,7 +287,7 @@ def test_undeclared(changed, declared, expected):
 
 def test_branch_moved_by_someone_else_is_never_built_upon(repo):
     """The swap is made against the tip waveui last wrote: a branch moved behind its back stops the merge."""
-    from waveui.engine.merge import RefMoved
+    from waveui.git.merge import RefMoved
 
     integ = Integrator(repo, "ep", None)
     integ.ensure_branch()

@@ -27,11 +27,11 @@ import pytest
 from tests.engine_helpers import git, make_repo
 from tests.ui.helpers import SIZE, press
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui import cli
-from waveui.engine.events import TaskStateChanged
-from waveui.engine.journal import Journal
-from waveui.ui.app import WaveApp
-from waveui.ui.feeds import JournalFeed
+from waveui.frontends import cli
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import Journal
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.feeds import JournalFeed
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Audit events that change the file system (see the table of audit events in Python's documentation).

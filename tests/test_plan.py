@@ -19,7 +19,7 @@ from conftest import (
     path_weight,
     task,
 )
-from waveui import spec
+from waveui.core import spec
 from waveui.plan import make_plan
 from waveui.plan import report
 from waveui.plan.critical import critical_path

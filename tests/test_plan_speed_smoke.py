@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from waveui import spec
+from waveui.core import spec
 from waveui.plan.graph import Reachability, TaskGraph
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "plan_speed.py"

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from waveui.engine.runner import (
+from waveui.executors.local.runner import (
     ExitResult,
     kill_leftover,
     parse_directive,

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import EXAMPLE_FILES
-from waveui import spec
-from waveui.spec import Epic, SpecError, Task
+from waveui.core import spec
+from waveui.core.spec import Epic, SpecError, Task
 
 
 def problems_of(text: str, path: str = "waveui.toml") -> list[spec.Problem]:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from conftest import WAVEUI, cli_env
-from waveui.cli import build_parser
-from waveui.engine.events import RunFinished, TaskStateChanged
-from waveui.engine.journal import Journal
+from waveui.frontends.cli import build_parser
+from waveui.run.events import RunFinished, TaskStateChanged
+from waveui.run.journal import Journal
 from waveui.engine.locks import ControllerLock
-from waveui.status import SHOWN_PER_LIST
-from waveui.ui.sample_run import START, sample_events
+from waveui.frontends.status import SHOWN_PER_LIST
+from waveui.frontends.tui.sample_run import START, sample_events
 
 RUN_ID = "20250615-093000-checkout-v2-ab12"
 NASTY = "verify failed: \x1b[2J\x1b]0;owned\x07tests \x1b[31mred\x1b[0m\nsecond line"

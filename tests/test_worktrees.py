@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from waveui.engine.worktrees import GitError, WorktreePool, integration_branch, task_branch
+import functools
+
+from waveui.executors.local.runner import run_to_end
+from waveui.git.worktrees import GitError, WorktreePool, integration_branch, task_branch
+
+Pool = functools.partial(WorktreePool, run_setup=run_to_end)  # the engine hands the pool its executor's runner
 
 SETUP = ('echo ran >> "$COUNT_FILE"; '
          'mkdir -p node_modules/dep && for i in 1 2 3; do echo $i > node_modules/dep/f$i; done')
@@ -65,7 +70,7 @@ def runs(counter: Path) -> int:
 
 
 def test_reuse_keeps_ignored_files_and_skips_setup(repo, counter, tmp_path):
-    pool = WorktreePool(repo, "ep", SETUP, ["package.json"], log_dir=tmp_path / "logs")
+    pool = Pool(repo, "ep", SETUP, ["package.json"], log_dir=tmp_path / "logs")
     wt = pool.acquire("t1", "main")
     assert wt.slot == 0 and wt.path == repo.resolve() / ".waveui" / "worktrees" / "slot-0"
     assert wt.branch == task_branch("ep", "t1") == pool.branch_for("t1") == "waveui/ep@t1"
@@ -96,13 +101,13 @@ def test_reuse_keeps_ignored_files_and_skips_setup(repo, counter, tmp_path):
 
 
 def test_exclude_line_added_once(repo):
-    WorktreePool(repo, "ep", None, [])
-    WorktreePool(repo, "ep", None, [])
+    Pool(repo, "ep", None, [])
+    Pool(repo, "ep", None, [])
     assert (repo / ".git" / "info" / "exclude").read_text().splitlines().count("/.waveui/") == 1
 
 
 def test_setup_reruns_when_an_input_changes(repo, counter):
-    pool = WorktreePool(repo, "ep", SETUP, ["package.json", "*.lock"])
+    pool = Pool(repo, "ep", SETUP, ["package.json", "*.lock"])
     wt = pool.acquire("t1", "main")
     assert pool.ensure_setup(wt, setup_env(counter)).ran
     pool.release(wt)
@@ -120,15 +125,15 @@ def test_setup_reruns_when_an_input_changes(repo, counter):
 
 
 def test_setup_command_change_reruns(repo, counter):
-    first = WorktreePool(repo, "ep", SETUP, [])
+    first = Pool(repo, "ep", SETUP, [])
     first.ensure_setup(first.acquire("t1", "main"), setup_env(counter))
-    pool = WorktreePool(repo, "ep", SETUP + " ", [])  # a later run with another setup command
+    pool = Pool(repo, "ep", SETUP + " ", [])  # a later run with another setup command
     wt = pool.acquire("t1", "main")
     assert pool.ensure_setup(wt, setup_env(counter)).ran
 
 
 def test_failed_setup_is_not_marked_done(repo, counter, tmp_path):
-    pool = WorktreePool(repo, "ep", 'echo ran >> "$COUNT_FILE"; echo broken; exit 3', [], log_dir=tmp_path / "logs")
+    pool = Pool(repo, "ep", 'echo ran >> "$COUNT_FILE"; echo broken; exit 3', [], log_dir=tmp_path / "logs")
     wt = pool.acquire("t1", "main")
     result = pool.ensure_setup(wt, setup_env(counter))
     assert result.ran and result.exit_code == 3
@@ -140,7 +145,7 @@ def test_failed_setup_is_not_marked_done(repo, counter, tmp_path):
 
 
 def test_setup_timeout_kills_and_is_not_done(repo):
-    pool = WorktreePool(repo, "ep", "sleep 30", [])
+    pool = Pool(repo, "ep", "sleep 30", [])
     wt = pool.acquire("t1", "main")
     result = pool.ensure_setup(wt, dict(os.environ), timeout=0.5)
     assert result.ran and result.exit_code != 0 and result.seconds < 10
@@ -148,19 +153,19 @@ def test_setup_timeout_kills_and_is_not_done(repo):
 
 
 def test_no_setup_never_runs(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")
     assert pool.ensure_setup(wt, dict(os.environ)).ran is False
 
 
 def test_pool_found_again_by_a_later_process(repo, counter):
-    pool = WorktreePool(repo, "ep", SETUP, ["package.json"])
+    pool = Pool(repo, "ep", SETUP, ["package.json"])
     wt = pool.acquire("t1", "main")
     pool.ensure_setup(wt, setup_env(counter))
     # No release: the first process "crashed" with the slot on a task's branch, dirty.
     (wt.path / "README.md").write_text("half done\n")
 
-    later = WorktreePool(repo, "ep", SETUP, ["package.json"])
+    later = Pool(repo, "ep", SETUP, ["package.json"])
     assert later.slots() == [0]
     again = later.acquire("t2", "main")
     assert again.slot == 0 and (again.path / "README.md").read_text() == "hello\n"
@@ -172,7 +177,7 @@ def test_pool_found_again_by_a_later_process(repo, counter):
 
 
 def test_retry_resets_an_existing_branch(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")
     commit_file(wt.path, "attempt1.txt", "first try\n")
     pool.release(wt)
@@ -184,7 +189,7 @@ def test_retry_resets_an_existing_branch(repo):
 
 
 def test_concurrent_acquires_get_different_slots(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     with ThreadPoolExecutor(4) as ex:
         wts = list(ex.map(lambda i: pool.acquire(f"t{i}", "main"), range(4)))
     assert sorted(w.slot for w in wts) == [0, 1, 2, 3]
@@ -195,7 +200,7 @@ def test_concurrent_acquires_get_different_slots(repo):
 
 
 def test_deleted_worktree_is_recovered(repo, counter):
-    pool = WorktreePool(repo, "ep", SETUP, [])
+    pool = Pool(repo, "ep", SETUP, [])
     wt = pool.acquire("t1", "main")
     pool.ensure_setup(wt, setup_env(counter))
     pool.release(wt)
@@ -207,25 +212,25 @@ def test_deleted_worktree_is_recovered(repo, counter):
     pool.release(again)
 
     shutil.rmtree(again.path)
-    later = WorktreePool(repo, "ep", SETUP, [])  # a later process
+    later = Pool(repo, "ep", SETUP, [])  # a later process
     third = later.acquire("t3", "main")
     assert third.slot == 0 and git(third.path, "symbolic-ref", "--short", "HEAD") == "waveui/ep@t3"
     assert "slot-0" in git(repo, "worktree", "list")
 
 
 def test_locked_worktree_is_recovered(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")
     pool.release(wt)
     git(repo, "worktree", "lock", str(wt.path))
     shutil.rmtree(wt.path)  # locked and gone: prune alone would keep it
 
-    again = WorktreePool(repo, "ep", None, []).acquire("t2", "main")
+    again = Pool(repo, "ep", None, []).acquire("t2", "main")
     assert (again.path / "README.md").exists()
 
 
 def test_stale_index_lock_is_removed(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")
     pool.release(wt)
     gitdir = Path(git(wt.path, "rev-parse", "--absolute-git-dir"))
@@ -238,7 +243,7 @@ def test_stale_index_lock_is_removed(repo):
 
 
 def test_half_done_rebase_is_forgotten(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")
     gitdir = Path(git(wt.path, "rev-parse", "--absolute-git-dir"))
     (gitdir / "rebase-merge").mkdir()
@@ -250,7 +255,7 @@ def test_half_done_rebase_is_forgotten(repo):
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "-x", ".hidden", "a..b", "x.lock", "a.", "a b",
                                  "a@{1}", "x" * 65, "t\n", "ü"])
 def test_bad_task_id_is_refused(repo, bad):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     with pytest.raises(ValueError):
         pool.acquire(bad, "main")
     assert pool.slots() == []
@@ -259,7 +264,7 @@ def test_bad_task_id_is_refused(repo, bad):
 @pytest.mark.parametrize("bad", ["../up", "a/b", "x.lock", ""])
 def test_bad_epic_name_is_refused(repo, bad):
     with pytest.raises(ValueError):
-        WorktreePool(repo, bad, None, [])
+        Pool(repo, bad, None, [])
     with pytest.raises(ValueError):
         integration_branch(bad)
 
@@ -267,11 +272,11 @@ def test_bad_epic_name_is_refused(repo, bad):
 def test_setup_input_outside_the_repository_is_refused(repo):
     for bad in ("/etc/passwd", "../secret", "a/../../b"):
         with pytest.raises(ValueError):
-            WorktreePool(repo, "ep", "true", [bad])
+            Pool(repo, "ep", "true", [bad])
 
 
 def test_unknown_start_point(repo):
-    pool = WorktreePool(repo, "ep", None, [])
+    pool = Pool(repo, "ep", None, [])
     with pytest.raises(GitError, match="not a commit"):
         pool.acquire("t1", "no-such-branch")
     assert pool.acquire("t1", "main").slot == 0
@@ -279,4 +284,4 @@ def test_unknown_start_point(repo):
 
 def test_not_a_repository(tmp_path):
     with pytest.raises(GitError, match="not a git repository"):
-        WorktreePool(tmp_path, "ep", None, [])
+        Pool(tmp_path, "ep", None, [])

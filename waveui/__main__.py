@@ -1,5 +1,5 @@
 """`python -m waveui`: the same as the `waveui` command."""
 
-from waveui.cli import run
+from waveui.frontends.cli import run
 
 run()

@@ -52,6 +52,14 @@ def recipe_lines(name: str) -> list[str]:
     return [f"# {recipe.comment}", command_line(recipe.command)]
 
 
+def epic_command_lines(name: str | None) -> list[str]:
+    """The ``[epic]`` lines for agent ``name``; without one, comments that suggest a recipe."""
+    if name:
+        return recipe_lines(name)
+    return [f"# No command yet: set one, or import again with --agent {'|'.join(RECIPES)}. For example:",
+            "# " + recipe_lines("claude")[1]]
+
+
 _COMMAND = re.compile(r"^command\s*=.*$", re.M)
 _COMMENTED_COMMAND = re.compile(r"^#\s*command\s*=.*\n", re.M)
 

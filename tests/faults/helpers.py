@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 
 from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic  # noqa: F401  (re-exported)
-from waveui.engine.events import TaskStateChanged
-from waveui.engine.journal import list_runs, read_events
-from waveui.engine.state import RunState, replay
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import list_runs, read_events
+from waveui.run.state import RunState, replay
 
 RUN_TIMEOUT = 120
 

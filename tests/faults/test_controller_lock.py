@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.faults.helpers import finish, git, kill9, make_repo, run, start, wait_for, write_epic
-from waveui.engine.events import TaskStateChanged
-from waveui.engine.journal import list_runs, read_events
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import list_runs, read_events
 from waveui.engine.locks import ControllerBusy, ControllerLock, controller_holder
 
 SLOW_EPIC = """

@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from tests.faults.helpers import git, make_repo, run, write_epic
-from waveui.engine.runner import TIMED_OUT_EXIT, run_to_end
-from waveui.engine.supervision import StepFiles, SupervisedStep
+from waveui.executors.local.runner import TIMED_OUT_EXIT, run_to_end
+from waveui.executors.local.supervision import StepFiles, SupervisedStep
 
 DEADLINE = 30.0  # generous: only ever waited out when something is broken
 
@@ -231,7 +231,7 @@ def test_run_to_end_cleans_up_when_its_caller_is_killed(tmp_path, marker):
     # The caller (waveui running a setup) dies by SIGKILL: the command and its daemon must not live on.
     script = ("import os, sys\n"
               "from pathlib import Path\n"
-              "from waveui.engine.runner import run_to_end\n"
+              "from waveui.executors.local.runner import run_to_end\n"
               f"run_to_end('setsid -f sleep {marker}; sleep {marker}', Path(sys.argv[1]), dict(os.environ), None)\n")
     caller = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psutil
 
 from tests.faults.helpers import finish, git, kill9, make_repo, run, start, wait_for
-from waveui.engine.events import TaskStateChanged
-from waveui.engine.journal import list_runs, read_events
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import list_runs, read_events
 
 LONG = """
 [epic]

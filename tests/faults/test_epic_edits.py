@@ -22,9 +22,9 @@ from tests.faults.helpers import (
     wait_for,
     write_epic,
 )
-from waveui.engine.events import RunStarted, TaskInfo, TaskStateChanged
-from waveui.engine.journal import list_runs, read_events
-from waveui.engine.state import replay
+from waveui.run.events import RunStarted, TaskInfo, TaskStateChanged
+from waveui.run.journal import list_runs, read_events
+from waveui.run.state import replay
 
 BRANCH = "waveui/edits"
 

@@ -32,7 +32,7 @@ from tests.faults.helpers import (
     wait_for,
     write_epic,
 )
-from waveui.engine.journal import list_runs
+from waveui.run.journal import list_runs
 
 TASKS = 6
 BRANCH = "waveui/faults"

@@ -26,7 +26,7 @@ from tests.faults.helpers import (
     wait_for,
     write_epic,
 )
-from waveui.engine.journal import list_runs, read_events
+from waveui.run.journal import list_runs, read_events
 
 TASKS = 6
 BRANCH = "waveui/faults"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from waveui.engine.occupancy import slot_in_use
-from waveui.engine.supervision import StepFiles, SupervisedStep, live_steps, read_status
+from waveui.core.occupancy import slot_in_use
+from waveui.executors.local.supervision import StepFiles, SupervisedStep, live_steps, read_status
 
 DEADLINE = 30.0
 WAIT_THEN_EXIT_7 = "while [ ! -e go ]; do sleep 0.05; done; exit 7"

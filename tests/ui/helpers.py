@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from waveui.engine.events import Event, PriorityChanged, RunFinished, RunPaused, TaskStateChanged
-from waveui.engine.state import RunState
-from waveui.ui import themes
-from waveui.ui.app import WaveApp
-from waveui.ui.sample_run import NOW, sample_events, write_sample_logs
+from waveui.run.events import Event, PriorityChanged, RunFinished, RunPaused, TaskStateChanged
+from waveui.run.state import RunState
+from waveui.frontends.tui import themes
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.sample_run import NOW, sample_events, write_sample_logs
 
 SIZE = (160, 48)
 

@@ -6,12 +6,12 @@ from textual.widgets import DataTable
 
 from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.ui.detail import TaskDetailScreen
-from waveui.ui.dialogs import ConfirmCancel, QuitLiveRun
-from waveui.ui.help import HelpScreen
-from waveui.ui.widgets.graph import DependencyGraph
-from waveui.ui.widgets.logview import TaskLog
-from waveui.ui.widgets.timeline import WaveTimeline
+from waveui.frontends.tui.detail import TaskDetailScreen
+from waveui.frontends.tui.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.help import HelpScreen
+from waveui.frontends.tui.widgets.graph import DependencyGraph
+from waveui.frontends.tui.widgets.logview import TaskLog
+from waveui.frontends.tui.widgets.timeline import WaveTimeline
 
 
 async def test_starts_on_the_first_running_task(tmp_path):

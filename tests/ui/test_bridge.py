@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from waveui.engine.events import LimitChanged, TaskProgress, TaskStateChanged
-from waveui.ui.bridge import RunBridge
-from waveui.ui.sample_run import NOW, sample_events
+from waveui.run.events import LimitChanged, TaskProgress, TaskStateChanged
+from waveui.frontends.tui.bridge import RunBridge
+from waveui.frontends.tui.sample_run import NOW, sample_events
 
 
 def test_changes_name_the_tasks_touched_and_start_afresh():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from waveui.engine.events import RunFinished, to_json
-from waveui.engine.journal import Journal
-from waveui.ui.feeds import JournalFeed, ScriptedFeed
-from waveui.ui.sample_run import sample_events
+from waveui.run.events import RunFinished, to_json
+from waveui.run.journal import Journal
+from waveui.frontends.tui.feeds import JournalFeed, ScriptedFeed
+from waveui.frontends.tui.sample_run import sample_events
 
 
 async def test_scripted_feed_emits_every_event_in_order():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from waveui.engine.state import replay
-from waveui.ui.look import STATE_GROUPS, TaskFilter
-from waveui.ui.sample_run import sample_events
+from waveui.run.state import replay
+from waveui.frontends.tui.look import STATE_GROUPS, TaskFilter
+from waveui.frontends.tui.sample_run import sample_events
 
 
 def tasks():

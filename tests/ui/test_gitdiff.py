@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from waveui.engine.worktrees import task_branch
-from waveui.ui.gitdiff import branch_diff
+from waveui.git.worktrees import task_branch
+from waveui.frontends.tui.gitdiff import branch_diff
 
 
 def git(repo, *args: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from waveui.ui.graph_layout import ARROW, BOX_HEIGHT, cells_of, layout_graph
+from waveui.frontends.tui.graph_layout import ARROW, BOX_HEIGHT, cells_of, layout_graph
 
 
 def random_tasks(n: int, seed: int = 3) -> list[tuple[str, int, list[str]]]:

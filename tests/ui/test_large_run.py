@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tests.ui.helpers import SIZE, PushFeed, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.ui.app import LAYOUT_IN_THREAD_FROM
-from waveui.ui.sample_run import large_run_started
+from waveui.frontends.tui.app import LAYOUT_IN_THREAD_FROM
+from waveui.frontends.tui.sample_run import large_run_started
 
 TASKS = LAYOUT_IN_THREAD_FROM * 2
 

@@ -7,10 +7,10 @@ import textwrap
 
 from tests.ui.helpers import SIZE
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui import spec
+from waveui.core import spec
 from waveui.engine.engine import Engine, RunOptions
-from waveui.ui.app import WaveApp
-from waveui.ui.live import EngineFeed
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.live import EngineFeed
 
 EPIC = """
 [epic]

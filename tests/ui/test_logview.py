@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.ui.widgets.logview import TAIL_BYTES, LogFollower, TaskLog
+from waveui.frontends.tui.widgets.logview import TAIL_BYTES, LogFollower, TaskLog
 
 
 def test_follower_reads_whole_lines_and_keeps_the_rest(tmp_path):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from waveui.engine.events import RunStarted, TaskInfo, TaskProgress, TaskStateChanged
-from waveui.engine.state import RunState, fold, replay
-from waveui.engine.metrics import duration, estimate_remaining, money, projected_cost, size
-from waveui.ui.sample_run import NOW, sample_events
+from waveui.run.events import RunStarted, TaskInfo, TaskProgress, TaskStateChanged
+from waveui.run.state import RunState, fold, replay
+from waveui.plan.eta import estimate_remaining
+from waveui.run.metrics import duration, money, projected_cost, size
+from waveui.frontends.tui.sample_run import NOW, sample_events
 
 
 def chain_run(limit: int = 2) -> RunState:

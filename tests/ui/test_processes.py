@@ -8,7 +8,7 @@ import sys
 
 import psutil
 
-from waveui.ui.processes import ProcessSampler, Target
+from waveui.frontends.tui.processes import ProcessSampler, Target
 
 
 def test_a_live_process_tree_is_measured():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from waveui.sanitize import sanitize, sanitize_line
+from waveui.core.sanitize import sanitize, sanitize_line
 
 ESC = "\x1b"
 

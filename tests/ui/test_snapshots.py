@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from tests.ui.helpers import SIZE, make_app, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.engine.journal import Journal
-from waveui.ui.app import WaveApp
-from waveui.ui.feeds import JournalFeed
-from waveui.ui.sample_run import NOW, sample_events, write_sample_logs
+from waveui.run.journal import Journal
+from waveui.frontends.tui.app import WaveApp
+from waveui.frontends.tui.feeds import JournalFeed
+from waveui.frontends.tui.sample_run import NOW, sample_events, write_sample_logs
 
 
 def settled(*keys: str):

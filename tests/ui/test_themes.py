@@ -8,8 +8,8 @@ import pytest
 
 from tests.ui.helpers import SIZE, make_app, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.ui import themes
-from waveui.ui.themes import STATE_COLOURS, ThemeError, load_themes, packaged_theme_dir, theme_from_data
+from waveui.frontends.tui import themes
+from waveui.frontends.tui.themes import STATE_COLOURS, ThemeError, load_themes, packaged_theme_dir, theme_from_data
 
 ROOT_THEMES = Path(__file__).resolve().parents[2] / "themes"
 
@@ -23,10 +23,9 @@ def test_packaged_themes_load_and_set_every_state_colour():
 
 
 @pytest.mark.skipif(not ROOT_THEMES.is_dir(), reason="not a source checkout")
-def test_root_theme_folder_holds_the_packaged_files():
-    root = {p.name: p.read_bytes() for p in ROOT_THEMES.glob("*.toml")}
-    packaged = {p.name: p.read_bytes() for p in packaged_theme_dir().glob("*.toml")}
-    assert root == packaged
+def test_the_packaged_themes_are_the_top_level_folder():
+    """One copy: the package's themes folder is the project's top-level themes/ (a link the wheel resolves)."""
+    assert packaged_theme_dir().resolve() == ROOT_THEMES.resolve()
 
 
 @pytest.mark.parametrize("data, problem", [

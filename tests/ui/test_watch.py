@@ -6,10 +6,10 @@ import pytest
 
 from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.engine.journal import Journal
-from waveui.ui.app import RUN_ACTIONS, WaveApp
-from waveui.ui.feeds import JournalFeed
-from waveui.ui.sample_run import NOW, sample_events
+from waveui.run.journal import Journal
+from waveui.frontends.tui.app import RUN_ACTIONS, WaveApp
+from waveui.frontends.tui.feeds import JournalFeed
+from waveui.frontends.tui.sample_run import NOW, sample_events
 
 RUN_KEYS = ["space", "p", "P", "r", "c", "x", "plus", "minus"]
 

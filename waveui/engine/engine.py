@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from waveui.engine import runner
+from waveui.executors.local import runner
 from waveui.engine.adaptive import AdaptiveLimit, sample_machine
-from waveui.engine.events import (
+from waveui.run.events import (
     Event,
     LimitChanged,
     MetricsSample,
@@ -33,20 +33,20 @@ from waveui.engine.events import (
     TaskStateChanged,
 )
 from waveui.engine import recovery
-from waveui.engine.guard import RepositoryGuard
-from waveui.engine.journal import (Journal, UnreadableLine, ensure_private_dir, list_runs, new_run_id, read_events,
+from waveui.git.guard import RepositoryGuard
+from waveui.run.journal import (Journal, UnreadableLine, ensure_private_dir, list_runs, new_run_id, read_events,
                                    runs_dir, waveui_dir)
 from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
-from waveui.engine.oserrors import describe
-from waveui.engine.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
+from waveui.core.errors import describe
+from waveui.git.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.recovery import TASK_TRAILER, BranchWork, EpicEdits
-from waveui.engine.supervision import StepFiles, SupervisedStep, live_steps, read_status
-from waveui.engine.merge import GitError, Integrator, MergeBlocked, RefMoved
-from waveui.engine.worktrees import BrokenSlot, WorktreePool, attempt_ref
-from waveui.git import clean_env
-from waveui.engine.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
+from waveui.executors.local.supervision import StepFiles, SupervisedStep, live_steps, read_status
+from waveui.git.merge import GitError, Integrator, MergeBlocked, RefMoved
+from waveui.git.worktrees import BrokenSlot, WorktreePool, attempt_ref
+from waveui.git.command import clean_env
+from waveui.run.state import FINAL_STATES, SLOT_STATES, TROUBLE_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
-from waveui.spec import Epic, Task
+from waveui.core.spec import Epic, Task
 
 SAMPLE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 5.0
@@ -101,10 +101,6 @@ class Engine:
         self.tasks: dict[str, Task] = {t.id: t for t in epic.tasks}
         self.requires = {self.plan.graph.ids[i]: [self.plan.graph.ids[d] for d in deps]
                          for i, deps in enumerate(self.plan.graph.pred)}
-        self.dependents: dict[str, list[str]] = {t: [] for t in self.tasks}
-        for task_id, deps in self.requires.items():
-            for dep in deps:
-                self.dependents[dep].append(task_id)
         partners = {self.plan.graph.ids[i]: [self.plan.graph.ids[j] for j in others]
                     for i, others in enumerate(self.plan.exclusive)}
         self.locks = FileLocks(partners if epic.conflicts == "lock" else {})
@@ -209,13 +205,13 @@ class Engine:
         else:
             self._candidates.discard(task_id)
         if state == "done" and before != "done":
-            for dependent in self.dependents[task_id]:
+            for dependent in self.state.dependents[task_id]:
                 self._unmet[dependent] -= 1
                 if self._unmet[dependent] == 0 and self.state.tasks[dependent].state in WAITING:
                     self._candidates.add(dependent)
                     self._enqueue(dependent)
         elif state in STUCK_STATES:
-            for dependent in self.dependents[task_id]:
+            for dependent in self.state.dependents[task_id]:
                 if self.state.tasks[dependent].state in WAITING:
                     self._set_state(dependent, "blocked", reason=f"waiting on {task_id}")
 
@@ -282,7 +278,7 @@ class Engine:
     def _read_branch(self) -> None:
         if not self.git:
             return
-        from waveui.engine.worktrees import integration_branch
+        from waveui.git.worktrees import integration_branch
 
         try:
             self.branch_work = recovery.merged_on_branch(self.repo_root, integration_branch(self.epic.name),
@@ -329,7 +325,8 @@ class Engine:
                 if previous is not None:
                     await asyncio.to_thread(self._accept_branch_since_last_run, tip)
                 self.pool = WorktreePool(self.repo_root, self.epic.name, self.epic.setup, self.epic.setup_inputs,
-                                         self.run_dir / "logs", on_notice=self._notice_from_thread)
+                                         self.run_dir / "logs", on_notice=self._notice_from_thread,
+                                         run_setup=runner.run_to_end)
                 self.guard = await asyncio.to_thread(RepositoryGuard, self.integrator.repository, self.epic.name)
             except (GitError, ValueError) as error:  # ValueError: a name no branch may have
                 raise EngineError(str(error)) from None
@@ -379,7 +376,7 @@ class Engine:
         try:
             check_waveui_folder(self.repo_root)
             if self.git:
-                from waveui.git import GitError, Repository
+                from waveui.git.command import GitError, Repository
 
                 try:
                     ensure_waveui_ignored(Repository.open(self.repo_root))
@@ -1041,7 +1038,7 @@ class Engine:
     def _all_dependents(self, task_id: str) -> list[str]:
         seen, stack = [], [task_id]
         while stack:
-            for dependent in self.dependents[stack.pop()]:
+            for dependent in self.state.dependents[stack.pop()]:
                 if dependent not in seen:
                     seen.append(dependent)
                     stack.append(dependent)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from waveui.git import GitError, discover
+from waveui.git.command import GitError, discover
 
 
 class FileLocks:

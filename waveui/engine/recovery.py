@@ -23,9 +23,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from waveui.engine.events import RunStarted
-from waveui.git import GitError, Repository
-from waveui.spec import Epic, Task
+from waveui.run.events import RunStarted
+from waveui.git.command import GitError, Repository
+from waveui.core.spec import Epic, Task
 
 TASK_TRAILER = "Waveui-Task"  # in every merge commit waveui makes: which task it brought in
 

@@ -12,8 +12,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from waveui import spec
-from waveui.agents import RECIPES, recipe_lines
+from waveui.core import spec
 from waveui.importers import ccpm, claudio, taskmaster
 from waveui.importers.common import Imported, SourceError
 
@@ -78,8 +77,11 @@ def _comment(line: str) -> str:
     return "# " + " ".join(line.split())  # a comment is one line, whatever the source held
 
 
-def render(imported: Imported, agent: str | None = None, path: str | Path = "waveui.toml") -> str:
+def render(imported: Imported, command: list[str], path: str | Path = "waveui.toml") -> str:
     """The epic file's text: a header saying where it came from and what was left out, then the epic.
+
+    ``command`` is the lines to put in ``[epic]`` for the command (an agent's
+    recipe, or comments suggesting one): agents are the caller's to know.
 
     Raises SourceError if the result is not a valid epic (a dependency cycle in the source, say).
     """
@@ -96,12 +98,6 @@ def render(imported: Imported, agent: str | None = None, path: str | Path = "wav
 
     body = spec.dumps(imported.epic).split("\n")
     at = body.index("[epic]") + 2  # after the name, which to_dict writes first
-    if agent:
-        command = recipe_lines(agent)
-    else:
-        choices = "|".join(RECIPES)
-        command = [f"# No command yet: set one, or import again with --agent {choices}. For example:",
-                   "# " + recipe_lines("claude")[1]]
     text = "\n".join(header) + "\n\n" + "\n".join(body[:at] + command + body[at:])
     try:
         spec.loads(text, path)
@@ -113,7 +109,7 @@ def render(imported: Imported, agent: str | None = None, path: str | Path = "wav
     return text
 
 
-def convert(source: str | Path, agent: str | None = None, path: str | Path = "waveui.toml") -> tuple[str, Imported]:
+def convert(source: str | Path, command: list[str], path: str | Path = "waveui.toml") -> tuple[str, Imported]:
     """Read ``source`` and render it: the epic file's text and what was imported."""
     imported = read_source(source)
-    return render(imported, agent, path), imported
+    return render(imported, command, path), imported

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from waveui.spec import TASK_ID, Epic, Task
+from waveui.core.spec import TASK_ID, Epic, Task
 
 # Statuses meaning the work is already in the repository: such tasks are not run again.
 DONE_STATUSES = frozenset({"done", "completed", "complete", "closed", "cancelled", "canceled"})

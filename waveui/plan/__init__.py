@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from waveui._gc import paused as gc_paused
+from waveui.core._gc import paused as gc_paused
 from waveui.plan.conflicts import (
     Conflict,
     Serialisation,
@@ -26,7 +26,7 @@ from waveui.plan.critical import CriticalPath, critical_path
 from waveui.plan.graph import TaskGraph
 from waveui.plan.schedule import Schedule, best_eager_schedule, fifo_schedule, lower_bound, wave_schedule
 from waveui.plan.shape import Shape, classify
-from waveui.spec import Epic
+from waveui.core.spec import Epic
 
 __all__ = ["Plan", "TaskGraph", "make_plan", "default_workers"]
 
@@ -70,7 +70,7 @@ class Plan:
 
 def make_plan(epic: Epic, workers: int | None = None) -> Plan:
     """Analyse ``epic`` for ``workers`` workers (default: its max_parallel, else the CPU count)."""
-    with gc_paused():  # the analysis allocates much and frees little: see waveui._gc
+    with gc_paused():  # the analysis allocates much and frees little: see waveui.core._gc
         return _make_plan(epic, workers)
 
 

@@ -21,10 +21,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from waveui.core.paths import fixed_prefix, glob_regex, is_glob, normalise
 from waveui.plan.graph import Reachability, TaskGraph
 
 SPLIT_SUGGESTION_MIN_TASKS = 3
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
@@ -47,51 +47,6 @@ class Serialisation:
 class SplitSuggestion:
     file: str
     tasks: tuple[int, ...]
-
-
-def normalise(path: str) -> str:
-    if "\\" in path or "//" in path:  # rare: spare the regex for the common case
-        path = re.sub(r"/{2,}", "/", path.replace("\\", "/"))
-    while path.startswith("./"):
-        path = path[2:]
-    return path + "**" if path.endswith("/") else path
-
-
-def is_glob(path: str) -> bool:
-    return bool(_GLOB_CHARS.search(path))
-
-
-def fixed_prefix(pattern: str) -> str:
-    match = _GLOB_CHARS.search(pattern)
-    return pattern[: match.start()] if match else pattern
-
-
-@functools.lru_cache(maxsize=4096)
-def glob_regex(pattern: str) -> re.Pattern:
-    """``*`` and ``?`` stay inside one folder; ``**`` crosses folders; ``[...]`` is a class."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end].replace("\\", "\\\\")  # a class is characters, not regex escapes
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
 
 
 _SIMPLE_GLOB = re.compile(r"([^*?\[]*)(\*\*/\*|\*\*/|\*\*|\*)([^*?\[]*)\Z")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from waveui.spec import Epic
+from waveui.core.spec import Epic
 
 if TYPE_CHECKING:  # networkx takes longer to import than most plans take to make
     import networkx as nx

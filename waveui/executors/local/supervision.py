@@ -1,0 +1,350 @@
+"""Starting task commands under supervisors, following them, and adopting them after waveui died.
+
+A supervisor is forked from waveui (cheaper than starting a new Python) and
+leaves waveui's session at once, so nothing that happens to waveui reaches
+it: not ``kill -9``, not a closed terminal. waveui follows a supervised step
+through files only: it reads ``::waveui`` lines from the log as it grows and
+learns the end from the status, which it reads from the status file or, when
+that could not be written, from the pid file (see :mod:`waveui.executors.local.supervisor`).
+The next waveui can do exactly the same with a step it did not start; that
+is adoption. :func:`live_steps` lists the supervisors still running in any
+run of a repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from waveui.run.journal import runs_dir
+from waveui.executors.local.runner import ExitResult, parse_output_line
+from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
+
+STEPS = ("running", "verifying")
+POLL_SECONDS = 0.1
+START_WAIT_SECONDS = 10.0
+CREATE_TIME_TOLERANCE = 1.0
+READ_CHUNK = 1 << 20
+LONGEST_LINE = 1 << 20  # longer lines are logged but not parsed
+
+
+@dataclass(frozen=True)
+class StepFiles:
+    """Where one step (``running`` or ``verifying``) of a task keeps its log, pid file and status."""
+
+    log: Path
+    pidfile: Path
+    status: Path
+
+    @classmethod
+    def of(cls, logs_dir: Path, task_id: str, step: str) -> StepFiles:
+        return cls(logs_dir / f"{task_id}.log", logs_dir / f"{task_id}.{step}.pid",
+                   logs_dir / f"{task_id}.{step}.status")
+
+    def clear(self) -> None:
+        """Forget an earlier attempt's pid and status (its log is kept and appended to)."""
+        for path in (self.pidfile, self.status):
+            path.unlink(missing_ok=True)
+
+
+def _read_json(path: Path) -> dict | None:
+    for attempt in range(3):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else None
+        except OSError:
+            return None
+        except ValueError:
+            # Caught half way through the supervisor writing the status into the pid file in place.
+            time.sleep(0.01 * (attempt + 1))
+    return None
+
+
+def read_status(files: StepFiles) -> dict | None:
+    """The step's status, wherever the supervisor managed to leave it; None while it has none yet."""
+    status = _read_json(files.status)
+    if status is not None:
+        return status
+    record = _read_json(files.pidfile)
+    status = record.get("status") if record is not None else None
+    return status if isinstance(status, dict) else None
+
+
+def _alive(pid: int | None, started: float | None) -> bool:
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return (started is None or abs(proc.create_time() - started) < CREATE_TIME_TOLERANCE) \
+            and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles,
+                     timeout: float | None, grace: float) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    # The child: from here on only plain, blocking calls, then _exit (never back into asyncio).
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+            if int(name) > 2:
+                try:
+                    os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
+                except OSError:
+                    pass
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace)
+    finally:
+        os._exit(0)
+
+
+class SupervisedStep:
+    """A task step running under a supervisor: pause, resume, terminate, wait — started here or adopted."""
+
+    def __init__(self, files: StepFiles, record: dict, on_directive: Callable[[dict], None],
+                 supervisor_is_child: bool, log_offset: int = 0):
+        self.files = files
+        self.pid: int = record["pid"]
+        self.create_time: float = record["started"]
+        self.supervisor: int = record["supervisor"]
+        self.supervisor_started: float = record["supervisor_started"]
+        self._on_directive = on_directive
+        self._child = supervisor_is_child
+        self._offset = log_offset
+        self._partial = b""
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
+        self._started = time.monotonic()
+        self._result: ExitResult | None = None
+        self._exit_fd: int | None = None
+
+    # ---- starting and adopting ----
+
+    @classmethod
+    async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
+                    on_directive: Callable[[dict], None], timeout: float | None, grace: float) -> SupervisedStep:
+        files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.clear()
+        offset = files.log.stat().st_size if files.log.exists() else 0
+        supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        delay = 0.0005  # a supervisor is up within milliseconds: look often at first
+        while time.monotonic() < deadline:
+            record = _read_json(files.pidfile)
+            if record and "pid" in record:
+                return cls(files, record, on_directive, True, offset)
+            status = read_status(files)
+            if status:  # could not even start (e.g. the folder vanished)
+                now = time.time()
+                return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
+                                   "supervisor_started": now}, on_directive, True, offset)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
+
+    @classmethod
+    def adopt(cls, files: StepFiles, on_directive: Callable[[dict], None]) -> SupervisedStep | None:
+        """Follow a step an earlier waveui started: if it finished, or its supervisor still runs.
+
+        The whole log is read again, so progress and cost come back as they were.
+        """
+        record = _read_json(files.pidfile)
+        if record is None:
+            return None
+        if "pid" not in record:
+            return None
+        if read_status(files) is not None or _alive(record.get("supervisor"), record.get("supervisor_started")):
+            return cls(files, record, on_directive, False, 0)
+        return None
+
+    def supervisor_alive(self) -> bool:
+        return _alive(self.supervisor, self.supervisor_started)
+
+    # ---- control ----
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_since is not None
+
+    def _signal(self, signum: int) -> None:
+        if self.pid:
+            try:
+                os.killpg(self.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _ask_supervisor(self, signum: int, fallback: int) -> None:
+        if self.supervisor_alive():
+            try:
+                os.kill(self.supervisor, signum)
+                return
+            except ProcessLookupError:
+                pass
+        self._signal(fallback)  # no supervisor to ask: act on the command's group directly
+
+    def pause(self) -> None:
+        if not self.paused:
+            self._ask_supervisor(PAUSE_SIGNAL, signal.SIGSTOP)
+            self._paused_since = time.monotonic()
+
+    def resume(self) -> None:
+        if self.paused:
+            self._ask_supervisor(RESUME_SIGNAL, signal.SIGCONT)
+            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_since = None
+
+    async def terminate(self, grace: float = 5.0) -> ExitResult:
+        """Ask the supervisor to stop the command (it still writes the status); kill it all if it cannot."""
+        if self.supervisor_alive():
+            try:
+                os.kill(self.supervisor, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self._signal(signal.SIGCONT)
+        self._paused_since = None
+        try:
+            return await asyncio.wait_for(self.wait(), grace + 5.0)
+        except asyncio.TimeoutError:
+            self._signal(signal.SIGKILL)
+            return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
+
+    def detach(self) -> None:
+        """Leave the step running for the next waveui to adopt."""
+
+    @property
+    def seconds(self) -> float:
+        paused = self._paused_total + (time.monotonic() - self._paused_since if self._paused_since else 0.0)
+        return time.monotonic() - self._started - paused
+
+    # ---- following ----
+
+    def _read_log(self) -> None:
+        try:
+            with open(self.files.log, "rb") as log:
+                log.seek(self._offset)
+                data = log.read(READ_CHUNK)
+        except OSError:  # deleted, or its folder replaced: the status still tells the end
+            return
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > LONGEST_LINE:
+            self._partial = b""  # logged, too long to be a directive
+        for raw in lines:
+            values = parse_output_line(raw)
+            if values:
+                self._on_directive(values)
+
+    def _exit_signal(self) -> asyncio.Event:
+        """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll."""
+        ended = asyncio.Event()
+        try:
+            fd = os.pidfd_open(self.supervisor)
+        except (AttributeError, OSError):
+            return ended  # no pidfd here (or already gone): polling alone notices the end
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            ended.set()
+
+        loop.add_reader(fd, exited)
+        self._exit_fd = fd
+        return ended
+
+    async def wait(self, timeout: float | None = None, grace: float = 5.0) -> ExitResult:
+        """Follow the log until the status file says the step ended (the supervisor enforces the timeout)."""
+        if self._result is not None:
+            return self._result
+        ended = self._exit_signal()
+        try:
+            self._result = await self._follow(ended)
+        finally:
+            if not ended.is_set() and self._exit_fd is not None:
+                asyncio.get_running_loop().remove_reader(self._exit_fd)
+                os.close(self._exit_fd)
+            self._exit_fd = None
+        return self._result
+
+    async def _follow(self, ended: asyncio.Event) -> ExitResult:
+        while True:
+            await asyncio.to_thread(self._read_log)
+            status = await asyncio.to_thread(read_status, self.files)
+            if status is not None:
+                while True:  # the step ended: read the rest of its log, however far behind a flood left us
+                    offset = self._offset
+                    await asyncio.to_thread(self._read_log)
+                    if self._offset == offset:
+                        break
+                if self._partial:
+                    self._partial += b"\n"
+                    await asyncio.to_thread(self._read_log)
+                self._reap()
+                return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
+                                  signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
+            if not self.supervisor_alive():
+                self._reap()
+                # Alive, it would still be trying to leave its status: only a supervisor gone without
+                # one (killed) means the result is lost.
+                if await asyncio.to_thread(read_status, self.files) is None:
+                    self._signal(signal.SIGKILL)
+                    return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
+            try:
+                await asyncio.wait_for(ended.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    def _reap(self) -> None:
+        if self._child:
+            try:
+                os.waitpid(self.supervisor, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """A step whose supervisor still runs, in some run of the repository: its command, or its leftovers, too."""
+
+    run_id: str
+    task_id: str
+    step: str  # "running" or "verifying"
+    supervisor: int  # pid
+    cwd: Path | None  # the command's folder (None for a supervisor of a waveui that did not record it)
+
+
+def live_steps(repo_root: Path) -> list[LiveStep]:
+    """Every step of every run of the repository whose supervisor is alive and has not left a status; blocking."""
+    found = []
+    for pidfile in sorted(runs_dir(repo_root).glob("*/logs/*.pid")):
+        task_id, _, step = pidfile.name.removesuffix(".pid").rpartition(".")
+        if step not in STEPS or not task_id:
+            continue
+        files = StepFiles.of(pidfile.parent, task_id, step)
+        record = _read_json(pidfile)
+        if record is None or read_status(files) is not None:
+            continue
+        if not _alive(record.get("supervisor"), record.get("supervisor_started")):
+            continue
+        cwd = record.get("cwd")
+        found.append(LiveStep(pidfile.parent.parent.name, task_id, step, record["supervisor"],
+                              Path(cwd) if isinstance(cwd, str) else None))
+    return found

@@ -1,0 +1,215 @@
+"""The supervisor: a small process of waveui's own that runs one task command and outlives waveui.
+
+waveui forks a supervisor into a session of its own for every command a task
+runs (``python -m waveui.executors.local.supervisor`` does the same by hand). The
+supervisor runs the command with :func:`waveui.executors.local.runner.start_task`: in a
+process group of its own, its output going to the task's log (the pipe ends in
+the supervisor, never in a waveui that may die), with the timeout enforced and
+whatever the command left behind killed. The supervisor is a child subreaper
+(Linux), so "whatever the command left behind" is every process still below
+it, detached or not. While it runs it holds a shared lock on the command's
+folder (:mod:`waveui.core.occupancy`), so no waveui reuses that worktree.
+Then it writes the exit status and end time next to the log. waveui pauses,
+resumes and stops the command by signalling the supervisor (SIGUSR1, SIGUSR2,
+SIGTERM), which keeps the books. If waveui is killed, the supervisor and its
+command go on; the next ``waveui run`` finds the status, or the supervisor
+still running, and adopts the task instead of starting it again.
+
+Files, for a step (``running`` or ``verifying``) of task ``ID``, in the run's
+logs folder:
+
+* ``ID.log`` — the command's output, appended;
+* ``ID.STEP.pid`` — JSON: supervisor pid and start time, command pid (also
+  its process group) and start time, the command's folder (``cwd``); written
+  once the command runs, padded with blanks to a size with room for the
+  status, and kept open;
+* ``ID.STEP.status`` — JSON: exit_code, signal, timed_out, seconds, ended;
+  written (atomically) when the command and its leftovers are gone.
+
+A finished command's status is never lost: it is first written in place into
+the pid file's reserved bytes (under ``"status"``; no new disk block is
+needed, so a full disk cannot stop it), then as the status file. A deleted
+logs folder is made again and both files written anew. If neither can be
+written, the supervisor stays alive and tries again, so that waveui, seeing
+it alive, waits instead of running a finished command again; it gives up
+only when the run's folder itself is gone, and with it anyone to tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from waveui.core.occupancy import occupy
+from waveui.executors.local.runner import become_subreaper, start_task
+
+PAUSE_SIGNAL = signal.SIGUSR1
+RESUME_SIGNAL = signal.SIGUSR2
+PIDFILE_BLOCK = 4096  # the pid file's size is a multiple of this, with at least STATUS_ROOM to spare
+STATUS_ROOM = 1024
+RETRY_FIRST, RETRY_MOST = 0.05, 5.0  # seconds between attempts to write a status
+
+
+def write_json_atomically(path: Path, data: dict, pad_to: int = 0, keep_open: bool = False) -> int | None:
+    """Write ``data`` to ``path`` as JSON, whole or not at all, blank-padded to ``pad_to`` bytes.
+
+    With ``keep_open`` the file stays open for reading and writing and its
+    descriptor is returned (the caller closes it).
+    """
+    # No fsync: these files matter when waveui dies, not the machine (then the task dies too),
+    # and the page cache outlives any process. The rename makes them appear whole.
+    text = json.dumps(data).encode()
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        _write_all(fd, text.ljust(pad_to) if pad_to else text)
+        os.replace(partial, path)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(partial)  # a full disk: give back what the attempt took
+        except OSError:
+            pass
+        raise
+    if keep_open:
+        return fd
+    os.close(fd)
+    return None
+
+
+def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        if offset is not None:
+            offset += written
+        view = view[written:]
+
+
+class PidFile:
+    """A step's pid file, written with room to spare and kept open, so the status can go into it in place."""
+
+    def __init__(self, path: Path, record: dict):
+        self.path = path
+        self.record = record
+        text = json.dumps(record).encode()
+        self.size = (len(text) + STATUS_ROOM + PIDFILE_BLOCK - 1) // PIDFILE_BLOCK * PIDFILE_BLOCK
+        self._fd = write_json_atomically(path, record, pad_to=self.size, keep_open=True)
+
+    def write_status(self, status: dict) -> bool:
+        """Put ``status`` into the reserved bytes; True if the file at :attr:`path` now holds it."""
+        text = json.dumps({**self.record, "status": status}).encode()
+        if self._fd is None or len(text) > self.size:
+            return False
+        try:
+            here, there = os.fstat(self._fd), os.stat(self.path)
+            if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+                return False  # deleted (with its folder, say): writing would reach no one
+            # Overwrites bytes the file already has: the disk needs no new block for it.
+            _write_all(self._fd, text.ljust(self.size), 0)
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> None:
+    """Leave ``status`` where waveui looks for it, whatever happened to the logs folder; blocking.
+
+    Retries until it is readable somewhere, or until the run's folder is gone.
+    """
+    delay = RETRY_FIRST
+    while True:
+        in_place = pidfile is not None and pidfile.write_status(status)
+        try:
+            logs = status_path.parent
+            if not logs.is_dir():
+                if not logs.parent.is_dir():
+                    return  # the run was deleted: nobody is left to read it
+                logs.mkdir(mode=0o700, exist_ok=True)  # the user deleted the logs: the status must still be found
+            write_json_atomically(status_path, status)
+            if pidfile is not None and not in_place:
+                write_json_atomically(pidfile.path, {**pidfile.record, "status": status})  # for adoption
+            return
+        except OSError:
+            if in_place:
+                return
+        time.sleep(delay)
+        delay = min(delay * 2, RETRY_MOST)
+
+
+async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
+                     timeout: float | None, grace: float) -> None:
+    # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
+    become_subreaper()
+    occupy(cwd)  # held until this process exits, after the command's last process
+    try:
+        # The runner does the work: output to the log, the timeout (paused time not counted),
+        # and no process of the task outliving it. waveui reads the log for progress itself.
+        process = await start_task(command, cwd, env, log, lambda _values: None)
+    except OSError as error:
+        record_status(status, None, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
+                                     "ended": time.time(), "error": str(error)})
+        return
+    try:
+        reserved = PidFile(pidfile, {
+            "supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
+            "pid": process.pid, "started": process.create_time, "cwd": os.path.abspath(cwd),
+        })
+    except OSError as error:  # no pid file, no way for waveui to follow it: do not let it run unseen
+        result = await process.terminate(grace)
+        record_status(status, None, {"exit_code": 127, "signal": result.signal, "timed_out": False,
+                                     "seconds": result.seconds, "ended": time.time(),
+                                     "error": f"cannot write the pid file: {error}"})
+        return
+    # waveui steers the command through its supervisor, which keeps the books (paused time, cleanup).
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(process.terminate(grace)))
+    loop.add_signal_handler(PAUSE_SIGNAL, process.pause)
+    loop.add_signal_handler(RESUME_SIGNAL, process.resume)
+    result = await process.wait(timeout=timeout, grace=grace)
+    # The handlers stay: a stop asked for now must not end this process before the status is out.
+    record_status(status, reserved, {"exit_code": result.exit_code, "signal": result.signal,
+                                     "timed_out": result.timed_out, "seconds": result.seconds,
+                                     "ended": time.time()})
+    reserved.close()
+
+
+def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pidfile: Path, status: Path,
+              timeout: float | None, grace: float) -> None:
+    """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone."""
+    asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
+    asyncio.run(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile, status,
+                           timeout, grace))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="waveui-supervisor")
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--pidfile", type=Path, required=True)
+    parser.add_argument("--status", type=Path, required=True)
+    parser.add_argument("--cwd", type=Path, required=True)
+    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("command")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal must not end the task
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    supervise(args.command, args.cwd, None, args.log, args.pidfile, args.status, args.timeout, args.grace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

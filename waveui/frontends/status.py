@@ -1,0 +1,87 @@
+"""`waveui status`: a run summed up on one screen, or as one JSON object, from its journal.
+
+Task reasons, ids and file names come from the journal, which holds whatever
+tasks printed: every one is passed through :func:`waveui.core.sanitize.sanitize`
+before it reaches the terminal.
+"""
+
+from __future__ import annotations
+
+from waveui.plan.eta import estimate_remaining
+from waveui.run.metrics import duration, money, projected_cost
+from waveui.run.state import RunState
+from waveui.core.sanitize import sanitize_line
+
+TROUBLE = ("failed", "conflicted", "blocked")
+SHOWN_PER_LIST = 10  # tasks listed per kind of trouble: the summary has to fit one screen
+
+
+def report(state: RunState, summary: dict, now: float) -> dict:
+    """What `waveui status --json` prints: the `waveui watch --list` row of the run, and more."""
+    running = summary["status"] == "running"
+    out = dict(summary)
+    for key in ("epic", "status", "run"):
+        out[key] = sanitize_line(out[key])
+    out["active"] = state.active
+    out["efficiency"] = round(state.efficiency(now if running else None), 3)
+    if running:
+        out["elapsed"] = round(state.elapsed(now), 1)  # the journal's last event may be a while ago
+    projected = projected_cost(state) if not state.finished else None
+    out["projected_cost"] = round(projected, 4) if projected is not None else None
+    eta = estimate_remaining(state, now) if running else None
+    out["eta"] = round(eta, 1) if eta is not None else None
+    for kind in TROUBLE:
+        rows = []
+        for task in state.tasks.values():
+            if task.state != kind:
+                continue
+            row = {"id": sanitize_line(task.id), "reason": sanitize_line(task.reason)}
+            if kind == "failed":
+                row["attempt"], row["exit_code"] = task.attempt, task.exit_code
+            if kind == "conflicted":
+                row["files"] = [sanitize_line(f) for f in task.files]
+            rows.append(row)
+        out[f"{kind}_tasks"] = rows
+    out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices]
+    return out
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
+    """The report as a few lines of text; ``style(text, tag)`` may colour it."""
+    lines = [style(_cut(f"{info['epic']}  run {info['run']}  {info['status']}", width), "title")]
+    counts = [f"{info['done']}/{info['total']} done", f"{info['active']} active"]
+    counts += [f"{len(info[f'{k}_tasks'])} {k}" for k in TROUBLE if info[f"{k}_tasks"]]
+    lines.append(", ".join(counts))
+    cost = f"cost {money(info['cost'])}"
+    if info["projected_cost"] is not None and info["status"] != "complete":
+        cost += f" (projected {money(info['projected_cost'])})"
+    figures = [cost, f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
+    if info["status"] == "running":
+        figures.append(f"ETA {duration(info['eta'])}")
+    lines.append(", ".join(figures))
+    notices = info.get("notices", [])
+    if notices:
+        lines.append(style("notices", "warn"))
+        for notice in notices[:SHOWN_PER_LIST]:
+            lines.append(_cut(f"  {notice['message']}", width))
+        if len(notices) > SHOWN_PER_LIST:
+            lines.append(style(f"  … and {len(notices) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
+    for kind in TROUBLE:
+        rows = info[f"{kind}_tasks"]
+        if not rows:
+            continue
+        lines.append(style(kind, "warn"))
+        name_width = min(32, max(len(r["id"]) for r in rows[:SHOWN_PER_LIST]))
+        for row in rows[:SHOWN_PER_LIST]:
+            reason = row["reason"]
+            if row.get("files"):
+                reason = (reason + ": " if reason else "") + ", ".join(row["files"])
+            lines.append(_cut(f"  {row['id']:<{name_width}}  {reason}".rstrip(), width))
+        if len(rows) > SHOWN_PER_LIST:
+            lines.append(style(f"  … and {len(rows) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
+    return "\n".join(lines)
+

@@ -1,0 +1,205 @@
+"""The detail screen of one task: its log or its branch's diff, changed vs declared files, its attempts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, RichLog, Static, TabbedContent, TabPane
+
+from waveui.run.state import RunState, TaskView
+from waveui.core.paths import covers
+from waveui.run import metrics
+from waveui.frontends.tui.gitdiff import BranchDiff, branch_diff, branch_of
+from waveui.frontends.tui.look import COLOUR, mark
+from waveui.core.sanitize import sanitize_line
+from waveui.frontends.tui.widgets.footer import KeyFooter
+from waveui.frontends.tui.widgets.logview import TaskLog
+
+DIFF_LINES_SHOWN = 5_000
+
+
+def declared_by(path: str, patterns: list[str]) -> bool:
+    return covers(patterns, path)
+
+
+class TaskDetailScreen(Screen):
+    """Everything about one task; the run's keys (pause, retry, cancel…) still act on it."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="detail.back"),
+        Binding("d", "reload_diff", "Reload diff", id="detail.diff"),
+    ]
+
+    def __init__(self, task_id: str, state: RunState, *, log_dir: Path | None, repo_root: Path | None) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.state = state
+        self.log_dir = log_dir
+        self.repo_root = repo_root
+        self.diff: BranchDiff | None = None
+        self._attempts_shown: tuple = ()
+        self._files_shown: tuple = ()
+        self._ready = False  # the app's flush may come before on_mount has built the tables
+
+    @property
+    def task(self) -> TaskView:
+        return self.state.tasks[self.task_id]
+
+    def compose(self) -> ComposeResult:
+        # Held, not queried: the app's flush may call show() while this screen mounts or goes away.
+        self.summary = Static(id="detail-summary")
+        self.log_view = TaskLog(self.log_dir, id="detail-log", classes="pane")
+        self.diff_view = RichLog(id="detail-diff", wrap=False, markup=False, highlight=False,
+                                 max_lines=DIFF_LINES_SHOWN, classes="pane")
+        self.files_table = DataTable(id="detail-files", cursor_type="none", classes="pane")
+        self.attempts_table = DataTable(id="detail-attempts", cursor_type="none", classes="pane")
+        yield self.summary
+        with Horizontal(id="detail-body"):
+            with TabbedContent(initial="tab-log", id="detail-tabs"):
+                with TabPane("Log", id="tab-log"):
+                    yield self.log_view
+                with TabPane("Diff", id="tab-diff"):
+                    yield self.diff_view
+            with Vertical(id="detail-side"):
+                yield self.files_table
+                yield self.attempts_table
+        yield KeyFooter()
+
+    def on_mount(self) -> None:
+        self.files_table.add_columns("File", "Declared", "This task")
+        self.files_table.border_title = "Files: changed vs declared"
+        self.diff_view.border_title = "Diff against the merge base"
+        self.attempts_table.add_columns("Try", "Started", "Ran", "Outcome", "Reason")
+        self.attempts_table.border_title = "Attempts"
+        self.log_view.follow(self.task_id)
+        self._ready = True
+        self.show(self.state, self.state.now)
+        self.action_reload_diff()
+
+    def action_close(self) -> None:
+        self._ready = False
+        self.app.pop_screen()
+
+    # ---- the figures, refreshed with every flush ----
+
+    def show(self, state: RunState, now: float) -> None:
+        self.state = state
+        if not self._ready or self.task_id not in state.tasks:
+            return
+        self.summary.update(self._summary(now))
+        self._fill_attempts()
+        self._fill_files()
+
+    def _summary(self, now: float) -> Content:
+        task = self.task
+        colour = f"$task-{COLOUR.get(task.state, 'waiting')}"
+        facts = [task.state, f"try {task.attempt or 1}", f"wave {task.wave + 1}", f"{task.story_points:g} points",
+                 f"priority {task.priority}"]
+        if task.critical:
+            facts.append("critical path")
+        money = [f"ran {metrics.duration(task.elapsed(now))}", f"cost {metrics.money(task.cost)}",
+                 f"{task.iterations} iterations"]
+        if task.worker is not None:
+            money += [f"worker {task.worker}", sanitize_line(task.worktree), f"pid {task.pid or '—'}"]
+        lines = [
+            # Ids, worktrees and the branch come from the journal, which any process could have written to.
+            Content.assemble((f"{mark(task.state)} {sanitize_line(task.id)}", f"bold {colour}"), "  ",
+                             (sanitize_line(task.title), "bold")),
+            Content.assemble((" · ".join(facts), colour)),
+            Content.assemble((" · ".join(m for m in money if m), "$text-muted")),
+            Content.assemble(("branch ", "$text-muted"), branch_of(self.state.epic, task.id) or "—",
+                             ("   requires ", "$text-muted"), sanitize_line(", ".join(task.requires)) or "—"),
+        ]
+        why = sanitize_line(task.reason or task.message)
+        if why or task.exit_code is not None:
+            code = f"exit code {task.exit_code}  " if task.exit_code is not None else ""
+            lines.append(Content.assemble((code, "$task-failed"), why))
+        return Content("\n").join(lines)
+
+    def _fill_attempts(self) -> None:
+        attempts = tuple((a.number, a.started, a.ended, a.outcome, a.reason) for a in self.task.attempts)
+        if attempts == self._attempts_shown:
+            return
+        self._attempts_shown = attempts
+        table = self.attempts_table
+        table.clear()
+        start = self.state.started or 0.0
+        for number, started, ended, outcome, reason in attempts:
+            ran = metrics.duration(ended - started) if ended is not None else "running"
+            table.add_row(Text(str(number)), Text(f"+{metrics.duration(started - start)}"), Text(ran),
+                          Text(outcome or self.task.state), Text(sanitize_line(reason)))
+
+    def _fill_files(self) -> None:
+        rows = tuple(self._file_rows())
+        if rows == self._files_shown:
+            return
+        self._files_shown = rows
+        table = self.files_table
+        table.clear()
+        for row in rows:
+            table.add_row(*map(Text, row))
+
+    def _file_rows(self):
+        task = self.task
+        conflicted = set(task.files) if task.state == "conflicted" else set()
+        diffed = self.diff is not None and not self.diff.error
+        changed = set(self.diff.files) if diffed else set()
+        if task.state == "done":
+            changed |= set(task.files)
+        unchanged = "not changed" if diffed or task.state == "done" else "not known yet"
+        changed |= set(task.undeclared) | conflicted
+        for path in sorted(changed):
+            declared = "yes" if declared_by(path, task.affected_files) else "NO: undeclared"
+            yield sanitize_line(path), declared, "merge conflict" if path in conflicted else "changed"
+        for pattern in task.affected_files:
+            if not any(declared_by(path, [pattern]) for path in changed):
+                yield sanitize_line(pattern), "declared", unchanged
+
+    # ---- the diff, made in a thread ----
+
+    def action_reload_diff(self) -> None:
+        view = self.diff_view
+        view.clear()
+        if self.repo_root is None:
+            view.write(Text("No repository here: run waveui from the project to see the task's diff."))
+            return
+        view.write(Text(sanitize_line(f"git diff {self.state.branch}...{branch_of(self.state.epic, self.task_id)} …")))
+        self.run_worker(self._load_diff(), group="diff", exclusive=True, name="git diff")
+
+    async def _load_diff(self) -> None:
+        integration = self.state.branch or "HEAD"
+        task = self.task
+        diff = await asyncio.to_thread(branch_diff, self.repo_root, integration,
+                                       branch_of(self.state.epic, self.task_id),
+                                       task.commit if task.state == "done" else "")
+        self.diff = diff
+        self._show_diff(diff)
+        self._fill_files()
+
+    def _show_diff(self, diff: BranchDiff) -> None:
+        view = self.diff_view
+        view.clear()
+        if diff.error:
+            view.write(Text(f"No diff for {diff.branch}: {diff.error}"))
+            return
+        if not diff.text:
+            view.write(Text(f"{diff.branch} has no changes against its merge base (merged already, or not started)."))
+            return
+        if diff.merged:
+            view.write(Text(f"{diff.branch} is merged; this is what its merge brought in:", style=Style(italic=True)))
+        variables = self.app.theme_variables
+        styles = {"+": Style(color=variables.get("task-done")), "-": Style(color=variables.get("task-failed")),
+                  "@": Style(color=variables.get("accent"))}
+        lines = diff.text.splitlines()
+        for line in lines[:DIFF_LINES_SHOWN]:
+            view.write(Text(line, style=styles.get(line[:1], Style())))
+        if diff.truncated or len(lines) > DIFF_LINES_SHOWN:
+            view.write(Text("… the diff goes on; see it in full with git.", style=Style(italic=True)))

@@ -1,0 +1,60 @@
+"""The help screen: every key the app answers to, and what the marks and colours mean."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from waveui.frontends.tui.look import COLOUR, CRITICAL_MARK, MARKS
+
+PANE_KEYS = [
+    ("j / k, ↓ / ↑", "next / previous task (graph: in the same wave)"),
+    ("h / l, ← / →", "graph: nearest task in the previous / next wave"),
+    ("g / G", "timeline: first / last task"),
+    ("PgUp / PgDn", "timeline: a page up / down"),
+    ("esc", "close a screen or the filter; restore a zoomed pane"),
+    ("ctrl+p", "command palette: every action by name"),
+]
+
+
+def key_label(binding: Binding) -> str:
+    names = {"plus": "+", "minus": "-", "equals_sign": "=", "question_mark": "?", "slash": "/"}
+    return ", ".join(names.get(k.strip(), k.strip().upper() if k.strip()[:1] == "f" and k.strip()[1:].isdigit()
+                                else k.strip()) for k in binding.key.split(","))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close", id="help.close")]
+
+    def __init__(self, bindings: list[Binding], read_only: bool) -> None:
+        super().__init__()
+        self.bindings_shown = bindings
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Static("waveui keys", classes="dialog-title")
+            if self.read_only:
+                yield Static(Content.assemble(("READ-ONLY", "bold $warning"),
+                                              ": watching a run; the keys that change it are off."),
+                             classes="dialog-text")
+            with Horizontal(classes="help-columns"):
+                yield Static(self._keys(), classes="help-keys")
+                with Vertical(classes="help-marks"):
+                    yield Static("Marks", classes="dialog-title")
+                    yield Static(self._legend())
+
+    def _keys(self) -> Content:
+        rows = [(key_label(b), b.tooltip or b.description) for b in self.bindings_shown] + PANE_KEYS
+        width = max(len(key) for key, _ in rows) + 2
+        return Content("\n").join(Content.assemble((key.ljust(width), "bold $accent"), text) for key, text in rows)
+
+    def _legend(self) -> Content:
+        lines = [Content.assemble((f"{mark} ", f"$task-{COLOUR[state]}"), state) for state, mark in MARKS.items()]
+        lines.append(Content.assemble((f"{CRITICAL_MARK} ", "$critical"), "critical path"))
+        lines.append(Content.assemble(("  ", ""), ("(graph: heavy box)", "$text-muted")))
+        return Content("\n").join(lines)

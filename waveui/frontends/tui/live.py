@@ -1,0 +1,82 @@
+"""The interactive session: the engine and the app in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+
+from waveui.engine.engine import Engine, EngineError
+from waveui.frontends.tui.processes import ProcessSampler
+from waveui.run.events import Event
+
+
+class EngineFeed:
+    """Hands the app every event of the run: the journal of a resumed run, then what the engine emits.
+
+    It listens from construction, before the engine starts, and keeps what
+    comes until the app is ready for it, so the app misses nothing.
+    """
+
+    def __init__(self, engine: Engine, finished: asyncio.Future):
+        self.finished = finished
+        self._backlog: list[Event] = list(engine.previous_events or [])
+        self._emit: Callable[[Event], None] = self._backlog.append
+        engine.options.listeners.append(lambda event: self._emit(event))
+
+    async def run(self, emit: Callable[[Event], None]) -> None:
+        backlog, self._backlog = self._backlog, []
+        for event in backlog:
+            emit(event)
+        self._emit = emit
+        await asyncio.shield(self.finished)
+
+
+def run_live(engine: Engine) -> int:
+    """Run the engine's epic under the full-screen app; the exit status."""
+    from waveui.frontends.tui.app import WaveApp
+
+    run_dir = engine.choose_run()
+    repo_root = engine.repo_root
+    outcome: dict[str, BaseException] = {}
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        feed = EngineFeed(engine, finished)
+        engine_task = loop.create_task(engine.run())
+        engine_task.add_done_callback(lambda _: finished.done() or finished.set_result(None))
+        app = WaveApp(feed, engine, log_dir=run_dir / "logs", repo_root=repo_root, process_sampler=ProcessSampler)
+
+        def engine_ended(task: asyncio.Task) -> None:
+            if not task.cancelled() and isinstance(task.exception(), EngineError):
+                outcome["error"] = task.exception()
+                app.exit()
+
+        engine_task.add_done_callback(engine_ended)
+        # A closed terminal leaves the tasks running for the next `waveui run` to adopt;
+        # SIGTERM stops them cleanly (the run stays resumable).
+        loop.add_signal_handler(signal.SIGHUP, lambda: (engine.stop(leave_resumable=True), app.exit()))
+        loop.add_signal_handler(signal.SIGTERM, lambda: (engine.stop(leave_resumable=False), app.exit()))
+        # SIGINT from outside (the keyboard's Ctrl-C reaches the app as a key): ask, as `q` does.
+        loop.add_signal_handler(signal.SIGINT, lambda: app.call_later(app.run_action, "quit"))
+        await app.run_async()
+        if not engine_task.done():  # the app closed without an answer (e.g. a signal)
+            engine.stop(leave_resumable=True)
+        try:
+            state = await engine_task
+        except EngineError as error:
+            outcome["error"] = error
+            return 2
+        if state.finish_reason == "interrupted":
+            print("waveui: left resumable; run `waveui run` again to go on", file=sys.stderr)
+            return 130
+        print(f"waveui: run {state.finish_reason}: {state.done}/{state.total} done", file=sys.stderr)
+        return 0 if state.ok else 1
+
+    status = asyncio.run(main())
+    if "error" in outcome:
+        print(f"waveui: error: {outcome['error']}", file=sys.stderr)
+        return 2
+    return status

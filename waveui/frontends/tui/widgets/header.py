@@ -1,0 +1,125 @@
+"""The header: what the run is doing, how far it got, what it costs, when it ends, and the machine's load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.widgets import Static
+
+from waveui.run.state import RunState
+from waveui.run import metrics
+from waveui.frontends.tui.look import ACTIVE_STATES, STATE_GROUPS
+from waveui.core.sanitize import sanitize_line
+
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 20
+# In watch mode, a journal this quiet (seconds) means the run's process may be gone.
+STALE_AFTER = 60.0
+
+
+def sparkline(values: list[float], width: int = SPARK_WIDTH, top: float = 100.0) -> str:
+    """The last ``width`` values (0..top) as block characters."""
+    values = values[-width:]
+    steps = len(SPARK) - 1
+    return "".join(SPARK[round(max(0.0, min(top, v)) / top * steps)] for v in values).rjust(width)
+
+
+@dataclass
+class HeaderFigures:
+    """What the header shows besides the state itself, worked out by the app."""
+
+    now: float
+    eta: float | None
+    projected: float | None
+    read_only: bool
+    task_filter: str = "all"
+
+
+class RunHeader(Horizontal):
+    """Two lines about the run on the left, CPU and memory sparklines on the right."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        # Held, not queried: the app may flush before these are mounted.
+        self._summary = Static(id="summary")
+        self._load_view = Static(id="load")
+        self._shown: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield self._summary
+        yield self._load_view
+
+    def show(self, state: RunState, figures: HeaderFigures) -> None:
+        summary = Content("\n").join([self._status_line(state, figures), self._figures_line(state, figures)])
+        load = self._load(state)
+        # An unchanged header costs no repaint (Content's == looks at the text only, not its styles).
+        key = tuple((c.plain, tuple(c.spans)) for c in (summary, load))
+        if key != self._shown:
+            self._shown = key
+            self._summary.update(summary, layout=False)  # fixed size: no layout pass for the whole screen
+            self._load_view.update(load, layout=False)
+
+    def _status_line(self, state: RunState, figures: HeaderFigures) -> Content:
+        parts: list = []
+        if figures.read_only:
+            parts += [(" READ-ONLY ", "bold $background on $warning"), " "]
+        epic = sanitize_line(state.epic) or "waveui"
+        parts += [(epic, "bold"), "  ", self._run_state(state, figures), "  "]
+        if state.tasks:
+            parts += [(f"{state.done}/{state.total} done", "bold $task-done")]
+            for label, states, style in (("active", ACTIVE_STATES, "$task-running"),
+                                         ("problems", STATE_GROUPS["problems"], "$task-failed"),
+                                         ("waiting", STATE_GROUPS["waiting"], "$task-waiting")):
+                number = state.count(*states)
+                if number:
+                    parts += [" · ", (f"{number} {label}", style)]
+        if figures.task_filter != "all":
+            parts += ["   ", (f"filter: {figures.task_filter}", "$accent")]
+        return Content.assemble(*parts)
+
+    def _run_state(self, state: RunState, figures: HeaderFigures) -> tuple[str, str]:
+        if state.started is None:
+            return ("◌ waiting for the journal" if figures.read_only else "◌ starting", "$text-muted")
+        if state.finished:
+            if state.ok:
+                return ("✓ finished", "bold $success")
+            return (f"■ {sanitize_line(state.finish_reason) or 'ended'}", "bold $error")
+        if figures.read_only and figures.now - state.now > STALE_AFTER:
+            return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
+        if state.paused:
+            return ("‖ paused: no new tasks start", "bold $task-paused")
+        return ("▶ running", "bold $task-running")
+
+    def _figures_line(self, state: RunState, figures: HeaderFigures) -> Content:
+        now = figures.now
+        elapsed = state.elapsed(None if state.finished else now)
+        limit = f"{state.limit}/{state.max_parallel}"
+        parts: list = [
+            ("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}",
+            ("   cost ", "$text-muted"), metrics.money(state.cost),
+        ]
+        if figures.projected is not None and not state.finished:
+            parts += [(" of ≈", "$text-muted"), (metrics.money(figures.projected), "$text-muted")]
+        parts += [("   elapsed ", "$text-muted"), metrics.duration(elapsed)]
+        if state.paused and not state.finished:
+            parts += [("   ETA ", "$text-muted"), ("paused", "$task-paused")]
+        elif not state.finished:
+            parts += [("   ETA ", "$text-muted"), metrics.duration(figures.eta)]
+        parts += [("   workers ", "$text-muted"), (limit, "bold")]
+        if state.limit_reason:
+            parts += [(f" ({sanitize_line(state.limit_reason)})", "$text-muted")]
+        return Content.assemble(*parts)
+
+    def _load(self, state: RunState) -> Content:
+        if not state.samples:
+            return Content.assemble(("cpu ", "$text-muted"), ("—", "$text-muted"), "\n",
+                                    ("mem ", "$text-muted"), ("—", "$text-muted"))
+        cpu = [s.cpu for s in state.samples]
+        memory = [s.memory_percent for s in state.samples]
+        return Content.assemble(
+            ("cpu ", "$text-muted"), (sparkline(cpu), "$task-running"), f" {cpu[-1]:3.0f}%", "\n",
+            ("mem ", "$text-muted"), (sparkline(memory), "$task-paused"), f" {memory[-1]:3.0f}%",
+        )

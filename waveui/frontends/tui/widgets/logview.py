@@ -1,0 +1,96 @@
+"""A pane that follows one task's log file, its untrusted text sanitised before it reaches the screen."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+from textual.markup import escape
+from textual.widgets import Log
+
+from waveui.core.sanitize import sanitize, sanitize_line
+from waveui.core.paths import name_problem
+
+POLL_SECONDS = 0.25
+TAIL_BYTES = 64 * 1024  # how much of an existing log to show when a task is picked
+READ_BYTES = 256 * 1024  # most read per poll, so a chatty task never stalls the screen
+MAX_LINES = 5_000
+# A line this long without its end is shown anyway (an escape sequence torn here shows as text).
+PARTIAL_FLUSH = 16 * 1024
+
+
+class LogFollower:
+    """Reads what was appended to a file since the last call; copes with it missing, shrinking or being replaced."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._offset: int | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+
+    def read(self) -> tuple[str, bool]:
+        """(complete new lines, whether the file started over since the last read)."""
+        if self.path is None:
+            return "", False
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return "", False
+        restarted = False
+        if self._offset is None:
+            self._offset = max(0, size - TAIL_BYTES)
+        elif size < self._offset:
+            self._offset, self._partial, restarted = 0, "", True
+        if size == self._offset:
+            return "", restarted
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read(READ_BYTES)
+        self._offset += len(data)
+        text = self._partial + self._decoder.decode(data)
+        complete, newline, self._partial = text.rpartition("\n")
+        if len(self._partial) > PARTIAL_FLUSH:
+            complete, newline, self._partial = text, "\n", ""
+        return (complete + newline) if newline else "", restarted
+
+
+class TaskLog(Log):
+    """Shows the end of ``<log_dir>/<task>.log`` and follows it as it grows."""
+
+    def __init__(self, log_dir: Path | None, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, max_lines=MAX_LINES, auto_scroll=True)
+        self.log_dir = log_dir
+        self.task_id: str | None = None
+        self._follower = LogFollower(None)
+
+    def on_mount(self) -> None:
+        self.set_interval(POLL_SECONDS, self.poll, name="follow log")
+
+    def follow(self, task_id: str | None) -> None:
+        if task_id == self.task_id:
+            return
+        self.task_id = task_id
+        self.clear()
+        # Ids come from the journal: one that is no valid task id ("../x", a NUL) names no log file.
+        safe = task_id is not None and name_problem("task id", task_id) is None
+        path = self.log_dir / f"{task_id}.log" if self.log_dir is not None and safe else None
+        self._follower = LogFollower(path)
+        self.border_title = f"Log · {escape(sanitize_line(task_id))}" if task_id else "Log"  # markup, from the journal
+        self.poll()
+
+    def poll(self) -> None:
+        text, restarted = self._follower.read()
+        if restarted:
+            self.write_line("── the log started over ──")
+        if text:
+            self.write(sanitize(text))
+        self.border_subtitle = self._note()
+
+    def _note(self) -> str:
+        if self.task_id is None:
+            return "no task selected"
+        if self.log_dir is None:
+            return "no log folder"
+        if self.line_count == 0:
+            return "no output yet"
+        return ""

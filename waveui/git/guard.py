@@ -1,0 +1,232 @@
+"""Noticing what tasks must not change in the shared repository: other refs, its config and its hooks.
+
+A task's worktree shares the repository's refs, config and hooks with the
+user's checkout, so an agent can move ``main``, delete a tag, or set
+``core.hooksPath`` and plant a ``pre-commit`` hook that would then run in the
+user's own ``git commit``. waveui itself never runs hooks (see
+:mod:`waveui.git.command`); this guard takes a snapshot when the run starts and
+compares at every task's end:
+
+* **Refs.** waveui's own (the integration branch, the tasks' branches,
+  ``refs/waveui/<epic>/``) are checked elsewhere against the values waveui
+  wrote. Any other ref that is deleted or rewritten, or a branch that moves
+  while nobody has it checked out, is reported: the run stops rather than go
+  on beside a history something rewrote. A branch checked out in one of the
+  user's own worktrees may move forward: that is the user committing.
+  ``refs/remotes/`` (the user fetching) and ``refs/stash`` are not watched.
+* **Config and hooks.** A hook added or changed, or a config change that sets
+  something git executes (hooks path, fsmonitor, filters, pagers, aliases,
+  includes, ...), is reverted at once and the changed file kept aside under
+  ``.waveui/set-aside/`` for the user to read; other config changes (the user
+  setting ``user.email`` meanwhile) are only reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from waveui.run.journal import ensure_private_dir, waveui_dir
+from waveui.git.command import GitError, Repository
+
+_UNWATCHED = ("refs/remotes/", "refs/stash")
+# Config keys whose values git runs or that pull in other config: a task must never set them.
+_EXECUTABLE_KEYS = re.compile(
+    r"^(core\.(hookspath|fsmonitor|sshcommand|pager|editor|askpass|gitproxy|worktree|bare|attributesfile"
+    r"|excludesfile)|include(if\..*)?\.path|extensions\..*|filter\..*|diff\..*\.(textconv|command)"
+    r"|merge\..*\.driver|alias\..*|credential\..*|sequence\.editor|gpg\..*program|pager\..*|uploadpack\..*"
+    r"|receive\..*|url\..*|http\..*|protocol\..*|submodule\..*|remote\..*\.(uploadpack|receivepack|proxy)"
+    r"|safe\.directory|sendemail\..*|web\.browser|browser\..*|man\..*|difftool\..*|mergetool\..*)$")
+
+
+@dataclass
+class GuardReport:
+    stop: list[str]  # problems the run must not go on beside
+    notices: list[str]  # what was reverted or changed, for the user to know
+
+
+class RepositoryGuard:
+    """A snapshot of the repository's refs, config and hooks, compared at every task's end."""
+
+    def __init__(self, repository: Repository, epic: str):
+        self.repository = repository
+        self.epic = epic
+        self._owned = (f"refs/heads/waveui/{epic}@", f"refs/waveui/{epic}/")
+        self._owned_exact = f"refs/heads/waveui/{epic}"
+        self._refs = self._read_refs()
+        self._config_path = repository.common_dir / "config"
+        self._config = _read_bytes(self._config_path)
+        self._config_keys = self._config_values()
+        self._hooks_dir = repository.common_dir / "hooks"
+        self._hooks = _read_folder(self._hooks_dir)
+        self._stamp = self._stamps()
+
+    # ---------------------------------------------------------------- checking
+
+    def check(self) -> GuardReport:
+        """Compare with the snapshot; revert config and hooks a task changed; report the rest."""
+        report = GuardReport([], [])
+        self._check_refs(report)
+        stamp = self._stamps()
+        if stamp != self._stamp:  # the files are read only when something about them changed
+            self._check_config(report)
+            self._check_hooks(report)
+            self._stamp = self._stamps()
+        return report
+
+    def _stamps(self) -> tuple:
+        def stat(path: Path) -> tuple:
+            try:
+                st = path.stat()
+            except OSError:
+                return ()
+            return st.st_mtime_ns, st.st_size, st.st_ino
+        hooks = tuple(sorted((entry.name, stat(Path(entry.path))) for entry in _scandir(self._hooks_dir)))
+        return stat(self._config_path), stat(self._hooks_dir), hooks
+
+    # ------------------------------------------------------------------- refs
+
+    def _read_refs(self) -> dict[str, str]:
+        out = self.repository.run("for-each-ref", "--format=%(objectname) %(refname)").out
+        refs = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition(" ")
+            if name == self._owned_exact or name.startswith(self._owned) or name.startswith(_UNWATCHED):
+                continue
+            refs[name] = sha
+        return refs
+
+    def _user_checked_out(self) -> set[str]:
+        """Branches checked out in the user's own worktrees (not waveui's slots)."""
+        slots = waveui_dir(self.repository.root) / "worktrees"
+        return {entry["branch"] for entry in self.repository.worktrees()
+                if "branch" in entry and not Path(entry.get("worktree", "")).is_relative_to(slots)}
+
+    def _check_refs(self, report: GuardReport) -> None:
+        now = self._read_refs()
+        if now == self._refs:
+            return
+        checked_out = None
+        for name, old in self._refs.items():
+            new = now.get(name)
+            if new == old:
+                continue
+            if new is None:
+                report.stop.append(f"{name} was deleted during the run (it was {old[:12]})")
+                continue
+            if checked_out is None:
+                checked_out = self._user_checked_out()
+            if name in checked_out and self.repository.is_ancestor(old, new):
+                continue  # the user committing in their checkout
+            how = "moved forward" if self.repository.is_ancestor(old, new) else "rewritten"
+            report.stop.append(f"{name} was {how} during the run ({old[:12]} -> {new[:12]}) by something "
+                               "other than waveui")
+        for name in sorted(set(now) - set(self._refs)):
+            if name.startswith(("refs/heads/waveui/", "refs/waveui/")):
+                report.stop.append(f"{name} was created during the run in waveui's namespace")
+            # Other new refs (a branch an agent made) change nothing that exists: accepted.
+        self._refs = now
+
+    # ----------------------------------------------------------- config, hooks
+
+    def _config_values(self) -> dict[str, list[str]]:
+        try:
+            out = self.repository.run("config", "--file", str(self._config_path), "--null", "--list").out
+        except GitError:
+            return {}
+        values: dict[str, list[str]] = {}
+        for item in out.split("\0"):
+            if item:
+                key, _, value = item.partition("\n")
+                values.setdefault(key.lower(), []).append(value)
+        return values
+
+    def _check_config(self, report: GuardReport) -> None:
+        current = _read_bytes(self._config_path)
+        if current == self._config:
+            return
+        keys = self._config_values()
+        changed = sorted(k for k in set(keys) | set(self._config_keys) if keys.get(k) != self._config_keys.get(k))
+        dangerous = [k for k in changed if _EXECUTABLE_KEYS.match(k)]
+        if not dangerous and current is not None:
+            report.notices.append(f"the repository's config changed during the run ({', '.join(changed) or 'layout'})")
+            self._config, self._config_keys = current, keys
+            return
+        kept = self._set_aside(self._config_path, "config") if current is not None else None
+        if self._config is not None:
+            _write_atomically(self._config_path, self._config)
+        report.notices.append(
+            f"a change to {self._config_path} setting {', '.join(dangerous) or 'everything (deleted)'} was reverted"
+            + (f"; the changed file is kept as {kept}" if kept else ""))
+
+    def _check_hooks(self, report: GuardReport) -> None:
+        current = _read_folder(self._hooks_dir)
+        for name in sorted(set(current) | set(self._hooks)):
+            before, after = self._hooks.get(name), current.get(name)
+            if before == after:
+                continue
+            path = self._hooks_dir / name
+            kept = self._set_aside(path, f"hook-{name}") if after is not None else None
+            if before is not None:
+                self._hooks_dir.mkdir(exist_ok=True)
+                _write_atomically(path, before[0], before[1])
+            what = "added" if before is None else "deleted" if after is None else "changed"
+            report.notices.append(f"hook {name} {what} during the run was reverted"
+                                  + (f"; the task's version is kept as {kept}" if kept else ""))
+
+    def _set_aside(self, path: Path, label: str) -> Path | None:
+        folder = ensure_private_dir(waveui_dir(self.repository.root) / "set-aside")
+        target = folder / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**9}"
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.move(str(path), target)
+            else:
+                os.replace(path, target)
+        except OSError:
+            try:
+                shutil.copy2(path, target)
+            except OSError:
+                return None
+        return target
+
+
+def _scandir(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _read_folder(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Each file's content and mode (a symlink or folder counts by its target's bytes, or as empty)."""
+    files = {}
+    for entry in _scandir(folder):
+        path = Path(entry.path)
+        try:
+            mode = path.lstat().st_mode & 0o7777
+            data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes() if path.is_file() else b""
+        except OSError:
+            continue
+        files[entry.name] = (data, mode)
+    return files
+
+
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    partial = path.with_name(f".{path.name}.waveui-restore")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(partial, mode)
+    os.replace(partial, path)

@@ -1,0 +1,54 @@
+"""Figures the header shows that RunState does not hold: projected cost, and the formatting of figures.
+
+The ETA, which needs the planner's scheduling, is :mod:`waveui.plan.eta`.
+"""
+
+from __future__ import annotations
+
+from waveui.run.state import RunState
+
+
+def projected_cost(state: RunState) -> float | None:
+    """The whole run's cost: spent so far, plus each unfinished task at the cost per point done so far."""
+    done = [t for t in state.tasks.values() if t.state == "done"]
+    points = sum(t.story_points for t in done)
+    if not done or points <= 0:
+        return None
+    per_point = sum(t.cost for t in done) / points
+    rest = sum(max(t.cost, t.story_points * per_point)
+               for t in state.tasks.values() if t.state not in ("done", "cancelled"))
+    return sum(t.cost for t in done) + rest
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 45s, 3m12s, 1h04m, 2d03h; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def size(nbytes: float | None) -> str:
+    """Bytes as 512K, 34M, 1.2G; an em dash when unknown."""
+    if nbytes is None:
+        return "—"
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= scale:
+            value = nbytes / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return f"{nbytes:.0f}B"
+
+
+def money(amount: float | None) -> str:
+    if amount is None:
+        return "—"
+    return f"${amount:,.2f}"
