@@ -788,6 +788,8 @@ class Engine:
             self._halt(error.message)
         except BrokenSlot as error:
             await self._failed(task_id, error.message, attempt)
+        except GitError as error:  # a full disk while committing, say: the attempt's work is kept on release
+            await self._failed(task_id, "git failed: " + " ".join(error.message.split())[:300], attempt)
         except Exception as error:  # a bug or a git failure must not take the whole run down
             await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
         finally:
@@ -796,6 +798,7 @@ class Engine:
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await asyncio.to_thread(self.pool.release, worktree, attempt)
+                await self._note_own_refs()
             self._free_slots.append(slot)
             self._free_slots.sort()
             if self.state.tasks[task_id].state != "merging":
@@ -847,6 +850,12 @@ class Engine:
             self.notice(text, task=task_id)
         if report.stop:
             self._halt("; ".join(report.stop) + f" (noticed when {task_id} ended)")
+
+    async def _note_own_refs(self) -> None:
+        """waveui just wrote refs of its own: the guard learns them, and puts back any a task deleted."""
+        if self.guard is not None:
+            for text in await asyncio.to_thread(self.guard.check_owned):
+                self.notice(text)
 
     def _halt(self, reason: str) -> None:
         """Stop the run for something that makes going on unsafe; running tasks go on, to be adopted."""
@@ -932,6 +941,7 @@ class Engine:
         # The work is on its branch now: the worktree can go to the next task while the merge waits.
         self._worktrees.pop(task.id, None)
         await asyncio.to_thread(self.pool.release, worktree, attempt)
+        await self._note_own_refs()
         await self._merge(task.id, worktree.branch, message, changed, undeclared)
 
     async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],

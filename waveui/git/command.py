@@ -36,6 +36,8 @@ _KEPT = frozenset({
     "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSL_CAINFO", "GIT_SSL_NO_VERIFY", "GIT_ASKPASS",
     "GIT_HTTP_PROXY_AUTHMETHOD", "GIT_ALLOW_PROTOCOL", "GIT_CONFIG_COUNT",
     "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
+    # Which configuration files git reads (the user's identity, say); hooks in them never run in waveui's commands.
+    "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM",
 })
 _KEPT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 # Options for every command: no hooks, no fsmonitor daemon or command, nothing that could run a task's code.
@@ -138,6 +140,18 @@ class Repository:
             timeout: float | None = None) -> Result:
         """A command on the repository itself (refs, objects, worktree records); never on a task's tree."""
         return self.checkout.run(*args, ok=ok, input=input, timeout=timeout)
+
+    def run_on_history(self, *args: str, ok: Sequence[int] = (0,)) -> Result:
+        """A command on commits and objects only, as in a bare repository: no work tree at all.
+
+        Git reads ``.gitattributes`` from the work tree when it has one; for a
+        merge computed in the object database that would let an untracked file
+        in the user's checkout (``f.txt merge=union``) decide how tasks' work is
+        merged. Without a work tree only what history and ``info/attributes``
+        say counts.
+        """
+        return _execute(self.git_dir, (f"--git-dir={self.git_dir}", "-c", "core.bare=true", *args), ok, None,
+                        f"in {self.root}")
 
     def version(self) -> tuple[int, ...]:
         out = self.run("version").out

@@ -8,13 +8,21 @@ user's own ``git commit``. waveui itself never runs hooks (see
 compares at every task's end:
 
 * **Refs.** waveui's own (the integration branch, the tasks' branches,
-  ``refs/waveui/<epic>/``) are checked elsewhere against the values waveui
-  wrote. Any other ref that is deleted or rewritten, or a branch that moves
-  while nobody has it checked out, is reported: the run stops rather than go
-  on beside a history something rewrote. A branch checked out in one of the
-  user's own worktrees may move forward: that is the user committing.
-  ``refs/remotes/`` (the user fetching) and ``refs/stash`` are not watched.
-* **Config and hooks.** A hook added or changed, or a config change that sets
+  ``refs/waveui/<epic>/``) move only as waveui writes them, and waveui never
+  deletes one: one deleted is put back. Any other ref that is deleted or
+  rewritten, or a branch that moves while nobody has it checked out, is
+  reported: the run stops rather than go on beside a history something
+  rewrote. A branch checked out in one of the user's own worktrees may move
+  forward when that worktree's index holds the new commit: that is the user
+  committing. A ``refs/replace/`` ref a task makes is set aside (it would swap
+  objects in every later git command). ``refs/remotes/`` (the user fetching)
+  is not watched.
+* **The stash.** An entry of the user's stash list that goes away (a task's
+  ``git stash pop``, ``drop`` or ``clear`` reaches the shared stash) is put
+  back with ``git stash store``, and the run stops: the popped work may be in
+  the task's commit.
+* **Config, hooks and info.** A hook added or changed, a change to
+  ``info/exclude`` or ``info/attributes``, or a config change that sets
   something git executes (hooks path, fsmonitor, filters, pagers, aliases,
   includes, ...), is reverted at once and the changed file kept aside under
   ``.waveui/set-aside/`` for the user to read; other config changes (the user
@@ -31,9 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from waveui.run.journal import ensure_private_dir, waveui_dir
-from waveui.git.command import GitError, Repository
+from waveui.git.command import Checkout, GitError, Repository
 
-_UNWATCHED = ("refs/remotes/", "refs/stash")
+_UNWATCHED = ("refs/remotes/", "refs/stash")  # the user fetching; the stash is checked through its entries
+_INFO_FILES = ("exclude", "attributes")
 # Config keys whose values git runs or that pull in other config: a task must never set them.
 _EXECUTABLE_KEYS = re.compile(
     r"^(core\.(hookspath|fsmonitor|sshcommand|pager|editor|askpass|gitproxy|worktree|bare|attributesfile"
@@ -57,12 +66,17 @@ class RepositoryGuard:
         self.epic = epic
         self._owned = (f"refs/heads/waveui/{epic}@", f"refs/waveui/{epic}/")
         self._owned_exact = f"refs/heads/waveui/{epic}"
-        self._refs = self._read_refs()
+        self._refs, self._owned_refs = self._read_refs()
+        self._stash = self._stash_entries()
         self._config_path = repository.common_dir / "config"
         self._config = _read_bytes(self._config_path)
         self._config_keys = self._config_values()
         self._hooks_dir = repository.common_dir / "hooks"
         self._hooks = _read_folder(self._hooks_dir)
+        # info/exclude can make a task's new files vanish from its commit; info/attributes can make
+        # conflicting work merge silently (merge=union) in waveui's merges and the user's alike.
+        self._info_dir = repository.common_dir / "info"
+        self._info = {name: _read_bytes(self._info_dir / name) for name in _INFO_FILES}
         self._stamp = self._stamps()
 
     # ---------------------------------------------------------------- checking
@@ -71,10 +85,12 @@ class RepositoryGuard:
         """Compare with the snapshot; revert config and hooks a task changed; report the rest."""
         report = GuardReport([], [])
         self._check_refs(report)
+        self._check_stash(report)
         stamp = self._stamps()
         if stamp != self._stamp:  # the files are read only when something about them changed
             self._check_config(report)
             self._check_hooks(report)
+            self._check_info(report)
             self._stamp = self._stamps()
         return report
 
@@ -86,31 +102,56 @@ class RepositoryGuard:
                 return ()
             return st.st_mtime_ns, st.st_size, st.st_ino
         hooks = tuple(sorted((entry.name, stat(Path(entry.path))) for entry in _scandir(self._hooks_dir)))
-        return stat(self._config_path), stat(self._hooks_dir), hooks
+        info = tuple(stat(self._info_dir / name) for name in _INFO_FILES)
+        return stat(self._config_path), stat(self._hooks_dir), hooks, info
 
     # ------------------------------------------------------------------- refs
 
-    def _read_refs(self) -> dict[str, str]:
+    def _read_refs(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The refs to watch (everyone's but waveui's own and the unwatched), and waveui's own."""
         out = self.repository.run("for-each-ref", "--format=%(objectname) %(refname)").out
-        refs = {}
+        watched, owned = {}, {}
         for line in out.splitlines():
             sha, _, name = line.partition(" ")
-            if name == self._owned_exact or name.startswith(self._owned) or name.startswith(_UNWATCHED):
-                continue
-            refs[name] = sha
-        return refs
+            if name == self._owned_exact or name.startswith(self._owned):
+                owned[name] = sha
+            elif not name.startswith(_UNWATCHED):
+                watched[name] = sha
+        return watched, owned
 
-    def _user_checked_out(self) -> set[str]:
-        """Branches checked out in the user's own worktrees (not waveui's slots)."""
+    def _user_checkouts(self) -> dict[str, Checkout]:
+        """The user's own worktrees (not waveui's slots), by the branch each has checked out."""
         slots = waveui_dir(self.repository.root) / "worktrees"
-        return {entry["branch"] for entry in self.repository.worktrees()
-                if "branch" in entry and not Path(entry.get("worktree", "")).is_relative_to(slots)}
+        found = {}
+        for entry in self.repository.worktrees():
+            path = Path(entry.get("worktree", ""))
+            if "branch" not in entry or path.is_relative_to(slots):
+                continue
+            checkout = (self.repository.checkout if path == self.repository.root
+                        else self.repository.linked_worktree(path))
+            if checkout is not None:
+                found[entry["branch"]] = checkout
+        return found
+
+    def _committed_there(self, checkout: Checkout, old: str, new: str) -> bool:
+        """Whether ``old..new`` is a commit made in ``checkout``: its index holds what the commits changed.
+
+        ``git commit`` (or a pull) leaves the index equal to the new commit; a
+        task moving the branch from elsewhere (``update-ref``, a checkout with
+        ``--ignore-other-worktrees``) leaves the user's index behind, and the
+        checkout would show the task's work as staged changes in reverse.
+        """
+        changed = [p for p in self.repository.run("diff", "--name-only", "-z", old, new, "--").out.split("\0") if p]
+        if not changed:
+            return True
+        return checkout.run("diff", "--cached", "--quiet", new, "--", *changed, ok=(0, 1)).status == 0
 
     def _check_refs(self, report: GuardReport) -> None:
-        now = self._read_refs()
+        now, owned = self._read_refs()
+        self._restore_owned(owned, report)
         if now == self._refs:
             return
-        checked_out = None
+        checkouts = None
         for name, old in self._refs.items():
             new = now.get(name)
             if new == old:
@@ -118,18 +159,77 @@ class RepositoryGuard:
             if new is None:
                 report.stop.append(f"{name} was deleted during the run (it was {old[:12]})")
                 continue
-            if checked_out is None:
-                checked_out = self._user_checked_out()
-            if name in checked_out and self.repository.is_ancestor(old, new):
+            if checkouts is None:
+                checkouts = self._user_checkouts()
+            forward = self.repository.is_ancestor(old, new)
+            if forward and name in checkouts and self._committed_there(checkouts[name], old, new):
                 continue  # the user committing in their checkout
-            how = "moved forward" if self.repository.is_ancestor(old, new) else "rewritten"
+            how = "moved forward" if forward else "rewritten"
             report.stop.append(f"{name} was {how} during the run ({old[:12]} -> {new[:12]}) by something "
                                "other than waveui")
         for name in sorted(set(now) - set(self._refs)):
             if name.startswith(("refs/heads/waveui/", "refs/waveui/")):
                 report.stop.append(f"{name} was created during the run in waveui's namespace")
+            elif name.startswith("refs/replace/"):
+                # A replace ref silently swaps one object for another in every later git command.
+                kept = self._set_aside_ref(name, now[name])
+                report.notices.append(f"{name}, which a task made, would replace an object in your history; "
+                                      f"removed (kept as {kept})")
+                now.pop(name)
             # Other new refs (a branch an agent made) change nothing that exists: accepted.
         self._refs = now
+
+    def check_owned(self) -> list[str]:
+        """Put back waveui's own refs something deleted, and take note of those waveui wrote since; notices.
+
+        Called after waveui writes refs (an attempt kept, a branch moved), so a
+        deletion by a task running meanwhile is caught at its end.
+        """
+        report = GuardReport([], [])
+        self._restore_owned(self._read_refs()[1], report)
+        return report.notices
+
+    def _restore_owned(self, owned: dict[str, str], report: GuardReport) -> None:
+        """Put back waveui's own refs (kept attempts, tasks' branches) that something deleted: waveui never does."""
+        for name, sha in self._owned_refs.items():
+            if name not in owned:
+                done = self.repository.run("update-ref", "-m", "waveui: restored after a deletion", name, sha, "",
+                                           ok=(0, 1, 128))
+                if done.status == 0:
+                    owned[name] = sha
+                    report.notices.append(f"{name} was deleted during the run; restored to {sha[:12]}")
+        self._owned_refs = owned
+
+    def _set_aside_ref(self, name: str, sha: str) -> str:
+        kept = f"refs/waveui/{self.epic}/set-aside/{name.removeprefix('refs/')}"
+        self.repository.run("update-ref", "-m", "waveui: set aside", kept, sha)
+        self.repository.run("update-ref", "-d", name, sha, ok=(0, 1, 128))
+        return kept
+
+    # ------------------------------------------------------------------ stash
+
+    def _stash_entries(self) -> list[tuple[str, str]]:
+        """The user's stash list, newest first: (commit, message)."""
+        done = self.repository.run("log", "-g", "--format=%H%x00%gs", "refs/stash", "--", ok=(0, 128))
+        if done.status != 0:
+            return []
+        return [tuple(line.split("\0", 1)) for line in done.out.splitlines() if "\0" in line]
+
+    def _check_stash(self, report: GuardReport) -> None:
+        """A stash entry that went away during the run is put back: a task popped or dropped the user's work."""
+        now = self._stash_entries()
+        if now == self._stash:
+            return
+        present = {commit for commit, _ in now}
+        lost = [(commit, message) for commit, message in self._stash if commit not in present]
+        for commit, message in reversed(lost):  # oldest first, so the list keeps its order
+            self.repository.run("stash", "store", "-m", message, commit, ok=(0, 1))
+        if lost:
+            report.stop.append(f"{len(lost)} entr{'y' if len(lost) == 1 else 'ies'} of your stash list "
+                               "went away during the run (a task ran `git stash pop`, `drop` or `clear`); "
+                               "put back, see `git stash list`")
+            now = self._stash_entries()
+        self._stash = now
 
     # ----------------------------------------------------------- config, hooks
 
@@ -177,6 +277,19 @@ class RepositoryGuard:
             what = "added" if before is None else "deleted" if after is None else "changed"
             report.notices.append(f"hook {name} {what} during the run was reverted"
                                   + (f"; the task's version is kept as {kept}" if kept else ""))
+
+    def _check_info(self, report: GuardReport) -> None:
+        for name in _INFO_FILES:
+            path = self._info_dir / name
+            before, after = self._info[name], _read_bytes(path)
+            if before == after:
+                continue
+            kept = self._set_aside(path, f"info-{name}") if after is not None else None
+            if before is not None:
+                self._info_dir.mkdir(exist_ok=True)
+                _write_atomically(path, before)
+            report.notices.append(f"a change to {path} during the run was reverted"
+                                  + (f"; the changed file is kept as {kept}" if kept else ""))
 
     def _set_aside(self, path: Path, label: str) -> Path | None:
         folder = ensure_private_dir(waveui_dir(self.repository.root) / "set-aside")

@@ -175,8 +175,8 @@ class Integrator:
                     # Nothing happened on the branch since the task started: the result is the task's tree.
                     tree = self.repository.run("rev-parse", f"{task_tip}^{{tree}}").out
                 else:
-                    merged = self.repository.run("merge-tree", "--write-tree", "--name-only", "-z",
-                                                 tip, task_tip, ok=(0, 1))
+                    merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z",
+                                                            tip, task_tip, ok=(0, 1))
                     tree, conflicted = _parse_merge_tree(merged.out)
                     if merged.status == 1:
                         return MergeResult(False, tip, conflicted or ["(merge conflict; no file named by git)"])

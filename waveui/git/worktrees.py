@@ -31,7 +31,7 @@ from waveui.run.journal import ensure_private_dir, waveui_dir
 from waveui.core.occupancy import slot_in_use
 from waveui.git.preflight import exclude_waveui
 from waveui.git.command import Checkout, GitError, Repository
-from waveui.core.paths import check_name
+from waveui.core.paths import check_name, name_problem
 from waveui.git.names import attempt_ref, integration_branch, task_branch  # noqa: F401  (part of the pool's API)
 
 __all__ = ["BrokenSlot", "GitError", "SetupResult", "Worktree", "WorktreePool", "attempt_ref", "integration_branch",
@@ -145,7 +145,7 @@ class WorktreePool:
             checkout = self._make_ready(slot, commit)
             self._free_branch(branch, slot)
             if not slot.clean:
-                self._save_leftovers(slot, checkout)
+                checkout = self._save_leftovers(slot, checkout, commit)
             self._keep_branch_tip(task_id, branch, commit)
             checkout.run("checkout", "-q", "-f", "-B", branch, commit, "--")
             self._clean(slot, checkout)
@@ -193,7 +193,7 @@ class WorktreePool:
             self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
                            " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
         tree = checkout.run("write-tree").out.strip()
-        head = _rev(checkout, "HEAD")
+        head = _rev(checkout, "HEAD^{commit}")
         if head is None or not (head == start or self.repository.is_ancestor(start, head)):
             where = _head_name(checkout) or "an unrelated commit"
             raise GitError(f"the task left its worktree on {where}, not built on the commit it started from; "
@@ -223,7 +223,7 @@ class WorktreePool:
         checkout = self.repository.linked_worktree(wt.path)
         if checkout is None:
             return None
-        commit = self._snapshot(checkout, message)
+        commit = self._snapshot(checkout, message, fallback=f"refs/heads/{wt.branch}")
         if commit is not None:
             self.repository.run("update-ref", "-m", "waveui: attempt kept",
                                 attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], attempt), commit)
@@ -251,7 +251,7 @@ class WorktreePool:
             if attempt is not None:
                 self.save_attempt(wt, attempt, f"waveui: {wt.branch} attempt {attempt}, as it was left")
             else:
-                self._save_leftovers(slot, checkout)
+                self._save_leftovers(slot, checkout, "HEAD")
             self._set_aside_nested(slot, checkout)
             self._clean(slot, checkout)
             # Detached, the slot holds no branch: the task's branch can be reset or
@@ -384,6 +384,15 @@ class WorktreePool:
                     checkout = self.repository.linked_worktree(slot.path)
                     if checkout is None:
                         raise BrokenSlot(f"could not create the worktree {slot.path}")
+        if _rev(checkout, "HEAD^{commit}") is None:
+            # A HEAD naming no commit (a task wrote it, or `git gc --prune=now` took its objects) fails
+            # every later command in the slot, and the user's own `git gc` too: rebuild the slot.
+            with self._admin:
+                self.on_notice(f"{slot.path.name} had a HEAD that names no commit; set aside and rebuilt")
+                self._recreate(slot, commit)
+                checkout = self.repository.linked_worktree(slot.path)
+                if checkout is None:
+                    raise BrokenSlot(f"could not create the worktree {slot.path}")
         if (checkout.git_dir / "locked").exists():
             # Our slots are never locked on purpose; a lock only blocks pruning and re-adding.
             self.repository.run("worktree", "unlock", str(slot.path), ok=(0, 128))
@@ -423,41 +432,62 @@ class WorktreePool:
 
     def _set_aside_nested(self, slot: _Slot, checkout: Checkout) -> None:
         """Move repositories a task made inside its worktree out of the way of ``git clean``, which would delete them."""
-        nested = [p for p in _untracked(checkout) if p.endswith("/")]
+        nested = [p.rstrip("/") for p in _untracked(checkout) if p.endswith("/")] + _stray_dot_gits(checkout)
         if not nested:
             return
         aside = ensure_private_dir(self.root / "set-aside") / f"{slot.path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}"
         for path in nested:
-            target = aside / path.rstrip("/")
+            target = aside / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(slot.path / path.rstrip("/"), target)
-        self.on_notice(f"repositories made inside {slot.path.name} ({', '.join(nested)}) moved to {aside}")
+            os.rename(slot.path / path, target)
+        self.on_notice(f"repositories or .git entries made inside {slot.path.name} ({', '.join(nested)}) "
+                       f"moved to {aside}")
 
-    def _snapshot(self, checkout: Checkout, message: str) -> str | None:
+    def _snapshot(self, checkout: Checkout, message: str, fallback: str | None = None) -> str | None:
         """A commit of everything the worktree holds on top of its HEAD (HEAD itself if nothing is
-        uncommitted); None without a HEAD commit. Writes only the slot's own index and new objects."""
-        head = _rev(checkout, "HEAD")
+        uncommitted); None without a commit to build on. Writes only the slot's own index and new objects.
+
+        A HEAD that names no commit (a task wrote it) builds on ``fallback`` (the task's branch) instead.
+        """
+        head = _rev(checkout, "HEAD^{commit}") or (fallback and self.repository.resolve(fallback))
         if head is None:
             return None
         _stage_all(checkout)
         tree = checkout.run("write-tree").out.strip()
-        if tree == _rev(checkout, "HEAD^{tree}"):
+        if tree == _rev(checkout, f"{head}^{{tree}}"):
             return head
         return checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
 
-    def _save_leftovers(self, slot: _Slot, checkout: Checkout) -> None:
-        """Keep what a slot not cleaned by this pool holds (a crash left it) before it is reset."""
-        status = checkout.run("status", "--porcelain", "-z", "--untracked-files=all").out
-        head = _rev(checkout, "HEAD")
-        on_no_ref = head is not None and not checkout.run("for-each-ref", "--count=1", "--contains", head,
-                                                         "--format=%(refname)").out.strip()
-        if not status and not on_no_ref:
-            return
-        commit = self._snapshot(checkout, f"waveui: what {slot.path.name} held before it was reused")
-        if commit is not None:
-            ref = f"refs/waveui/{self.epic}/leftovers/{slot.path.name}-{commit[:12]}"
-            self.repository.run("update-ref", "-m", "waveui: leftovers kept", ref, commit)
-            self.on_notice(f"{slot.path.name} held work no ref pointed at; kept as {ref}")
+    def _save_leftovers(self, slot: _Slot, checkout: Checkout, commit: str) -> Checkout:
+        """Keep what a slot not cleaned by this pool holds (a crash left it) before it is reset; the slot.
+
+        The work is kept under the task whose branch the slot is on
+        (``refs/waveui/<its epic>/<task>/left-<commit>``), where a resume of that
+        task's run finds it, whichever epic reuses the slot. A slot whose state
+        git cannot even read is moved aside whole and rebuilt.
+        """
+        try:
+            self._set_aside_nested(slot, checkout)
+            status = checkout.run("status", "--porcelain", "-z", "--untracked-files=all").out
+            head = _rev(checkout, "HEAD")
+            on_no_ref = head is not None and not checkout.run("for-each-ref", "--count=1", "--contains", head,
+                                                             "--format=%(refname)").out.strip()
+            if not status and not on_no_ref:
+                return checkout
+            kept = self._snapshot(checkout, f"waveui: what {slot.path.name} held before it was reused")
+            if kept is not None:
+                ref = _leftovers_ref(_head_branch(checkout), self.epic, slot.path.name, kept)
+                self.repository.run("update-ref", "-m", "waveui: leftovers kept", ref, kept)
+                self.on_notice(f"{slot.path.name} held work no ref pointed at; kept as {ref}")
+            return checkout
+        except GitError as error:
+            with self._admin:
+                self.on_notice(f"{slot.path.name} could not be read ({error.message}); set aside and rebuilt")
+                self._recreate(slot, commit)
+            rebuilt = self.repository.linked_worktree(slot.path)
+            if rebuilt is None:
+                raise BrokenSlot(f"could not create the worktree {slot.path}") from None
+            return rebuilt
 
     def _keep_branch_tip(self, task_id: str, branch: str, start: str) -> None:
         """Before ``checkout -B`` moves the task's branch, make sure its old tip stays reachable."""
@@ -545,6 +575,33 @@ def same_path(a: Path, b: Path) -> bool:
 def _rev(checkout: Checkout, rev: str) -> str | None:
     result = checkout.run("rev-parse", "--verify", "--quiet", "--end-of-options", rev, ok=(0, 1, 128))
     return result.out.strip() if result.status == 0 and result.out.strip() else None
+
+
+def _head_branch(checkout: Checkout) -> str | None:
+    result = checkout.run("symbolic-ref", "-q", "HEAD", ok=(0, 1, 128))
+    return result.out.strip() if result.status == 0 else None
+
+
+def _leftovers_ref(branch: str | None, epic: str, slot_name: str, commit: str) -> str:
+    """Where leftovers are kept: under the task whose branch the slot was on, else under the slot."""
+    name = (branch or "").removeprefix("refs/heads/waveui/")
+    owner, at, task = name.partition("@")
+    if branch and at and name_problem("epic", owner) is None and name_problem("task", task) is None:
+        return f"refs/waveui/{owner}/{task}/left-{commit[:12]}"
+    return f"refs/waveui/{epic}/leftovers/{slot_name}-{commit[:12]}"
+
+
+def _stray_dot_gits(checkout: Checkout) -> list[str]:
+    """``.git`` entries inside the worktree's tracked folders (the worktree's own excepted).
+
+    Git never lists them, and ``git clean`` never removes them; one that
+    points at the shared repository would make the next task's ``git
+    commit`` in that folder commit onto the user's branch with the user's index.
+    """
+    tracked = checkout.run("ls-files", "-z").out.split("\0")
+    folders = {str(PurePosixPath(p).parent) for p in tracked if "/" in p}
+    folders |= {str(parent) for folder in list(folders) for parent in PurePosixPath(folder).parents if str(parent) != "."}
+    return sorted(f"{folder}/.git" for folder in folders if os.path.lexists(checkout.work_tree / folder / ".git"))
 
 
 def _head_name(checkout: Checkout) -> str:

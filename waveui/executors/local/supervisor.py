@@ -50,6 +50,7 @@ import psutil
 
 from waveui.core.occupancy import occupy
 from waveui.executors.local.runner import become_subreaper, start_task
+from waveui.run.journal import ensure_private_dir
 
 PAUSE_SIGNAL = signal.SIGUSR1
 RESUME_SIGNAL = signal.SIGUSR2
@@ -125,6 +126,11 @@ class PidFile:
             self._fd = None
 
 
+def _repository_of(logs: Path) -> Path:
+    """The repository a run's logs folder (``<repo>/.waveui/runs/<run>/logs``) belongs to."""
+    return logs.parents[3] if len(logs.parents) > 3 else logs.parent
+
+
 def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> None:
     """Leave ``status`` where waveui looks for it, whatever happened to the logs folder; blocking.
 
@@ -136,9 +142,12 @@ def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> N
         try:
             logs = status_path.parent
             if not logs.is_dir():
-                if not logs.parent.is_dir():
-                    return  # the run was deleted: nobody is left to read it
-                logs.mkdir(mode=0o700, exist_ok=True)  # the user deleted the logs: the status must still be found
+                # The user deleted the logs or the whole run folder: waveui still follows this step and
+                # must learn how it ended, or it would run a command again that succeeded. Only a
+                # repository that is gone altogether leaves nobody to read it.
+                if not _repository_of(logs).is_dir():
+                    return
+                ensure_private_dir(logs)
             write_json_atomically(status_path, status)
             if pidfile is not None and not in_place:
                 write_json_atomically(pidfile.path, {**pidfile.record, "status": status})  # for adoption
