@@ -1,4 +1,4 @@
-"""What an agent module borrows unless it knows better: output that reports nothing, and recognising a program by name."""
+"""What agent modules borrow unless they know better: output that reports nothing, a program recognised by name."""
 
 from __future__ import annotations
 
