@@ -3,7 +3,8 @@
 A supervisor is forked from waveui (cheaper than starting a new Python) and
 leaves waveui's session at once, so nothing that happens to waveui reaches
 it: not ``kill -9``, not a closed terminal. waveui follows a supervised step
-through files only: it reads ``::waveui`` lines from the log as it grows and
+through files only: it reads the log as it grows, with the line reader it
+was given (``::waveui`` lines, and the agent's own result lines), and
 learns the end from the status, which it reads from the status file or, when
 that could not be written, from the pid file (see :mod:`waveui.executors.local.supervisor`).
 The next waveui can do exactly the same with a step it did not start; that
