@@ -1,4 +1,4 @@
-"""Agent recipes: `waveui init --agent`, and reading Claude Code's stream-json result as cost and turns."""
+"""Agents: the registry, recipes and `waveui init --agent`, and reading Claude Code's stream-json result."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import sys
 import pytest
 
 from waveui import agents
+from waveui.agents import base, claude
+from waveui.agents.claude import parse_result
 from waveui.core import spec
-from waveui.executors.local.runner import MESSAGE_MAX, parse_agent_json, start_task
+from waveui.executors.local.runner import start_task
+from waveui.run.directives import MESSAGE_MAX, read_directive
 
 RESULT = {"type": "result", "subtype": "success", "is_error": False, "duration_ms": 81234, "num_turns": 7,
           "result": "Added the User model and its tests.\nAll 12 tests pass.", "session_id": "5f1c",
@@ -22,13 +25,13 @@ def line(event: dict) -> str:
     return json.dumps(event, separators=(",", ":"))
 
 
-# ------------------------------------------------------------ parse_agent_json
+# ------------------------------------------------------------ parse_result
 
 
 def test_result_event_gives_cost_turns_and_the_last_word():
-    assert parse_agent_json(line(RESULT)) == {
+    assert parse_result(line(RESULT)) == {
         "cost": 0.123, "iterations": 7, "message": "Added the User model and its tests. All 12 tests pass."}
-    assert parse_agent_json("  " + json.dumps(RESULT) + "\r\n")["cost"] == 0.123  # spaces after colons too
+    assert parse_result("  " + json.dumps(RESULT) + "\r\n")["cost"] == 0.123  # spaces after colons too
 
 
 def test_other_events_and_other_lines_give_none():
@@ -37,21 +40,21 @@ def test_other_events_and_other_lines_give_none():
     for text in (line(assistant), line(system), "plain output", "", "::waveui progress=5",
                  '{"type":"result", broken', '["type", "result"]', 'note: {"type":"result"}',
                  line({"type": "resultant"})):
-        assert parse_agent_json(text) is None, text
+        assert parse_result(text) is None, text
 
 
 def test_errors_say_why_and_bad_values_are_dropped():
     failed = dict(RESULT, subtype="error_max_turns", is_error=True, result=None, total_cost_usd=-1, num_turns=True)
-    assert parse_agent_json(line(failed)) == {"message": "agent stopped: error_max_turns"}
-    assert parse_agent_json(line({"type": "result", "is_error": True, "result": "API Error: 529"})) == {
+    assert parse_result(line(failed)) == {"message": "agent stopped: error_max_turns"}
+    assert parse_result(line({"type": "result", "is_error": True, "result": "API Error: 529"})) == {
         "message": "agent error: API Error: 529"}
-    assert parse_agent_json(line({"type": "result", "total_cost_usd": "0.5", "num_turns": 2.5})) == {}
-    assert parse_agent_json('{"type":"result","total_cost_usd":NaN}') == {}
+    assert parse_result(line({"type": "result", "total_cost_usd": "0.5", "num_turns": 2.5})) == {}
+    assert parse_result('{"type":"result","total_cost_usd":NaN}') == {}
 
 
 def test_older_cost_field_and_message_cleaned_and_capped():
-    assert parse_agent_json(line({"type": "result", "cost_usd": 0.5}))["cost"] == 0.5
-    message = parse_agent_json(line({"type": "result", "result": "a\x1b[31mb\u202e" + "x" * 5000}))["message"]
+    assert parse_result(line({"type": "result", "cost_usd": 0.5}))["cost"] == 0.5
+    message = parse_result(line({"type": "result", "result": "a\x1b[31mb\u202e" + "x" * 5000}))["message"]
     assert len(message) == MESSAGE_MAX and message.endswith("…") and "\x1b" not in message and "\u202e" not in message
 
 
@@ -64,11 +67,57 @@ async def test_runner_reads_the_result_line_without_waveui_directives(tmp_path):
                       f"for event in {events!r}:\n"
                       "    print(json.dumps(event, separators=(',', ':')))\n")
     received: list[dict] = []
-    task = await start_task(f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}; echo '::waveui progress=100'",
-                            tmp_path, dict(os.environ), tmp_path / "task.log", received.append)
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}; echo '::waveui progress=100'"
+    task = await start_task(command, tmp_path, dict(os.environ), tmp_path / "task.log", received.append,
+                            read_line=agents.line_reader(command))
     await task.wait()
-    assert received == [parse_agent_json(line(RESULT)), {"progress": 100.0}]
+    assert received == [parse_result(line(RESULT)), {"progress": 100.0}]
     assert (tmp_path / "task.log").read_text().count("\n") == 4  # everything is logged as it came
+
+
+def test_read_line_is_parse_result_on_raw_bytes():
+    assert claude.read_line(line(RESULT).encode() + b"\n") == parse_result(line(RESULT))
+    assert claude.read_line(b"  " + line(RESULT).encode()) == parse_result(line(RESULT))
+    assert claude.read_line(b"::waveui progress=5") is None
+    assert claude.read_line(b'{"type":"assistant"}') is None
+    assert claude.read_line(b"x" * 100 + line(RESULT).encode()) is None  # not a JSON line
+
+
+# --------------------------------------------------------------- the registry
+
+
+def test_every_agent_module_offers_the_same_names():
+    for name, agent in agents.AGENTS.items():
+        assert agent.NAME == name
+        assert isinstance(agent.COMMAND, str) and isinstance(agent.COMMENT, str)
+        assert callable(agent.matches) and callable(agent.read_line)
+        assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT)
+    assert [name for name in agents.AGENTS] == ["claude", "codex", "aider", "shell"]  # --agent's order
+
+
+def test_an_agent_is_recognised_by_the_program_its_command_runs():
+    assert agents.agent_for(claude.COMMAND) is claude
+    assert agents.agent_for("cd sub && /usr/local/bin/claude -p 'x'") is claude
+    assert agents.agent_for(agents.RECIPES["codex"].command) is agents.AGENTS["codex"]
+    assert agents.agent_for(agents.RECIPES["aider"].command) is agents.AGENTS["aider"]
+    assert agents.agent_for(agents.RECIPES["shell"].command) is None  # a plain command runs no agent
+    assert agents.agent_for("make test") is None
+    assert agents.agent_for("echo 'claudette'") is None
+    assert agents.agent_for("claude -p 'unbalanced") is claude
+    assert base.read_line(line(RESULT).encode()) is None
+
+
+def test_line_reader_reads_directives_first_then_the_agents_output():
+    result = line(RESULT).encode()
+    for command in (claude.COMMAND, "./run-agent.sh", "make test"):  # a script may run Claude Code
+        read = agents.line_reader(command)
+        assert read(result) == parse_result(line(RESULT)), command
+        assert read(b"::waveui progress=5") == {"progress": 5.0}
+        assert read(b"plain output") is None
+    for name in ("codex", "aider"):  # an agent that is not Claude Code: its output is not Claude's
+        read = agents.line_reader(agents.RECIPES[name].command)
+        assert read is read_directive
+        assert read(result) is None
 
 
 # ---------------------------------------------------------------- recipes

@@ -17,13 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from waveui.executors.local.runner import (
-    ExitResult,
-    kill_leftover,
-    parse_directive,
-    process_tree_usage,
-    start_task,
-)
+from waveui.executors.local.proctable import kill_leftover
+from waveui.executors.local.runner import ExitResult, start_task
 
 
 def alive(pid: int) -> bool:
@@ -101,35 +96,6 @@ def escaper(tmp_path: Path, pidfile: str) -> str:
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
 
 
-# --- parse_directive ----------------------------------------------------------
-
-
-def test_parse_directive_fields():
-    assert parse_directive('::waveui progress=40 cost=0.12 iteration=3 message="writing tests"') == {
-        "progress": 40.0, "cost": 0.12, "iterations": 3, "message": "writing tests"}
-    assert parse_directive("  ::waveui iterations=7 progress=100\r\n") == {"iterations": 7, "progress": 100.0}
-    assert parse_directive("::waveui message='it is \"quoted\"'") == {"message": 'it is "quoted"'}
-    assert parse_directive("::waveui progress=12.5% cost=$1.5") == {"progress": 12.5, "cost": 1.5}
-    assert parse_directive("::waveui message=") == {"message": ""}
-
-
-def test_parse_directive_bad_values_and_other_lines():
-    assert parse_directive("::waveui progress=140 cost=-1 iteration=2.5 message=ok") == {"message": "ok"}
-    assert parse_directive("::waveui progress=nan cost=inf iterations=x") == {}
-    assert parse_directive("::waveui colour=red progress progress=5") == {"progress": 5.0}
-    assert parse_directive('::waveui message="unbalanced') == {}
-    assert parse_directive("::waveui") == {}
-    assert parse_directive("hello ::waveui progress=5") is None
-    assert parse_directive("::waveuix progress=5") is None
-    assert parse_directive("") is None
-
-
-def test_parse_directive_message_is_cleaned_and_capped():
-    assert parse_directive("::waveui message='a\tb\x1b[31m'") == {"message": "a b [31m"}
-    long = parse_directive("::waveui message=" + "x" * 5000)["message"]
-    assert len(long) == 1000 and long.endswith("…")
-
-
 # --- start_task -------------------------------------------------------------
 
 
@@ -163,6 +129,28 @@ async def test_log_is_appended_and_handler_errors_do_not_stop_the_task(tmp_path)
     task = await start_task("echo '::waveui progress=1'; echo after", tmp_path, dict(os.environ), log, broken)
     assert (await task.wait()).exit_code == 0
     assert log.read_text() == "earlier attempt\n::waveui progress=1\nafter\n"
+
+
+async def test_every_line_goes_to_the_line_reader_given(tmp_path):
+    received: list[dict] = []
+
+    def numbers(line: bytes) -> dict | None:
+        return {"iterations": int(line)} if line.isdigit() else None
+
+    # One write holding many lines: each is offered, not only the first and the last.
+    task = await start_task("printf '1\\nword\\n2\\n::waveui progress=5\\n3'", tmp_path, dict(os.environ),
+                            tmp_path / "task.log", received.append, read_line=numbers)
+    await task.wait()
+    assert received == [{"iterations": 1}, {"iterations": 2}, {"iterations": 3}]
+
+
+async def test_without_a_line_reader_output_is_only_logged(tmp_path):
+    received: list[dict] = []
+    task = await start_task("echo '::waveui progress=5'", tmp_path, dict(os.environ), tmp_path / "task.log",
+                            received.append, read_line=None)
+    assert (await task.wait()).exit_code == 0
+    assert received == []
+    assert (tmp_path / "task.log").read_text() == "::waveui progress=5\n"
 
 
 async def test_env_is_exactly_the_one_given(run):
@@ -364,19 +352,3 @@ def test_kill_leftover_without_such_process():
     assert kill_leftover(2**22 + 12345, time.time()) is False
     assert kill_leftover(0, 0.0) is False
     assert kill_leftover(os.getpid(), psutil.Process().create_time()) is False
-
-
-# --- usage ------------------------------------------------------------------------
-
-
-async def test_process_tree_usage(run):
-    task = await run("sleep 1000 & sleep 1000 & while :; do :; done")
-    await until(lambda: len(tree(task.pid)) >= 3)
-    cpu, rss = await asyncio.to_thread(process_tree_usage, task.pid)
-    assert rss > 0
-    await asyncio.sleep(0.3)
-    cpu, rss2 = await asyncio.to_thread(process_tree_usage, task.pid)
-    assert cpu > 1  # the busy loop, measured since the first call (0 on a first call)
-    assert rss2 >= psutil.Process(task.pid).memory_info().rss
-    await task.terminate(grace=1)
-    assert process_tree_usage(task.pid) == (0.0, 0)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from waveui.executors.local import runner
+from waveui import agents
+from waveui.executors.local import proctable, runner
 from waveui.engine.adaptive import AdaptiveLimit, sample_machine
 from waveui.run.events import (
     Event,
@@ -414,7 +415,7 @@ class Engine:
             if process is not None:
                 await process.terminate(self.options.grace)
         if task.pid and task.pid_started:
-            await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
+            await asyncio.to_thread(proctable.kill_leftover, task.pid, task.pid_started)
 
     async def _stop_removed(self) -> None:
         """Stop the tasks removed from waveui.toml that an earlier waveui left running."""
@@ -525,7 +526,7 @@ class Engine:
                 continue
             elif task.state in SLOT_STATES or task.state in ("merging", "ready"):
                 if task.pid and task.pid_started:
-                    await asyncio.to_thread(runner.kill_leftover, task.pid, task.pid_started)
+                    await asyncio.to_thread(proctable.kill_leftover, task.pid, task.pid_started)
                 if task.state == "merging" and self.integrator and await asyncio.to_thread(
                         self.integrator.is_merged, self._branch(task.id)):
                     self._set_state(task.id, "done", reason="merged before waveui stopped")
@@ -590,7 +591,9 @@ class Engine:
         step = "running" if task.state == "preparing" else task.state  # it may have started unrecorded
         if step == "paused":
             step = "verifying" if StepFiles.of(logs, task.id, "verifying").pidfile.exists() else "running"
-        process = SupervisedStep.adopt(StepFiles.of(logs, task.id, step), self._on_directive(task.id))
+        command = dict(self._steps(self.tasks[task.id])).get(step) or ""
+        process = SupervisedStep.adopt(StepFiles.of(logs, task.id, step), self._on_directive(task.id),
+                                       read_line=agents.line_reader(command))
         if process is None:
             return False
         worktree = await asyncio.to_thread(self.pool.adopt, task.id) if self.pool else None
@@ -905,7 +908,8 @@ class Engine:
             else:
                 await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
                 process = await SupervisedStep.start(command, workdir, env, StepFiles.of(logs, task.id, state),
-                                                     self._on_directive(task.id), timeout, self.options.grace)
+                                                     self._on_directive(task.id), timeout, self.options.grace,
+                                                     read_line=agents.line_reader(command))
                 reason = ""
             self._processes[task.id] = process
             self._set_state(task.id, "paused" if process.paused else state, attempt=attempt, worker=slot,

@@ -1,14 +1,11 @@
-"""Runs one task's shell command: its log, its ``::waveui`` directives, and every process it starts.
+"""Runs one task's shell command: its log, the lines its output reports, and every process it starts.
 
 :func:`start_task` starts ``/bin/sh -c COMMAND`` in a session (and so a process
 group) of its own, with stdin from ``/dev/null`` and stdout and stderr merged
 into one pipe. Everything on that pipe is appended to the task's log as it
-arrives; lines of the form ::
-
-    ::waveui progress=40 cost=0.12 iteration=3 message="writing tests"
-
-are also parsed (:func:`parse_directive`) and handed to a callback, and so is
-an agent's JSON result line such as Claude Code's (:func:`parse_agent_json`).
+arrives; every line is also offered to the caller's line reader (by default
+:func:`waveui.run.directives.read_directive`, the ``::waveui`` lines), and
+what it reports is handed to a callback.
 
 :class:`TaskProcess` makes sure no process of the task outlives it. In a
 process that called :func:`become_subreaper` (the supervisor does, on Linux)
@@ -21,14 +18,11 @@ a caller running several tasks at once, as the tests do) the process group
 catches ordinary children, descendants that leave the group are found by
 sampling the process tree while the task runs, and any process still holding
 the task's output pipe at the end is found through ``/proc``. Pausing stops
-all of them with SIGSTOP; the task's clock (and its timeout) stops too.
+all of them with SIGSTOP; the task's clock (and its timeout) stops too. The
+process table and the killing are :mod:`waveui.executors.local.proctable`'s.
 
 :func:`run_to_end` runs a command that waveui waits for itself (an epic's
 ``setup``) with the same guarantee, under a small forked subreaper.
-
-:func:`kill_leftover` cleans up after a crash of waveui itself, from the pid
-and create time the journal recorded, and :func:`process_tree_usage` sums CPU
-and memory over a task's processes for a worker table.
 
 Nothing here touches the screen: the engine calls it from its event loop.
 """
@@ -37,298 +31,51 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import json
 import logging
-import math
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from waveui.executors.local.proctable import (
+    LINUX_PROC,
+    POLL,
+    TABLE_MAX_AGE,
+    Entry,
+    Targets,
+    alive,
+    descendants,
+    descendants_of_me,
+    group_exists,
+    holders_collector,
+    pipe_holders,
+    process_table,
+    read_entry,
+    signal_group,
+    signal_pids,
+    terminate_async,
+    terminate_blocking,
+)
+from waveui.run.directives import LineReader, read_directive
+
 log = logging.getLogger(__name__)
 
-DIRECTIVE_PREFIX = "::waveui"
-_PREFIX_BYTES = DIRECTIVE_PREFIX.encode()
-# An agent's JSON result line (Claude Code's stream-json): only such lines are worth decoding.
-_RESULT_TYPE = re.compile(r'"type"\s*:\s*"result"')
-_RESULT_TYPE_BYTES = re.compile(_RESULT_TYPE.pattern.encode())
-_RESULT_BYTES = b'"result"'
-
-# Lines longer than this are logged but not searched for a directive, so one
+# Lines longer than this are logged but not offered to the line reader, so one
 # endless line cannot make waveui hold it all in memory.
 MAX_LINE = 1 << 20
-MESSAGE_MAX = 1000  # a message is shown in a table cell and stored in the journal
 
 # The tree is sampled to find descendants that leave the process group; the
 # first sample comes soon after the start, so that a parent living only a
 # moment is seen before its child is orphaned.
 FIRST_SAMPLE = 0.1
 SAMPLE_INTERVAL = 0.5
-# A process-table scan shared by all tasks sampling at about the same time, so
-# the cost of sampling does not grow with the number of running tasks.
-_TABLE_MAX_AGE = 0.25
-_POLL = 0.05
-
-# psutil derives create_time from the boot time, which the kernel recomputes
-# from the wall clock: in another waveui process (resume after a crash) the
-# same process can show a create time shifted by a clock step. A pid reused
-# within this window by another session leader is not a practical concern.
-CREATE_TIME_TOLERANCE = 1.0
-
-_LINUX_PROC = os.path.isdir("/proc/self/fd") and os.path.exists("/proc/self/stat")
-
-
-# --- directives -------------------------------------------------------------
-
-
-def _number(text: str, strip: str) -> float | None:
-    try:
-        value = float(text.strip().strip(strip))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def parse_directive(line: str) -> dict | None:
-    """The fields of a ``::waveui`` line, or None if ``line`` is not one.
-
-    Values are ``key=value`` words split like a shell does (quote values with
-    spaces). Recognised keys: ``progress`` (percent, 0 to 100, a trailing ``%``
-    allowed), ``cost`` (USD so far, at least 0, a leading ``$`` allowed),
-    ``iteration`` or ``iterations`` (whole number, at least 0) and ``message``.
-    The result has keys ``progress``, ``cost``, ``iterations`` and ``message``,
-    only for the values that were valid; bad values and unknown keys are
-    dropped, so a directive line can give an empty dict.
-    """
-    text = line.strip()
-    if not text.startswith(DIRECTIVE_PREFIX):
-        return None
-    rest = text[len(DIRECTIVE_PREFIX):]
-    if rest and not rest[0].isspace():
-        return None  # "::waveuiX" is some other tool's marker
-    try:
-        words = shlex.split(rest)
-    except ValueError:
-        return {}  # unbalanced quotes: no word can be trusted
-    result: dict = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep:
-            continue
-        key = key.lower()
-        if key == "progress":
-            number = _number(value, "%")
-            if number is not None and 0.0 <= number <= 100.0:
-                result["progress"] = number
-        elif key == "cost":
-            number = _number(value, "$")
-            if number is not None and number >= 0.0:
-                result["cost"] = number
-        elif key in ("iteration", "iterations"):
-            try:
-                count = int(value)
-            except ValueError:
-                continue
-            if count >= 0:
-                result["iterations"] = count
-        elif key == "message":
-            # Control characters would garble a table cell.
-            clean = "".join(ch if ch.isprintable() else " " for ch in value)
-            if len(clean) > MESSAGE_MAX:
-                clean = clean[:MESSAGE_MAX - 1] + "…"
-            result["message"] = clean
-    return result
-
-
-def parse_agent_json(line: str) -> dict | None:
-    """Cost, turns and outcome from an agent's JSON result line, or None if ``line`` is not one.
-
-    Claude Code with ``--output-format stream-json`` prints one JSON object
-    per line and ends with ``{"type": "result", "subtype": "success",
-    "total_cost_usd": 0.12, "num_turns": 7, "result": "...", ...}``: the
-    task's cost and iterations, so the agent needs no ``::waveui`` lines. Every
-    other event (``assistant``, ``user``, ``system``) gives None, and only lines
-    starting with ``{`` and naming the ``result`` type are decoded at all. The
-    result has the keys of :func:`parse_directive`: ``cost``, ``iterations``,
-    ``message``.
-    """
-    text = line.strip()
-    if not text.startswith("{") or not _RESULT_TYPE.search(text):
-        return None
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(event, dict) or event.get("type") != "result":
-        return None
-    result: dict = {}
-    cost = event.get("total_cost_usd", event.get("cost_usd"))  # cost_usd: older Claude Code versions
-    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
-        result["cost"] = float(cost)
-    turns = event.get("num_turns")
-    if isinstance(turns, int) and not isinstance(turns, bool) and turns >= 0:
-        result["iterations"] = turns
-    subtype = event.get("subtype")
-    said = event.get("result")
-    if event.get("is_error") or (isinstance(subtype, str) and subtype != "success"):
-        message = f"agent stopped: {subtype}" if isinstance(subtype, str) and subtype else "agent error"
-        if isinstance(said, str) and said.strip():
-            message += f": {said.strip()}"
-    else:
-        message = said.strip() if isinstance(said, str) else ""
-    message = " ".join(message.split())  # one line for a table cell; control characters are whitespace here
-    message = "".join(ch if ch.isprintable() else " " for ch in message)
-    if message:
-        result["message"] = message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 1] + "…"
-    return result
-
-
-def parse_output_line(line: bytes) -> dict | None:
-    """The fields a line of task output reports: a ``::waveui`` directive or an agent's JSON result.
-
-    Cheap for every other line: only the start of a line is looked at before decoding.
-    """
-    if _PREFIX_BYTES in line[:len(_PREFIX_BYTES) + 64]:
-        fields = parse_directive(line.decode("utf-8", "replace"))
-        if fields is not None:
-            return fields
-    if line[:64].lstrip()[:1] == b"{" and _RESULT_TYPE_BYTES.search(line):
-        return parse_agent_json(line.decode("utf-8", "replace"))
-    return None
-
-
-# --- the process table ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    ppid: int
-    pgid: int
-    start: float  # identity: with the pid, tells a process from a later one reusing the pid
-    zombie: bool
-
-
-_table_lock = threading.Lock()
-_table_cache: tuple[float, dict[int, _Entry]] = (-math.inf, {})
-
-
-def _read_stat(pid: int) -> _Entry:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    # The command name is in parentheses and may itself hold spaces or ")".
-    fields = data[data.rindex(b")") + 2:].split()
-    return _Entry(ppid=int(fields[1]), pgid=int(fields[2]), start=float(fields[19]),
-                  zombie=fields[0] in (b"Z", b"X"))
-
-
-def _scan_table() -> dict[int, _Entry]:
-    table: dict[int, _Entry] = {}
-    if _LINUX_PROC:
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                try:
-                    table[int(name)] = _read_stat(int(name))
-                except (OSError, ValueError, IndexError):
-                    continue  # gone meanwhile
-        return table
-    for proc in psutil.process_iter(["ppid", "status", "create_time"]):
-        try:
-            table[proc.pid] = _Entry(ppid=proc.info["ppid"] or 0, pgid=os.getpgid(proc.pid),
-                                     start=proc.info["create_time"] or 0.0,
-                                     zombie=proc.info["status"] == psutil.STATUS_ZOMBIE)
-        except (OSError, psutil.Error):
-            continue
-    return table
-
-
-def _process_table(max_age: float = 0.0) -> dict[int, _Entry]:
-    """Every process's parent, group and identity; blocking, a few ms."""
-    global _table_cache
-    with _table_lock:
-        taken, table = _table_cache
-        now = time.monotonic()
-        if now - taken > max_age:
-            table = _scan_table()
-            _table_cache = (now, table)
-        return table
-
-
-def _entry(pid: int) -> _Entry | None:
-    """One process's entry, read afresh; None if there is no such process."""
-    try:
-        if _LINUX_PROC:
-            return _read_stat(pid)
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            return _Entry(ppid=proc.ppid(), pgid=os.getpgid(pid), start=proc.create_time(),
-                          zombie=proc.status() == psutil.STATUS_ZOMBIE)
-    except (OSError, ValueError, IndexError, psutil.Error):
-        return None
-
-
-def _alive(pid: int, start: float) -> bool:
-    """Whether the process ``(pid, start)`` exists and is not a zombie."""
-    entry = _entry(pid)
-    return entry is not None and entry.start == start and not entry.zombie
-
-
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int | None, sig: int) -> None:
-    if pgid is None or pgid <= 1 or pgid == os.getpgrp():  # never waveui's own group
-        return
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal_pids(pids: dict[int, float], sig: int) -> None:
-    for pid, start in pids.items():
-        # Checked just before the signal, so a pid reused since it was seen is spared.
-        entry = _entry(pid)
-        if entry is None or entry.start != start or pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _descendants(table: dict[int, _Entry], roots: set[int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, entry in table.items():
-        children.setdefault(entry.ppid, []).append(pid)
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found and child not in roots:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-# What a collect function returns: the process group to signal (None once it
-# has no live member) and the live processes, as pid -> identity.
-Targets = tuple[int | None, dict[int, float]]
 
 
 # --- the subreaper ----------------------------------------------------------
@@ -362,7 +109,7 @@ def become_subreaper() -> bool:
     global _subreaper_pid
     if _subreaper_pid == os.getpid():
         return True
-    if not _LINUX_PROC or not _prctl(PR_SET_CHILD_SUBREAPER, 1):
+    if not LINUX_PROC or not _prctl(PR_SET_CHILD_SUBREAPER, 1):
         return False
     _subreaper_pid = os.getpid()
     return True
@@ -370,129 +117,6 @@ def become_subreaper() -> bool:
 
 def _is_subreaper() -> bool:
     return _subreaper_pid == os.getpid()
-
-
-def _reap_children(table: dict[int, _Entry], keep: int | None) -> None:
-    """Reap this process's dead children (orphans re-parented here), except ``keep``, which its Popen reaps."""
-    me = os.getpid()
-    for pid, entry in table.items():
-        if entry.ppid == me and entry.zombie and pid != keep:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-
-
-def _descendants_of_me(keep: int | None) -> Targets:
-    """Every live descendant of this process, for :func:`_terminate`; reaps dead children on the way.
-
-    A fresh scan every time, never the shared cache: a subreaper's children come
-    and go while it kills them, and the process table lock may have been
-    copied held into a forked child.
-    """
-    table = _scan_table()
-    _reap_children(table, keep)
-    return None, {pid: table[pid].start for pid in _descendants(table, {os.getpid()})
-                  if pid in table and not table[pid].zombie}
-
-
-# How _terminate steps: it yields COLLECT to be sent the result of collect(),
-# or a number of seconds to sleep, so that one sequence serves both a
-# blocking caller and the event loop (where the scans run in a thread).
-COLLECT = "collect"
-Steps = Generator[str | float, Targets, int]
-
-
-def _terminate(grace: float) -> Steps:
-    """SIGTERM, then SIGKILL after ``grace``, every process collected; returns how many there were.
-
-    Processes are collected again while waiting, so those started by a dying
-    one (a TERM handler that spawns) are caught too.
-    """
-    group, pids = yield COLLECT
-    if group is None and not pids:
-        return 0
-    seen = set(pids)
-    signalled: set[int] = set()
-    group_signalled = False
-    deadline = time.monotonic() + max(grace, 0.0)
-    while True:
-        fresh = {pid: start for pid, start in pids.items() if pid not in signalled}
-        for sig in (signal.SIGTERM, signal.SIGCONT):  # a stopped process acts on TERM only once continued
-            if group is not None and not group_signalled:
-                _signal_group(group, sig)
-            _signal_pids(fresh, sig)
-        group_signalled = group_signalled or group is not None
-        signalled |= fresh.keys()
-        if time.monotonic() >= deadline:
-            break
-        yield min(_POLL, max(0.0, deadline - time.monotonic()))
-        group, pids = yield COLLECT
-        seen |= pids.keys()
-        if group is None and not pids:
-            return len(seen)
-    # Anything reaching here ignores SIGTERM or outlasted the grace period.
-    for _ in range(20):
-        _signal_group(group, signal.SIGKILL)
-        _signal_pids(pids, signal.SIGKILL)
-        yield _POLL
-        group, pids = yield COLLECT
-        seen |= pids.keys()
-        if group is None and not pids:
-            break
-    else:
-        log.warning("processes survive SIGKILL (uninterruptible?): group %s, pids %s", group, sorted(pids))
-    return len(seen)
-
-
-def _terminate_blocking(collect: Callable[[], Targets], grace: float) -> int:
-    steps = _terminate(grace)
-    try:
-        step = next(steps)
-        while True:
-            if step == COLLECT:
-                step = steps.send(collect())
-            else:
-                time.sleep(step)
-                step = next(steps)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _terminate_async(collect: Callable[[], Targets], grace: float) -> int:
-    # Not one long to_thread call: that would hold an executor thread for the
-    # whole grace period, and a few such tasks would stall every task start.
-    steps = _terminate(grace)
-    try:
-        step = next(steps)
-        while True:
-            if step == COLLECT:
-                step = steps.send(await asyncio.to_thread(collect))
-            else:
-                await asyncio.sleep(step)
-                step = next(steps)
-    except StopIteration as stop:
-        return stop.value
-
-
-def _pipe_holders(inode: int) -> set[int]:
-    """The processes (other than this one) with the pipe ``inode`` open; Linux only."""
-    if not _LINUX_PROC:
-        return set()
-    target = f"pipe:[{inode}]"
-    me = os.getpid()
-    holders = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{name}/fd"):
-                if os.readlink(f"/proc/{name}/fd/{fd}") == target:
-                    holders.add(int(name))
-                    break
-        except OSError:
-            continue
-    return holders
 
 
 # --- output -----------------------------------------------------------------
@@ -506,13 +130,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 class _OutputProtocol(asyncio.Protocol):
-    """Appends the task's output to its log and passes directive lines on."""
+    """Appends the task's output to its log and passes on what ``read_line`` finds in its lines."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, log_fd: int, on_directive: Callable[[dict], None]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, log_fd: int, on_directive: Callable[[dict], None],
+                 read_line: LineReader | None):
         self.output_closed: asyncio.Future[None] = loop.create_future()
         self._log_fd = log_fd
         self._log_failed = False
         self._on_directive = on_directive
+        self._read_line = read_line
         self._partial = bytearray()  # the line being received, up to MAX_LINE
         self._overlong = False  # the line being received is past MAX_LINE: not parsed
 
@@ -523,7 +149,8 @@ class _OutputProtocol(asyncio.Protocol):
             except OSError as exc:  # disk full: keep draining, or the task would block on its pipe
                 self._log_failed = True
                 log.error("cannot write task log: %s", exc)
-        self._scan(data)
+        if self._read_line is not None:  # else nobody reads the lines here: the log is all
+            self._scan(data)
 
     def _scan(self, data: bytes) -> None:
         first = data.find(b"\n")
@@ -533,9 +160,7 @@ class _OutputProtocol(asyncio.Protocol):
         self._add_partial(data[:first])
         self._end_line()
         last = data.rfind(b"\n")
-        # Whole lines in between: only split them when a directive or an agent's result may be there.
-        if last > first and (data.find(_PREFIX_BYTES, first + 1, last) >= 0
-                             or data.find(_RESULT_BYTES, first + 1, last) >= 0):
+        if last > first:  # whole lines in between
             for line in data[first + 1:last].split(b"\n"):
                 if len(line) <= MAX_LINE:
                     self._line(line)
@@ -557,7 +182,7 @@ class _OutputProtocol(asyncio.Protocol):
         self._overlong = False
 
     def _line(self, line: bytes) -> None:
-        fields = parse_output_line(line)
+        fields = self._read_line(line)
         if fields:
             try:
                 self._on_directive(fields)
@@ -698,21 +323,21 @@ class TaskProcess:
         await asyncio.sleep(FIRST_SAMPLE)
         while True:
             try:
-                await asyncio.to_thread(self._sample, _TABLE_MAX_AGE)
+                await asyncio.to_thread(self._sample, TABLE_MAX_AGE)
             except Exception:
                 log.exception("sampling the process tree of %s failed", self.pid)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
-    def _sample(self, max_age: float) -> dict[int, _Entry]:
+    def _sample(self, max_age: float) -> dict[int, Entry]:
         """Add to the tracked set every live process under the task; returns the table used."""
-        table = _process_table(max_age)
+        table = process_table(max_age)
         with self._lock:
             live = {pid for pid, start in self._tracked.items()
                     if pid in table and table[pid].start == start}
             # Members of the group whose parent died are not descendants any more.
             if not self._group_gone:
                 live |= {pid for pid, entry in table.items() if entry.pgid == self.pgid}
-            for pid in live | _descendants(table, live):
+            for pid in live | descendants(table, live):
                 entry = table.get(pid)
                 if entry is not None and not entry.zombie:
                     self._tracked[pid] = entry.start
@@ -723,34 +348,34 @@ class TaskProcess:
         return table
 
     def _subreaper_targets(self) -> Targets:
-        return _descendants_of_me(None if self.exited else self.pid)
+        return descendants_of_me(None if self.exited else self.pid)
 
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
         if self._subreaper:
             return not self._subreaper_targets()[1]
         if not self._group_gone:
-            if _group_exists(self.pgid):
+            if group_exists(self.pgid):
                 return False
             self._group_gone = True  # an empty group can never fill again
         with self._lock:
             tracked = dict(self._tracked)
-        return not any(_alive(pid, start) for pid, start in tracked.items())
+        return not any(alive(pid, start) for pid, start in tracked.items())
 
     def _collect(self) -> Targets:
-        """The task's live processes, for :func:`_terminate`; blocking."""
+        """The task's live processes, for :func:`~waveui.executors.local.proctable.terminate_async`; blocking."""
         if self._subreaper:
             return self._subreaper_targets()
         group: int | None = None
         if not self._group_gone:
-            if _group_exists(self.pgid):
+            if group_exists(self.pgid):
                 group = self.pgid
             else:
                 # An empty group can never fill again; its number may be reused.
                 self._group_gone = True
         with self._lock:
             tracked = dict(self._tracked)
-        if group is None and not any(_alive(pid, start) for pid, start in tracked.items()):
+        if group is None and not any(alive(pid, start) for pid, start in tracked.items()):
             with self._lock:
                 self._tracked.clear()
             return None, {}
@@ -765,16 +390,16 @@ class TaskProcess:
     def _signal_all(self, sig: int) -> None:
         if self._subreaper:
             signalled = self._subreaper_targets()[1]
-            _signal_pids(signalled, sig)
+            signal_pids(signalled, sig)
             # Again for a child forked just before the first scan, which that scan missed.
-            _signal_pids({pid: start for pid, start in self._subreaper_targets()[1].items()
+            signal_pids({pid: start for pid, start in self._subreaper_targets()[1].items()
                           if signalled.get(pid) != start}, sig)
             return
         if not self._group_gone:
-            _signal_group(self.pgid, sig)
+            signal_group(self.pgid, sig)
         with self._lock:
             tracked = dict(self._tracked)
-        _signal_pids(tracked, sig)
+        signal_pids(tracked, sig)
 
     # -- control
 
@@ -868,7 +493,7 @@ class TaskProcess:
         try:
             leftovers = 0
             if not self._nothing_left():
-                leftovers = await _terminate_async(self._collect, grace)
+                leftovers = await terminate_async(self._collect, grace)
             if leftovers:
                 log.info("task %s: killed %d process(es) left after the shell exited", self.pid, leftovers)
             leftovers += await self._drain_output(grace)
@@ -898,34 +523,15 @@ class TaskProcess:
         # A descendant that escaped between two samples and kept the output open.
         killed = 0
         if self._pipe_inode is not None:
-            holders = await asyncio.to_thread(_pipe_holders, self._pipe_inode)
+            holders = await asyncio.to_thread(pipe_holders, self._pipe_inode)
             if holders:
-                killed = await _terminate_async(_holders_collector(holders), grace)
+                killed = await terminate_async(holders_collector(holders), grace)
                 log.info("task %s: killed %d process(es) holding its output", self.pid, killed)
         try:
             await asyncio.wait_for(asyncio.shield(closed), 1.0)
         except TimeoutError:
             log.warning("task %s: output still open after cleanup; closing it", self.pid)
         return killed
-
-
-def _holders_collector(holders: set[int]) -> Callable[[], Targets]:
-    """A collect function for the pipe holders and their descendants."""
-    tracked: dict[int, float] = {}
-    for pid in holders:
-        entry = _entry(pid)
-        if entry is not None:
-            tracked[pid] = entry.start
-
-    def collect() -> Targets:
-        table = _process_table(0.0)
-        live = {pid for pid, start in tracked.items() if pid in table and table[pid].start == start}
-        for pid in live | _descendants(table, live):
-            tracked[pid] = table[pid].start
-        return None, {pid: tracked[pid] for pid in tracked
-                      if pid in table and table[pid].start == tracked[pid] and not table[pid].zombie}
-
-    return collect
 
 
 def _make_private_dirs(path: Path) -> None:
@@ -954,7 +560,7 @@ class _Spawned:
 
     def discard(self, loop: asyncio.AbstractEventLoop) -> None:
         """Kill a shell nobody will wait for (its start was cancelled)."""
-        _signal_group(self.popen.pid, signal.SIGKILL)
+        signal_group(self.popen.pid, signal.SIGKILL)
         self.popen.stdout.close()
         os.close(self.log_fd)
         _watch_exit(loop, self.popen, lambda: None)
@@ -981,16 +587,18 @@ def _spawn(command: str, cwd: Path, env: dict[str, str], log_path: Path) -> _Spa
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.Error:
         create_time = time.time()
-    entry = _entry(popen.pid)
+    entry = read_entry(popen.pid)
     return _Spawned(popen, log_fd, started, create_time, entry.start if entry is not None else None)
 
 
 async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Path,
-                     on_directive: Callable[[dict], None]) -> TaskProcess:
+                     on_directive: Callable[[dict], None],
+                     read_line: LineReader | None = read_directive) -> TaskProcess:
     """Start ``/bin/sh -c command`` in ``cwd`` with exactly ``env``; its output is appended to ``log_path``.
 
-    ``on_directive`` is called, on the event loop, with the fields of each
-    valid ``::waveui`` line (see :func:`parse_directive`). Cancelling the
+    ``on_directive`` is called, on the event loop, with the fields
+    ``read_line`` finds in each line of output (by default those of a valid
+    ``::waveui`` line; with None no line is read, only logged). Cancelling the
     start kills the shell if it had started already. Whether the task's
     processes are found by mechanism or by sampling depends on the calling
     process: by mechanism once it called :func:`become_subreaper`.
@@ -1009,7 +617,7 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
                 future.result().discard(loop)
         spawning.add_done_callback(discard)
         raise
-    protocol = _OutputProtocol(loop, spawned.log_fd, on_directive)
+    protocol = _OutputProtocol(loop, spawned.log_fd, on_directive, read_line)
     try:
         transport, _ = await loop.connect_read_pipe(lambda: protocol, spawned.popen.stdout)
     except BaseException:
@@ -1035,7 +643,7 @@ def run_to_end(command: str, cwd: Path, env: dict[str, str], log_path: Path | No
     if this process dies meanwhile. Elsewhere it is a task run by
     :func:`start_task`, in an event loop of its own.
     """
-    if not _LINUX_PROC:
+    if not LINUX_PROC:
         return _run_to_end_sampled(command, cwd, env, log_path, timeout, grace)
     output = subprocess.DEVNULL
     if log_path is not None:
@@ -1087,12 +695,12 @@ def _run_as_subreaper(parent: int, command: str, cwd: Path, env: dict[str, str],
         if stopping or (deadline is not None and time.monotonic() >= deadline):
             timed_out = not stopping
             # The shell is spared by the reaping (not the signals): its Popen must read its status.
-            _terminate_blocking(lambda: _descendants_of_me(shell.pid), grace)
+            terminate_blocking(lambda: descendants_of_me(shell.pid), grace)
             break
-        time.sleep(_POLL)
+        time.sleep(POLL)
     code = shell.wait()
     # The shell is gone: whatever it left behind is a descendant of this process, whatever it did.
-    _terminate_blocking(lambda: _descendants_of_me(None), grace)
+    terminate_blocking(lambda: descendants_of_me(None), grace)
     if timed_out:
         return TIMED_OUT_EXIT
     return 128 - code if code < 0 else code
@@ -1102,7 +710,7 @@ def _run_to_end_sampled(command: str, cwd: Path, env: dict[str, str], log_path: 
                         timeout: float | None, grace: float) -> int:
     async def run() -> ExitResult:
         task = await start_task(command, cwd, env, Path(os.devnull) if log_path is None else log_path,
-                                lambda _values: None)
+                                lambda _values: None, read_line=None)
         return await task.wait(timeout=timeout, grace=grace)
 
     outcome: list[ExitResult] = []
@@ -1113,86 +721,3 @@ def _run_to_end_sampled(command: str, cwd: Path, env: dict[str, str], log_path: 
     if not outcome:
         return 127
     return TIMED_OUT_EXIT if outcome[0].timed_out else outcome[0].exit_code
-
-
-# --- after a crash, and for the worker table -------------------------------
-
-
-def kill_leftover(pid: int, create_time: float, grace: float = 2.0) -> bool:
-    """Kill what is left of a task started by a waveui process that died; blocking.
-
-    Only if the process ``pid`` exists, was created at ``create_time`` (so a
-    reused pid is never mistaken for it) and leads its own session, as every
-    task's shell does: its process group and its descendants get SIGTERM,
-    then SIGKILL after ``grace`` seconds. Returns whether any live process
-    was found to kill.
-    """
-    if pid <= 1 or pid == os.getpid():
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > CREATE_TIME_TOLERANCE:
-            return False
-        # A task's shell leads its own session for life: anything else is not one.
-        if os.getsid(pid) != pid:
-            return False
-    except (psutil.Error, OSError):
-        return False
-    group_alive = True
-    root = _entry(pid)
-    if root is None:
-        return False
-    tracked: dict[int, float] = {pid: root.start}
-
-    def collect() -> Targets:
-        nonlocal group_alive
-        table = _process_table(0.0)
-        live = {p for p, start in tracked.items() if p in table and table[p].start == start}
-        if group_alive:
-            live |= {p for p, entry in table.items() if entry.pgid == pid}
-        for p in live | _descendants(table, live):
-            tracked[p] = table[p].start
-        members = [p for p, entry in table.items() if entry.pgid == pid and not entry.zombie]
-        if group_alive and not members:
-            group_alive = False  # never signal the number again: it may be reused
-        return (pid if group_alive else None), {
-            p: start for p, start in tracked.items()
-            if p in table and table[p].start == start and not table[p].zombie}
-
-    return _terminate_blocking(collect, grace) > 0
-
-
-_usage_lock = threading.Lock()
-_usage_procs: dict[int, psutil.Process] = {}
-_usage_calls = 0
-
-
-def process_tree_usage(pid: int) -> tuple[float, int]:
-    """CPU percent (100 = one core) and resident bytes of ``pid`` and its descendants; blocking.
-
-    The psutil objects are kept between calls, since CPU percent is measured
-    from one call to the next: the first call for a process counts 0 for it.
-    """
-    global _usage_calls
-    with _usage_lock:
-        _usage_calls += 1
-        if _usage_calls % 64 == 0:
-            for known in [p for p in _usage_procs.values() if not p.is_running()]:
-                _usage_procs.pop(known.pid, None)
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0, 0
-        cpu, rss = 0.0, 0
-        for proc in procs:
-            cached = _usage_procs.get(proc.pid)
-            if cached is None or cached != proc:  # new, or the pid was reused
-                _usage_procs[proc.pid] = cached = proc
-            try:
-                with cached.oneshot():
-                    cpu += cached.cpu_percent(None)
-                    rss += cached.memory_info().rss
-            except psutil.Error:
-                _usage_procs.pop(proc.pid, None)
-        return cpu, rss

@@ -3,7 +3,8 @@
 A supervisor is forked from waveui (cheaper than starting a new Python) and
 leaves waveui's session at once, so nothing that happens to waveui reaches
 it: not ``kill -9``, not a closed terminal. waveui follows a supervised step
-through files only: it reads ``::waveui`` lines from the log as it grows and
+through files only: it reads the log as it grows, with the line reader it
+was given (``::waveui`` lines, and the agent's own result lines), and
 learns the end from the status, which it reads from the status file or, when
 that could not be written, from the pid file (see :mod:`waveui.executors.local.supervisor`).
 The next waveui can do exactly the same with a step it did not start; that
@@ -24,14 +25,15 @@ from pathlib import Path
 
 import psutil
 
-from waveui.run.journal import runs_dir
-from waveui.executors.local.runner import ExitResult, parse_output_line
+from waveui.core.pids import CREATE_TIME_TOLERANCE
+from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
+from waveui.run.directives import LineReader, read_directive
+from waveui.run.journal import runs_dir
 
 STEPS = ("running", "verifying")
 POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
-CREATE_TIME_TOLERANCE = 1.0
 READ_CHUNK = 1 << 20
 LONGEST_LINE = 1 << 20  # longer lines are logged but not parsed
 
@@ -119,13 +121,14 @@ class SupervisedStep:
     """A task step running under a supervisor: pause, resume, terminate, wait — started here or adopted."""
 
     def __init__(self, files: StepFiles, record: dict, on_directive: Callable[[dict], None],
-                 supervisor_is_child: bool, log_offset: int = 0):
+                 supervisor_is_child: bool, log_offset: int = 0, read_line: LineReader = read_directive):
         self.files = files
         self.pid: int = record["pid"]
         self.create_time: float = record["started"]
         self.supervisor: int = record["supervisor"]
         self.supervisor_started: float = record["supervisor_started"]
         self._on_directive = on_directive
+        self._read_line = read_line
         self._child = supervisor_is_child
         self._offset = log_offset
         self._partial = b""
@@ -139,7 +142,9 @@ class SupervisedStep:
 
     @classmethod
     async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                    on_directive: Callable[[dict], None], timeout: float | None, grace: float) -> SupervisedStep:
+                    on_directive: Callable[[dict], None], timeout: float | None, grace: float,
+                    read_line: LineReader = read_directive) -> SupervisedStep:
+        """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output."""
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
         offset = files.log.stat().st_size if files.log.exists() else 0
@@ -149,18 +154,19 @@ class SupervisedStep:
         while time.monotonic() < deadline:
             record = _read_json(files.pidfile)
             if record and "pid" in record:
-                return cls(files, record, on_directive, True, offset)
+                return cls(files, record, on_directive, True, offset, read_line)
             status = read_status(files)
             if status:  # could not even start (e.g. the folder vanished)
                 now = time.time()
                 return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
-                                   "supervisor_started": now}, on_directive, True, offset)
+                                   "supervisor_started": now}, on_directive, True, offset, read_line)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
         raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
 
     @classmethod
-    def adopt(cls, files: StepFiles, on_directive: Callable[[dict], None]) -> SupervisedStep | None:
+    def adopt(cls, files: StepFiles, on_directive: Callable[[dict], None],
+              read_line: LineReader = read_directive) -> SupervisedStep | None:
         """Follow a step an earlier waveui started: if it finished, or its supervisor still runs.
 
         The whole log is read again, so progress and cost come back as they were.
@@ -171,7 +177,7 @@ class SupervisedStep:
         if "pid" not in record:
             return None
         if read_status(files) is not None or _alive(record.get("supervisor"), record.get("supervisor_started")):
-            return cls(files, record, on_directive, False, 0)
+            return cls(files, record, on_directive, False, 0, read_line)
         return None
 
     def supervisor_alive(self) -> bool:
@@ -248,7 +254,7 @@ class SupervisedStep:
         if len(self._partial) > LONGEST_LINE:
             self._partial = b""  # logged, too long to be a directive
         for raw in lines:
-            values = parse_output_line(raw)
+            values = self._read_line(raw)
             if values:
                 self._on_directive(values)
 

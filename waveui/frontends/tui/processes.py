@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import psutil
 
+from waveui.core.pids import CREATE_TIME_TOLERANCE
 from waveui.frontends.tui.usage import Target, Usage
-
-# A pid whose process started more than this far (seconds) from the time the
-# engine recorded belongs to another process: the task's is gone.
-START_TOLERANCE = 1.0
 
 
 class ProcessSampler:
@@ -43,7 +40,8 @@ class ProcessSampler:
         if root is None:
             return None
         try:
-            if target.started is not None and abs(root.create_time() - target.started) > START_TOLERANCE:
+            # Started that far from the time the engine recorded: another process, the task's is gone.
+            if target.started is not None and abs(root.create_time() - target.started) > CREATE_TIME_TOLERANCE:
                 return None
             children = root.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):

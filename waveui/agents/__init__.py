@@ -1,0 +1,112 @@
+"""Agents: the coding agent CLIs waveui knows, one module each, and what waveui does with them.
+
+Each agent is a module of this package exposing the same names, most
+borrowed from :mod:`waveui.agents.base`:
+
+* ``NAME``, its name on the command line (``waveui init --agent NAME``);
+* ``COMMAND`` and ``COMMENT``, its recipe: the ``[epic] command`` that runs it
+  non-interactively on a task, and one line saying so above it;
+* ``matches(command)``, whether a task's command runs this agent;
+* ``read_line(line)``, the fields (as :func:`waveui.run.directives.parse_directive`
+  gives them) that a raw line of its output reports, or None.
+
+:data:`AGENTS` maps names to modules: a new agent is one new module and one
+line there.
+
+Every recipe runs in the task's worktree (the command's working folder) on the
+prompt waveui hands over in ``$WAVEUI_PROMPT``, never pasted into the command,
+so no prompt can break the shell's quoting. waveui commits what the agent
+leaves in the worktree, so agents that commit by themselves are told not to.
+"""
+
+from __future__ import annotations
+
+import re
+from types import ModuleType
+from typing import NamedTuple
+
+import tomli_w
+
+from waveui.agents import aider, base, claude, codex, shell
+from waveui.run.directives import LineReader, read_directive
+
+AGENTS: dict[str, ModuleType] = {
+    claude.NAME: claude,
+    codex.NAME: codex,
+    aider.NAME: aider,
+    shell.NAME: shell,
+}
+
+
+class Recipe(NamedTuple):
+    command: str
+    comment: str  # one line for the epic file, above the command
+
+
+RECIPES: dict[str, Recipe] = {name: Recipe(agent.COMMAND, agent.COMMENT) for name, agent in AGENTS.items()}
+
+
+def agent_for(command: str) -> ModuleType | None:
+    """The agent that ``command`` runs, the first in :data:`AGENTS` to recognise it; None for any other command."""
+    return next((agent for agent in AGENTS.values() if agent.matches(command)), None)
+
+
+def line_reader(command: str) -> LineReader:
+    """How to read the output of a task running ``command``: its ``::waveui`` lines, else what its agent reports.
+
+    A command no agent recognises may be a script that runs one: every
+    agent's reader is offered its lines.
+    """
+    agent = agent_for(command)
+    candidates = [agent] if agent is not None else list(AGENTS.values())
+    readers = [each.read_line for each in candidates if each.read_line is not base.read_line]
+    if not readers:
+        return read_directive
+
+    def read_line(line: bytes) -> dict | None:
+        fields = read_directive(line)
+        if fields is not None:
+            return fields
+        for read in readers:
+            fields = read(line)
+            if fields is not None:
+                return fields
+        return None
+
+    return read_line
+
+
+def command_line(command: str) -> str:
+    """``command = ...`` as a TOML line: a literal string when it can be one, so quotes read as typed."""
+    if "'" not in command and not re.search(r"[\x00-\x1f\x7f]", command):
+        return f"command = '{command}'"
+    return tomli_w.dumps({"command": command}).strip()
+
+
+def recipe_lines(name: str) -> list[str]:
+    """The comment and the command line of recipe ``name``, ready for an ``[epic]`` table."""
+    recipe = RECIPES[name]
+    return [f"# {recipe.comment}", command_line(recipe.command)]
+
+
+def epic_command_lines(name: str | None) -> list[str]:
+    """The ``[epic]`` lines for agent ``name``; without one, comments that suggest a recipe."""
+    if name:
+        return recipe_lines(name)
+    return [f"# No command yet: set one, or import again with --agent {'|'.join(RECIPES)}. For example:",
+            "# " + recipe_lines("claude")[1]]
+
+
+_COMMAND = re.compile(r"^command\s*=.*$", re.M)
+_COMMENTED_COMMAND = re.compile(r"^#\s*command\s*=.*\n", re.M)
+
+
+def starter(text: str, name: str) -> str:
+    """The starter epic ``text`` with its command replaced by recipe ``name``, the rest (comments too) kept."""
+    text = _COMMENTED_COMMAND.sub("", text)  # the other suggestion would only confuse
+    lines = "\n".join(recipe_lines(name))
+    replaced, count = _COMMAND.subn(lambda _: lines, text, count=1)
+    if count:
+        return replaced
+    # no command line to replace: put it right under [epic]
+    return re.sub(r"^\[epic\][^\n]*\n", lambda m: m.group(0) + lines + "\n", text, count=1, flags=re.M)

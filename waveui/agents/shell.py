@@ -1,0 +1,15 @@
+"""A plain shell command: the recipe to start from when the task is a script of your own."""
+
+from waveui.agents import base
+
+NAME = "shell"
+COMMAND = 'mkdir -p notes && printf "%s\\n" "$WAVEUI_PROMPT" > "notes/$WAVEUI_TASK_ID.md"'
+COMMENT = "a plain shell command: put your own script here; what it leaves in the worktree is the task's work"
+
+
+def matches(command: str) -> bool:
+    """Never: any command is a shell command, so recognising one says nothing about what it runs."""
+    return False
+
+
+read_line = base.read_line
