@@ -214,7 +214,10 @@ def _terminate(grace: float) -> Steps:
     deadline = time.monotonic() + max(grace, 0.0)
     while True:
         fresh = {pid: start for pid, start in pids.items() if pid not in signalled}
-        for sig in (signal.SIGTERM, signal.SIGCONT):  # a stopped process acts on TERM only once continued
+        # Stopped first, all of them, then told to end, then continued: no process acts between the
+        # signals of the others (a shell whose child died first would run its next command).
+        # A stopped process acts on TERM only once continued.
+        for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGCONT):
             if group is not None and not group_signalled:
                 signal_group(group, sig)
             signal_pids(fresh, sig)

@@ -348,7 +348,11 @@ class TaskProcess:
         return table
 
     def _subreaper_targets(self) -> Targets:
-        return descendants_of_me(None if self.exited else self.pid)
+        _, pids = descendants_of_me(None if self.exited else self.pid)
+        # The shell's group too, signalled as one (see terminate_steps): sent to its processes one by
+        # one, a shell whose `sleep` died first ran its next commands before its own signal came.
+        group = self.pgid if not self.exited and group_exists(self.pgid) else None
+        return group, pids
 
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
@@ -383,11 +387,15 @@ class TaskProcess:
         with self._lock:
             pids = dict(self._tracked)
         members = [pid for pid, entry in table.items() if entry.pgid == self.pgid and not entry.zombie]
-        if group is not None and not members:
-            group = None  # only zombies left (their reaper is elsewhere)
+        if group is not None and not members and self.exited:
+            group = None  # only zombies left (their reaper is elsewhere); a live shell keeps its group
         return group, pids
 
     def _signal_all(self, sig: int) -> None:
+        # The shell's group first, as one: signalled process by process, a shell whose `sleep` was
+        # killed first could run its next commands before its own signal came.
+        if not self._group_gone and not self.exited:
+            signal_group(self.pgid, sig)
         if self._subreaper:
             signalled = self._subreaper_targets()[1]
             signal_pids(signalled, sig)
@@ -395,7 +403,7 @@ class TaskProcess:
             signal_pids({pid: start for pid, start in self._subreaper_targets()[1].items()
                           if signalled.get(pid) != start}, sig)
             return
-        if not self._group_gone:
+        if not self._group_gone and self.exited:  # the group of a shell that exited may still hold children
             signal_group(self.pgid, sig)
         with self._lock:
             tracked = dict(self._tracked)
@@ -438,8 +446,11 @@ class TaskProcess:
     async def _stop(self, grace: float) -> None:
         if self._kill_deadline is None:
             self._kill_deadline = time.monotonic() + grace
+        # Stopped, told to end, continued: no process of the task acts between the others' signals,
+        # and a stopped process acts on TERM only once continued.
+        self._signal_all(signal.SIGSTOP)
         self._signal_all(signal.SIGTERM)
-        self._signal_all(signal.SIGCONT)  # a stopped process acts on TERM only once continued
+        self._signal_all(signal.SIGCONT)
         if self.paused:
             self._paused_total += time.monotonic() - self._paused_since
             self._paused_since = None
