@@ -26,11 +26,9 @@ from waveui.run.events import (
     RunPaused,
     RunStarted,
     SetupRan,
-    TaskInfo,
     TaskProgress,
     TaskStateChanged,
 )
-from waveui.engine import recovery
 from waveui.engine.errors import EngineError, RunAlreadyComplete
 from waveui.engine.ready import SETTLED, STUCK_STATES, WAITING, ReadyQueue
 from waveui.engine.resume import Adoption, Resume
@@ -38,12 +36,12 @@ from waveui.executors import Executor, ExecutorFactory, StepHandle
 from waveui.executors.local import LocalExecutor
 from waveui.git.guard import RepositoryGuard
 from waveui.run.journal import Journal, ensure_private_dir, new_run_id, runs_dir
+from waveui.engine.opening import check_repository, conflict_rows, task_infos
 from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.core.errors import describe
-from waveui.git.preflight import PreflightError, check_waveui_folder, ensure_waveui_ignored
 from waveui.engine.recovery import TASK_TRAILER
-from waveui.git.merge import GitError, Integrator, MergeBlocked, RefMoved
-from waveui.git.worktrees import BrokenSlot, WorktreePool, attempt_ref
+from waveui.git.merge import GitError, Integrator, RefMoved
+from waveui.git.worktrees import BrokenSlot, WorktreePool
 from waveui.git.command import clean_env
 from waveui.run.state import RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
@@ -80,8 +78,6 @@ class Engine:
         self.state = RunState()
         self.plan: Plan = make_plan(epic, self.options.max_parallel or default_workers(epic))
         self.tasks: dict[str, Task] = {t.id: t for t in epic.tasks}
-        self.requires = {self.plan.graph.ids[i]: [self.plan.graph.ids[d] for d in deps]
-                         for i, deps in enumerate(self.plan.graph.pred)}
         partners = {self.plan.graph.ids[i]: [self.plan.graph.ids[j] for j in others]
                     for i, others in enumerate(self.plan.exclusive)}
         self.locks = FileLocks(partners if epic.conflicts == "lock" else {})
@@ -167,24 +163,6 @@ class Engine:
         minimum = min(self.epic.min_parallel, maximum)
         return minimum, maximum
 
-    def _task_infos(self) -> list[TaskInfo]:
-        plan = self.plan
-        level = {task: number for number, wave in enumerate(plan.waves) for task in wave}
-        rank = plan.dispatch_rank
-        on_path = plan.critical.members
-        return [
-            TaskInfo(task_id, self.tasks[task_id].title, self.requires[task_id], plan.graph.weight[i],
-                     list(self.tasks[task_id].affected_files), level[i], rank[task_id], i in on_path,
-                     self.tasks[task_id].priority, recovery.fingerprint(self.epic, self.tasks[task_id]))
-            for i, task_id in enumerate(plan.graph.ids)
-        ]
-
-    def _conflict_rows(self) -> list[dict]:
-        ids = self.plan.graph.ids
-        handling = {"serialise": "serialised", "lock": "locked", "defer": "deferred"}[self.epic.conflicts]
-        return [{"tasks": [ids[c.a], ids[c.b]], "files": list(c.files), "handling": handling}
-                for c in self.plan.conflicts]
-
     def choose_run(self) -> Path:
         """The run folder: the unfinished run to resume, or a new one (decided once).
 
@@ -239,26 +217,12 @@ class Engine:
         """
         if self._claimed:
             return
-        self._check_repository()
+        check_repository(self.repo_root, self.git)
         try:
             self._controller.acquire()
         except ControllerBusy as error:
             raise EngineError(str(error)) from None
         self._claimed = True
-
-    def _check_repository(self) -> None:
-        """Refuse, before anything is written, a repository whose ``.waveui`` git would track or that leads elsewhere."""
-        try:
-            check_waveui_folder(self.repo_root)
-            if self.git:
-                from waveui.git.command import GitError, Repository
-
-                try:
-                    ensure_waveui_ignored(Repository.open(self.repo_root))
-                except GitError as error:
-                    raise EngineError(error.message) from None
-        except PreflightError as error:
-            raise EngineError(str(error)) from None
 
     def _start_events(self, resumed: bool) -> None:
         minimum, maximum = self._limits()
@@ -272,7 +236,8 @@ class Engine:
             t=self.clock(), run_id=self.run_dir.name, epic=self.epic.name,
             branch=self.integrator.branch if self.integrator else "", base=self.epic.base or "",
             strategy=self.epic.strategy, conflict_mode=self.epic.conflicts, max_parallel=maximum, limit=limit,
-            tasks=self._task_infos(), conflicts=self._conflict_rows(), critical_length=self.plan.critical.length,
+            tasks=task_infos(self.epic, self.plan), conflicts=conflict_rows(self.epic, self.plan),
+            critical_length=self.plan.critical.length,
             resumed=resumed, tip=(self.integrator.expected or "") if self.integrator else "",
         ))
         for notice in self._early_notices:
