@@ -439,7 +439,7 @@ class Engine:
 
     async def _run_commands(self, task: Task, attempt: int, slot: int, workdir: Path, start_point: str,
                             adopted: Adoption | None) -> str | None:
-        """Run the task's command, then its verify, each under a supervisor; None on success, else why not."""
+        """Run the task's command, then its verify, each as a step of the executor; None on success, else why not."""
         env = self._env(task, attempt, workdir)
         timeout = task.timeout or self.epic.timeout
         steps = self._steps(task)
