@@ -71,3 +71,23 @@ def test_fresh_stops_the_tasks_the_earlier_run_left_and_keeps_their_work(tmp_pat
     # What the stopped attempt had written is kept under refs/waveui/ (its slot was reused).
     kept = git(repo, "for-each-ref", "--format=%(refname)", "refs/waveui/again/")
     assert any(git(repo, "ls-tree", "--name-only", ref, "partial.txt") for ref in kept.split()), kept
+
+
+def test_work_a_reused_slot_kept_for_a_finished_task_is_merged_not_rerun(tmp_path):
+    """A task finishes while no waveui follows it; another epic's run reuses its slot first; the resume merges it."""
+    ledger = tmp_path / "ledger"
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n"})
+    (repo / "waveui.toml").write_text(LONG.format(name="first", ledger=ledger, sleep="1.5", task="slow")
+                                      + '[[task]]\nid = "after"\nrequires = ["slow"]\n')
+    (repo / "other.toml").write_text(LONG.format(name="second", ledger=ledger, sleep="0.1", task="quick"))
+    process = start(repo)
+    assert wait_for(lambda: ledger.exists(), timeout=60)
+    kill9(process)
+    assert wait_for(lambda: any((repo / ".waveui" / "runs").glob("*/logs/slow.running.status")), timeout=60)
+    code, out = run(repo, "-f", "other.toml")  # takes slot-0, keeping what the finished task left there
+    assert code == 0, out
+    code, out = run(repo)
+    assert code == 0, out
+    assert ledger.read_text().split().count("slow") == 1  # merged from what was kept, not run again
+    assert git(repo, "show", "waveui/first:slow.txt") == "slow"
+    assert git(repo, "show", "waveui/first:after.txt") == "after"

@@ -1,1 +1,1 @@
-"""Running an epic: events, state, journal, runner, worktrees, locks, merging, adaptive limits."""
+"""Running an epic: the coordinator (engine), its ready queue, opening and resuming a run, locks, the adaptive limit."""

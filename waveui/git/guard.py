@@ -64,7 +64,8 @@ class RepositoryGuard:
     def __init__(self, repository: Repository, epic: str):
         self.repository = repository
         self.epic = epic
-        self._owned = (f"refs/heads/waveui/{epic}@", f"refs/waveui/{epic}/")
+        # refs/waveui/ as a whole: a pool keeps what a reused slot held under the epic that left it.
+        self._owned = (f"refs/heads/waveui/{epic}@", "refs/waveui/")
         self._owned_exact = f"refs/heads/waveui/{epic}"
         self._refs, self._owned_refs = self._read_refs()
         self._stash = self._stash_entries()
@@ -168,7 +169,7 @@ class RepositoryGuard:
             report.stop.append(f"{name} was {how} during the run ({old[:12]} -> {new[:12]}) by something "
                                "other than waveui")
         for name in sorted(set(now) - set(self._refs)):
-            if name.startswith(("refs/heads/waveui/", "refs/waveui/")):
+            if name.startswith("refs/heads/waveui/"):
                 report.stop.append(f"{name} was created during the run in waveui's namespace")
             elif name.startswith("refs/replace/"):
                 # A replace ref silently swaps one object for another in every later git command.

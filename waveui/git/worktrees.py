@@ -214,6 +214,26 @@ class WorktreePool:
         checkout.run("symbolic-ref", "HEAD", ref)  # the worktree is on its branch again, index and files as committed
         return new
 
+    def take_leftovers(self, task_id: str, start: str) -> str | None:
+        """Move the task's branch from ``start`` to the work a reused slot kept for it; that commit, or None.
+
+        A task whose command finished while no waveui followed it leaves its
+        work in its slot; whichever run reuses the slot first keeps that work
+        under ``refs/waveui/<epic>/<task>/left-*`` (see ``_save_leftovers``).
+        The newest such commit built on ``start`` is the task's work.
+        """
+        branch_ref = f"refs/heads/{task_branch(self.epic, task_id)}"
+        prefix = f"refs/waveui/{self.epic}/{check_name('task id', task_id)}/"
+        out = self.repository.run("for-each-ref", "--sort=-creatordate", "--format=%(objectname) %(refname)",
+                                  prefix).out
+        for line in out.splitlines():
+            commit, _, name = line.partition(" ")
+            if name.startswith(prefix + "left-") and commit != start and self.repository.is_ancestor(start, commit):
+                moved = self.repository.run("update-ref", "-m", "waveui: work kept from a reused slot",
+                                            branch_ref, commit, start, ok=(0, 1, 128))
+                return commit if moved.status == 0 else None
+        return None
+
     def save_attempt(self, wt: Worktree, attempt: int, message: str) -> str | None:
         """Commit everything the worktree holds (untracked files too) to the attempt's ref; its commit.
 

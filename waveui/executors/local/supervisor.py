@@ -54,6 +54,7 @@ from waveui.run.journal import ensure_private_dir
 
 PAUSE_SIGNAL = signal.SIGUSR1
 RESUME_SIGNAL = signal.SIGUSR2
+PIDFILE_TRIES = 3  # a logs folder deleted between two writes is made again; a full disk fails after these
 PIDFILE_BLOCK = 4096  # the pid file's size is a multiple of this, with at least STATUS_ROOM to spare
 STATUS_ROOM = 1024
 RETRY_FIRST, RETRY_MOST = 0.05, 5.0  # seconds between attempts to write a status
@@ -126,6 +127,22 @@ class PidFile:
             self._fd = None
 
 
+def _pid_file(path: Path, record: dict) -> PidFile:
+    """The step's pid file, the logs folder made again if the user deleted it just now; OSError if it cannot be."""
+    for attempt in range(PIDFILE_TRIES):
+        try:
+            return PidFile(path, record)
+        except OSError:
+            if attempt == PIDFILE_TRIES - 1 or not _repository_of(path.parent).is_dir():
+                raise
+            try:
+                ensure_private_dir(path.parent)
+            except OSError:
+                pass
+            time.sleep(RETRY_FIRST)
+    raise AssertionError("unreachable")
+
+
 def _repository_of(logs: Path) -> Path:
     """The repository a run's logs folder (``<repo>/.waveui/runs/<run>/logs``) belongs to."""
     return logs.parents[3] if len(logs.parents) > 3 else logs.parent
@@ -172,11 +189,10 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
         record_status(status, None, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
                                      "ended": time.time(), "error": str(error)})
         return
+    record = {"supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
+              "pid": process.pid, "started": process.create_time, "cwd": os.path.abspath(cwd)}
     try:
-        reserved = PidFile(pidfile, {
-            "supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
-            "pid": process.pid, "started": process.create_time, "cwd": os.path.abspath(cwd),
-        })
+        reserved = _pid_file(pidfile, record)
     except OSError as error:  # no pid file, no way for waveui to follow it: do not let it run unseen
         result = await process.terminate(grace)
         record_status(status, None, {"exit_code": 127, "signal": result.signal, "timed_out": False,

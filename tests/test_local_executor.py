@@ -1,0 +1,29 @@
+"""The local executor behind the executor protocol: start, follow, adopt and read back a step."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from waveui.executors.local import LocalExecutor
+
+
+def test_a_step_started_is_found_again_by_a_later_executor_of_the_same_run(tmp_path):
+    async def scenario():
+        executor = LocalExecutor(tmp_path, "run-1")
+        progress = []
+        step = await executor.start("t1", "running", "echo '::waveui progress=40'; exit 3", tmp_path,
+                                    dict(os.environ), None, 1.0, progress.append)
+        ended = await step.wait()
+        later = LocalExecutor(tmp_path, "run-1")
+        return ended, progress, later
+
+    ended, progress, later = asyncio.run(scenario())
+    assert ended.exit_code == 3 and not ended.timed_out
+    assert progress and progress[0]["progress"] == 40
+    assert later.began("t1", "running") and not later.began("t1", "verifying")
+    assert later.ended("t1", "running").exit_code == 3
+    assert later.ended("t1", "verifying") is None
+    assert later.adopt("t1", "running", lambda _values: None) is not None
+    assert later.live_steps() == []
+    assert LocalExecutor(tmp_path, "run-2").ended("t1", "running") is None
