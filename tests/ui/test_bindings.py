@@ -6,9 +6,9 @@ from textual.widgets import DataTable
 
 from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.frontends.tui.detail import TaskDetailScreen
-from waveui.frontends.tui.dialogs import ConfirmCancel, QuitLiveRun
-from waveui.frontends.tui.help import HelpScreen
+from waveui.frontends.tui.screens.detail import TaskDetailScreen
+from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.widgets.graph import DependencyGraph
 from waveui.frontends.tui.widgets.logview import TaskLog
 from waveui.frontends.tui.widgets.timeline import WaveTimeline

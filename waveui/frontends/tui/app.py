@@ -31,11 +31,11 @@ from waveui.plan.eta import estimate_remaining
 from waveui.run import metrics
 from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.bridge import Changes, RunBridge
-from waveui.frontends.tui.detail import TaskDetailScreen
-from waveui.frontends.tui.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.screens.detail import TaskDetailScreen
+from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun
 from waveui.frontends.tui.feeds import EventFeed
 from waveui.frontends.tui.graph_layout import GraphLayout
-from waveui.frontends.tui.help import HelpScreen
+from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.look import TaskFilter
 from waveui.frontends.tui.messages import TaskOpened, TaskSelected
 from waveui.frontends.tui.usage import Target, Usage
