@@ -347,16 +347,16 @@ async def test_the_app_shows_hostile_output_inert_in_every_pane(tmp_path):
     (tmp_path / "cart-service.log").write_text("before\n" + "\n".join(HOSTILE_OUTPUT) + "\nafter\n")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app, events=len(events))
-        app.select_task("cart-service")
+        app.main_screen.select_task("cart-service")
         await press(pilot, app)
-        log = app.task_log
+        log = app.main_screen.task_log
         # Each sequence is gone; what is left of a line is plain text ("\u2407\u2408": BEL and BS made visible).
         assert [line for line in log.lines if line] == ["before", "exe.txt", "\u2407\u2408", "after"]
         for line in log.lines:
             _assert_inert(line)
         _assert_inert(_screen_text(app))
         for task_id in ("search-index", "analytics-events", "api-schema", "../../etc/x\x1b[2J"):
-            app.select_task(task_id)
+            app.main_screen.select_task(task_id)
             await press(pilot, app)
             _assert_inert(_screen_text(app))
             await press(pilot, app, "enter")  # its detail screen: log, files, attempts, reason
@@ -380,12 +380,12 @@ async def test_watch_mode_shows_a_hostile_journal_and_log_inert(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app, events=len(events))
         assert app.state.epic.startswith("checkout\x1b")  # the hostile text did arrive ...
-        app.select_task("cart-service")
+        app.main_screen.select_task("cart-service")
         await press(pilot, app)
-        log = app.task_log
+        log = app.main_screen.task_log
         assert [line for line in log.lines if line][-1] == "plain"
         _assert_inert(_screen_text(app))  # ... and reaches the screen inert
-        app.select_task("../../etc/x\x1b[2J")  # an id from the journal never names a file
+        app.main_screen.select_task("../../etc/x\x1b[2J")  # an id from the journal never names a file
         await press(pilot, app)
         assert log._follower.path is None and log.line_count == 0
         _assert_inert(_screen_text(app))

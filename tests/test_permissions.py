@@ -230,9 +230,9 @@ async def test_watch_works_over_a_read_only_run_and_writes_nothing(tmp_path, kin
                 await pilot.pause(0.02)
             assert app.state.finished and app.state.total == (3 if kind == "none" else 2)
             for task_id in sorted(app.state.tasks):
-                app.select_task(task_id)
+                app.main_screen.select_task(task_id)
                 await press(pilot, app)
-                assert app.task_log.line_count > 0
+                assert app.main_screen.task_log.line_count > 0
                 await press(pilot, app, "enter")  # the detail screen: log, git diff, files, attempts
                 await pilot.pause(0.3)
                 await press(pilot, app, "escape")
@@ -259,7 +259,7 @@ async def test_watch_never_lets_a_tampered_journal_make_git_write(tmp_path):
                 if app.state.tasks.get("one") and app.state.tasks["one"].commit.startswith("--"):
                     break
                 await pilot.pause(0.02)
-            app.select_task("one")
+            app.main_screen.select_task("one")
             await press(pilot, app, "enter")
             for _ in range(100):
                 if getattr(app.screen, "diff", None) is not None:

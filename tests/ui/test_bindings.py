@@ -6,9 +6,9 @@ from textual.widgets import DataTable
 
 from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
-from waveui.frontends.tui.detail import TaskDetailScreen
-from waveui.frontends.tui.dialogs import ConfirmCancel, QuitLiveRun
-from waveui.frontends.tui.help import HelpScreen
+from waveui.frontends.tui.screens.detail import TaskDetailScreen
+from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.widgets.graph import DependencyGraph
 from waveui.frontends.tui.widgets.logview import TaskLog
 from waveui.frontends.tui.widgets.timeline import WaveTimeline
@@ -18,8 +18,8 @@ async def test_starts_on_the_first_running_task(tmp_path):
     app, _ = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        assert app.selected == "cart-service"
-        assert app.focused is app.timeline
+        assert app.main_screen.selected == "cart-service"
+        assert app.focused is app.main_screen.timeline
 
 
 async def test_j_k_and_arrows_move_the_selection_everywhere(tmp_path):
@@ -27,17 +27,17 @@ async def test_j_k_and_arrows_move_the_selection_everywhere(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await press(pilot, app, "j")
-        assert app.selected == "payment-client"
+        assert app.main_screen.selected == "payment-client"
         await press(pilot, app, "down", "down")
-        assert app.selected == "search-index"
+        assert app.main_screen.selected == "search-index"
         await press(pilot, app, "k", "up")
-        assert app.selected == "payment-client"
-        assert app.graph.selected == app.timeline.selected == "payment-client"
+        assert app.main_screen.selected == "payment-client"
+        assert app.main_screen.graph.selected == app.main_screen.timeline.selected == "payment-client"
         assert app.query_one("#log", TaskLog).task_id == "payment-client"
         await press(pilot, app, "G")
-        assert app.selected == "release-notes"
+        assert app.main_screen.selected == "release-notes"
         await press(pilot, app, "g")
-        assert app.selected == "api-schema"
+        assert app.main_screen.selected == "api-schema"
 
 
 async def test_space_and_p_pause_and_resume_the_selected_task(tmp_path):
@@ -68,7 +68,7 @@ async def test_shift_p_pauses_and_resumes_the_run(tmp_path):
         await press(pilot, app, "P")
         assert control.calls == [("pause_run",)]
         assert app.state.paused
-        assert "paused" in app.screen_header._summary.visual.plain
+        assert "paused" in app.main_screen.screen_header._summary.visual.plain
         await press(pilot, app, "P")
         assert control.calls[-1] == ("resume_run",)
         assert not app.state.paused
@@ -81,7 +81,7 @@ async def test_r_retries_a_failed_task_but_not_a_running_one(tmp_path):
         await press(pilot, app, "r")  # cart-service is running
         assert control.calls == []
         await press(pilot, app, "j", "j", "j")
-        assert app.selected == "search-index"
+        assert app.main_screen.selected == "search-index"
         await press(pilot, app, "r")
         assert control.calls == [("retry", "search-index")]
         assert app.state.tasks["search-index"].state == "ready"
@@ -142,15 +142,15 @@ async def test_graph_keys_move_within_and_across_waves(tmp_path):
         await settle(pilot, app)
         app.query_one(DependencyGraph).focus()
         await press(pilot, app, "l")
-        wave = app.state.tasks[app.selected].wave
+        wave = app.state.tasks[app.main_screen.selected].wave
         assert wave == app.state.tasks["cart-service"].wave + 1
         await press(pilot, app, "h", "h")
-        assert app.state.tasks[app.selected].wave == 0
-        before = app.selected
-        column = app.graph.layout_.columns[0]
+        assert app.state.tasks[app.main_screen.selected].wave == 0
+        before = app.main_screen.selected
+        column = app.main_screen.graph.layout_.columns[0]
         await press(pilot, app, "j" if column.index(before) < len(column) - 1 else "k")
-        assert app.selected != before and app.state.tasks[app.selected].wave == 0
-        assert app.timeline.selected == app.selected
+        assert app.main_screen.selected != before and app.state.tasks[app.main_screen.selected].wave == 0
+        assert app.main_screen.timeline.selected == app.main_screen.selected
 
 
 async def test_worker_table_selects_the_task_under_its_cursor(tmp_path):
@@ -160,8 +160,8 @@ async def test_worker_table_selects_the_task_under_its_cursor(tmp_path):
         table = app.query_one("#workers", DataTable)
         table.focus()
         await press(pilot, app, "down")
-        assert app.selected == "rate-limits"
-        assert app.timeline.selected == "rate-limits"
+        assert app.main_screen.selected == "rate-limits"
+        assert app.main_screen.timeline.selected == "rate-limits"
 
 
 async def test_enter_opens_the_detail_screen_and_escape_closes_it(tmp_path):
@@ -182,7 +182,7 @@ async def test_slash_filters_by_text(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await press(pilot, app, "slash")
-        assert app.focused is app.filter_bar
+        assert app.focused is app.main_screen.filter_bar
         await press(pilot, app, *"cart")
         timeline = app.query_one(WaveTimeline)
         assert timeline._order == ["cart-service", "cart-ui"]
@@ -200,13 +200,13 @@ async def test_f_cycles_the_state_filter(tmp_path):
         await settle(pilot, app)
         timeline = app.query_one(WaveTimeline)
         await press(pilot, app, "f")
-        assert app.task_filter.group == "running"
+        assert app.main_screen.task_filter.group == "running"
         assert set(timeline._order) == {"cart-service", "payment-client", "rate-limits", "order-emails"}
         await press(pilot, app, "f")
         assert set(timeline._order) == {"search-index", "analytics-events", "search-ui"}
         for _ in range(3):
             await press(pilot, app, "f")
-        assert app.task_filter.group == "all"
+        assert app.main_screen.task_filter.group == "all"
         assert len(timeline._order) == len(app.state.tasks)
 
 
@@ -217,7 +217,7 @@ async def test_filtered_rows_follow_state_changes(tmp_path):
         await press(pilot, app, "f", "f")  # problems
         timeline = app.query_one(WaveTimeline)
         await press(pilot, app, "j")
-        assert app.selected == "search-index"
+        assert app.main_screen.selected == "search-index"
         await press(pilot, app, "r")  # retried: it leaves the problems
         assert "search-index" not in timeline._order
 
@@ -227,7 +227,7 @@ async def test_z_zooms_the_focused_pane(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await press(pilot, app, "z")
-        assert app.screen.maximized is app.timeline
+        assert app.screen.maximized is app.main_screen.timeline
         await press(pilot, app, "z")
         assert app.screen.maximized is None
 
@@ -291,9 +291,9 @@ async def test_every_binding_has_an_id_and_a_palette_command(tmp_path):
     app, _ = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        assert all(binding.id for binding in app.BINDINGS)
+        assert all(binding.id for binding in [*app.screen.BINDINGS, *app.BINDINGS])
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        for binding in app.BINDINGS:
+        for binding in [*app.screen.BINDINGS, *app.BINDINGS]:
             if binding.id != "waveui.quit-now":
                 assert binding.description in titles
 

@@ -57,7 +57,7 @@ async def test_keys_drive_the_real_engine(tmp_path):
         await pilot.pause(0.3)
         assert app.state.paused  # and the screen's state followed
 
-        app.select_task("long")
+        app.main_screen.select_task("long")
         await pilot.press("space")
         assert tasks["long"].state == "paused"
         await pilot.press("space")
@@ -65,11 +65,11 @@ async def test_keys_drive_the_real_engine(tmp_path):
         await pilot.press("P")
         assert not engine.state.paused
 
-        app.select_task("breaks")
+        app.main_screen.select_task("breaks")
         await pilot.press("r")  # retried: it fails again, but it did run a second time
         await wait_for(lambda: tasks["breaks"].attempt == 2 and tasks["breaks"].state == "failed")
 
-        app.select_task("after-long")
+        app.main_screen.select_task("after-long")
         await pilot.press("plus")
         assert tasks["after-long"].priority == 1
         await wait_for(lambda: engine.state.finished, seconds=20)

@@ -8,6 +8,7 @@ from tests.ui.helpers import SIZE, make_app, press, settle
 from tests.ui.helpers import isolated_user_themes  # noqa: F401  (autouse: keeps your own themes out)
 from waveui.run.journal import Journal
 from waveui.frontends.tui.app import RUN_ACTIONS, WaveApp
+from waveui.frontends.tui.keys import action_name
 from waveui.frontends.tui.feeds import JournalFeed
 from waveui.frontends.tui.sample_run import NOW, sample_events
 
@@ -35,11 +36,11 @@ async def test_watch_mode_hides_run_actions_and_shows_the_badge(tmp_path):
         await settle(pilot, app)
         for action in RUN_ACTIONS:
             assert app.check_action(action, ()) is False
-        shown = {b.binding.action for b in app.screen.active_bindings.values()}
+        shown = {action_name(b.binding) for b in app.screen.active_bindings.values()}
         assert not shown & {"pause_task", "pause_run", "retry", "cancel"}
         titles = {c.title for c in app.get_system_commands(app.screen)}
         assert not titles & {"Pause/resume", "Pause run", "Retry", "Cancel", "Raise priority", "Lower priority"}
-        assert "READ-ONLY" in app.screen_header._summary.visual.plain
+        assert "READ-ONLY" in app.main_screen.screen_header._summary.visual.plain
 
 
 async def test_watch_mode_quits_without_asking_or_stopping(tmp_path):
@@ -69,4 +70,4 @@ async def test_watch_mode_follows_a_journal_that_appears_late_and_grows(tmp_path
         journal.close()
         await settle(pilot, app, events=len(events))
         assert app.state.tasks["cart-service"].progress == pytest.approx(64)
-        assert app.timeline._order  # the panes were laid out from the journal
+        assert app.main_screen.timeline._order  # the panes were laid out from the journal

@@ -2,10 +2,11 @@
 
 The feed runs as a worker and hands every event to :class:`RunBridge`, which
 folds it with the shared reducer and notes what it touched. A 10 Hz timer
-flushes those notes to the widgets inside ``batch_update`` (one repaint per
-tick, however many events came). Every action that changes the run goes to
-the :class:`RunControl`; its effect comes back as events, like everything
-else. With ``read_only`` (``waveui watch``) those actions are switched off.
+hands those notes to the :class:`MainScreen` inside ``batch_update`` (one
+repaint per tick, however many events came). Every action that changes the
+run goes to the :class:`RunControl`; its effect comes back as events, like
+everything else. With ``read_only`` (``waveui watch``) those actions are
+switched off, here and only here (:meth:`WaveApp.check_action`).
 """
 
 from __future__ import annotations
@@ -18,64 +19,36 @@ from functools import partial
 from pathlib import Path
 
 from textual import events
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from waveui.engine.control import RunControl
 from waveui.run.state import SLOT_STATES, RunState
-from waveui.plan.eta import estimate_remaining
-from waveui.run import metrics
 from waveui.core.sanitize import sanitize_line
-from waveui.frontends.tui.bridge import Changes, RunBridge
-from waveui.frontends.tui.detail import TaskDetailScreen
-from waveui.frontends.tui.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.bridge import RunBridge
 from waveui.frontends.tui.feeds import EventFeed
-from waveui.frontends.tui.graph_layout import GraphLayout
-from waveui.frontends.tui.help import HelpScreen
-from waveui.frontends.tui.look import TaskFilter
-from waveui.frontends.tui.messages import TaskOpened, TaskSelected
+from waveui.frontends.tui.keys import RUN_ACTIONS, RUN_BINDINGS, action_name
+from waveui.frontends.tui.screens.detail import TaskDetailScreen
+from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.screens.help import HelpScreen
+from waveui.frontends.tui.screens.main import MainScreen
 from waveui.frontends.tui.usage import Target, Usage
 from waveui.frontends.tui.themes import DEFAULT_THEME, STATE_COLOURS, load_themes, theme_folders
-from waveui.frontends.tui.widgets.conflicts import ConflictList
-from waveui.frontends.tui.widgets.footer import KeyFooter
-from waveui.frontends.tui.widgets.graph import DependencyGraph, make_layout
-from waveui.frontends.tui.widgets.header import HeaderFigures, RunHeader
-from waveui.frontends.tui.widgets.logview import TaskLog
-from waveui.frontends.tui.widgets.timeline import WaveTimeline
-from waveui.frontends.tui.widgets.workers import WorkerTable
 
 FLUSH_SECONDS = 0.1
 SAMPLE_SECONDS = 1.0
-ETA_REFRESH_SECONDS = 5.0
-ETA_MIN_SECONDS = 1.0  # the simulation costs milliseconds per thousand tasks: not at every flush
-# Larger graphs are laid out in a thread so the first screen appears at once.
-LAYOUT_IN_THREAD_FROM = 300
-# Actions that change the run: off in read-only mode, and without a control.
-RUN_ACTIONS = frozenset({"pause_task", "pause_run", "retry", "cancel", "priority"})
 # `t` goes through the packaged themes in this order, then the user's own.
 THEME_ORDER = ["waveui-dark", "waveui-light", "waveui-high-contrast"]
-# Actions about the main screen's panes, off while the detail screen is up.
-MAIN_SCREEN_ACTIONS = frozenset({"open_detail", "filter", "state_filter"})
 RETRYABLE = frozenset({"failed", "conflicted", "cancelled"})
 PAUSABLE = frozenset({"running", "verifying"})
 
 
-class FilterBar(Input):
-    """The text filter: typing narrows the timeline; Enter keeps it, Escape clears it."""
-
-    BINDINGS = [Binding("escape", "clear", "Clear filter", id="filter.clear")]
-
-    def action_clear(self) -> None:
-        self.value = ""
-        self.app.close_filter()
-
-
 class WaveApp(App):
-    """The run on one screen: header, wave timeline, dependency graph, workers, conflicts, log.
+    """The run on one screen (:class:`MainScreen`), and what every screen shares: the run, themes, quitting.
 
     ``feed`` brings the events (``ScriptedFeed``, ``JournalFeed``, or the
     engine's own); ``control`` receives the user's commands (None: nothing to
@@ -87,24 +60,11 @@ class WaveApp(App):
 
     CSS_PATH = "waveui.tcss"
     TITLE = "waveui"
+    # The main screen as the app's one mode (not `get_default_screen`): Textual
+    # then mounts it, panes and all, before the app's own `on_mount` flushes.
+    MODES = {"run": "main"}
+    DEFAULT_MODE = "run"
     BINDINGS = [
-        Binding("space,p", "pause_task", "Pause/resume", id="waveui.pause-task",
-                tooltip="pause or resume the selected task (its clock stops too)"),
-        Binding("P", "pause_run", "Pause run", id="waveui.pause-run",
-                tooltip="start no new task, or start again; running tasks go on"),
-        Binding("r", "retry", "Retry", id="waveui.retry", tooltip="run a failed, conflicted or cancelled task again"),
-        Binding("c,x,f9", "cancel", "Cancel", id="waveui.cancel",
-                tooltip="stop the selected task for good (asks first)"),
-        Binding("plus,equals_sign", "priority(1)", "Raise priority", id="waveui.priority-up", show=False,
-                tooltip="start the selected task sooner"),
-        Binding("minus", "priority(-1)", "Lower priority", id="waveui.priority-down", show=False,
-                tooltip="start the selected task later"),
-        Binding("enter", "open_detail", "Detail", id="waveui.detail",
-                tooltip="the selected task's log, diff, files and attempts"),
-        Binding("slash,f3", "filter", "Filter", id="waveui.filter",
-                tooltip="show only tasks whose id, title or message match"),
-        Binding("f", "state_filter", "States", id="waveui.state-filter",
-                tooltip="show all tasks, or only running ones, problems, waiting or done"),
         Binding("z", "zoom", "Zoom", id="waveui.zoom", tooltip="fill the screen with the focused pane, or restore it"),
         Binding("t", "next_theme", "Theme", id="waveui.theme", show=False, tooltip="next colour theme"),
         Binding("tab", "focus_next", "Next pane", id="waveui.next-pane", show=False, tooltip="focus the next pane"),
@@ -124,21 +84,17 @@ class WaveApp(App):
         self.process_sampler = process_sampler
         self.feed = feed
         self.control = control
-        self.log_dir = log_dir
-        self.repo_root = repo_root
         self.read_only = read_only
         self.clock = clock
         self.bridge = RunBridge()
-        self.selected: str | None = None
-        self.task_filter = TaskFilter()
         self.usage: dict[str, Usage] = {}
-        # The ETA, worked out now and then: (monotonic time, run time then, seconds left then).
-        self._eta: tuple[float, float, float | None] = (float("-inf"), 0.0, None)
-        self._layout_serial = 0
         self.theme_names, self.theme_errors = self._register_themes()
         fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"  # a broken install
         self.theme = theme if theme in self.available_themes else fallback
         self._unknown_theme = theme if theme and theme not in self.available_themes else None
+        self.main_screen = MainScreen(self.state, log_dir=log_dir, repo_root=repo_root, read_only=read_only,
+                                      clock=clock)
+        self.install_screen(self.main_screen, "main")
 
     @property
     def state(self) -> RunState:
@@ -162,41 +118,15 @@ class WaveApp(App):
         self.theme = names[(position + 1) % len(names)]
         self.notify(f"Theme: {self.theme}", timeout=2)
 
-    # ---- building the screen ----
-
-    def compose(self) -> ComposeResult:
-        # Kept as attributes: a query from the app would search whichever screen is on top.
-        self.screen_header = RunHeader(id="header")
-        self.timeline = WaveTimeline(id="timeline")
-        self.task_log = TaskLog(self.log_dir, id="log")
-        self.graph = DependencyGraph(id="graph")
-        self.workers_table = WorkerTable(id="workers")
-        self.conflict_list = ConflictList(id="conflicts")
-        self.filter_bar = FilterBar(placeholder="filter tasks by id, title or message", id="filter")
-        yield self.screen_header
-        with Horizontal(id="body"):
-            with Vertical(id="left"):
-                yield self.timeline
-                yield self.task_log
-            with Vertical(id="right"):
-                yield self.graph
-                yield self.workers_table
-                yield self.conflict_list
-        yield self.filter_bar
-        yield KeyFooter()
+    # ---- the main screen and the workers ----
 
     def on_mount(self) -> None:
-        for pane, title in ((self.timeline, "Waves"), (self.graph, "Dependencies"),
-                            (self.workers_table, "Workers"), (self.conflict_list, "Conflicts"), (self.task_log, "Log")):
-            pane.border_title = title
-            pane.add_class("pane")
         if self.theme_errors:
             count = len(self.theme_errors)
             self.notify("\n".join(self.theme_errors), title=f"Skipped {count} broken theme file{'s' * (count > 1)}",
                         severity="warning", timeout=15)
         if self._unknown_theme:
             self.notify(f"No theme named {self._unknown_theme!r}; using {self.theme}", severity="warning")
-        self.timeline.focus()
         self.run_worker(self._run_feed(), name="event feed", group="feed", exit_on_error=False)
         if self.process_sampler is not None:
             self.run_worker(self._sample_processes(), name="process sampler", group="sampler", exit_on_error=False)
@@ -230,92 +160,17 @@ class WaveApp(App):
         now = self.clock()
         with self.batch_update():
             if changes.rebuilt:
-                self._rebuild(now)
-            self._show(changes, now)
+                self.title = f"waveui · {self.state.epic}" if self.state.epic else "waveui"
+            self.main_screen.show(changes, now, self.usage)
+            if isinstance(self.screen, TaskDetailScreen):  # the task in detail follows the run too
+                self.screen.show(self.state, now)
         for notice in changes.notices:  # the run's record disagreed with git or the epic file: say so
             self.notify(sanitize_line(notice), title="Run notice", severity="warning", timeout=15)
-
-    def _show(self, changes: Changes, now: float) -> None:
-        state = self.state
-        self.screen_header.show(state, self._figures(changes, now))
-        self.timeline.update(changes, now)
-        self.graph.update(changes)
-        self.workers_table.show(state, self.usage, now, self.selected)
-        if changes.states:
-            self.conflict_list.show(state)
-        if isinstance(self.screen, TaskDetailScreen):
-            self.screen.show(state, now)
-
-    def _figures(self, changes: Changes, now: float) -> HeaderFigures:
-        at, worked_out, eta = self._eta
-        since = time.monotonic() - at  # real time: `now` may be a frozen clock
-        if changes.rebuilt or since > ETA_REFRESH_SECONDS or (changes.states and since > ETA_MIN_SECONDS):
-            eta, worked_out = estimate_remaining(self.state, now), now
-            self._eta = time.monotonic(), worked_out, eta
-        left = None if eta is None else max(0.0, eta - (now - worked_out))
-        return HeaderFigures(now, left, metrics.projected_cost(self.state), self.read_only,
-                             self.task_filter.describe())
-
-    def _rebuild(self, now: float) -> None:
-        """A run (re)started: lay everything out afresh.
-
-        The run's tasks and the graph's layout live as long as the app: once
-        made, they are frozen out of the garbage collector's reach
-        (``gc.freeze``), or every full collection would walk them all again,
-        a pause of 100 ms for a few thousand tasks, felt as a stutter.
-        """
-        state = self.state
-        self.title = f"waveui · {state.epic}" if state.epic else "waveui"
-        self.timeline.show(state, self.task_filter, now)
-        self.conflict_list.show(state)
-        if self.selected not in state.tasks:
-            self.selected = self._first_task()
-        self._layout_serial += 1
-        if len(state.tasks) < LAYOUT_IN_THREAD_FROM:
-            self.graph.show(state, make_layout(state))
-            gc.freeze()
-        else:
-            self.graph.show(state, None)
-            self.run_worker(self._layout_in_thread(self._layout_serial), name="graph layout",
-                            group="layout", exclusive=True, exit_on_error=False)
-        self.select_task(self.selected)
-
-    async def _layout_in_thread(self, serial: int) -> None:
-        layout: GraphLayout = await asyncio.to_thread(make_layout, self.state)
-        if serial == self._layout_serial:
-            self.graph.show(self.state, layout)
-            gc.freeze()
-
-    def _first_task(self) -> str | None:
-        tasks = sorted(self.state.tasks.values(), key=lambda t: (t.state not in SLOT_STATES, t.wave, t.rank))
-        return tasks[0].id if tasks else None
-
-    # ---- selection ----
-
-    def select_task(self, task_id: str | None) -> None:
-        """Select ``task_id`` in every pane."""
-        self.selected = task_id
-        self.timeline.select(task_id)
-        self.graph.select(task_id)
-        self.workers_table.select(task_id)
-        self.task_log.follow(task_id)
-
-    def on_task_selected(self, message: TaskSelected) -> None:
-        if message.task_id in self.state.tasks and message.task_id != self.selected:
-            self.select_task(message.task_id)
-
-    def on_task_opened(self, message: TaskOpened) -> None:
-        if message.task_id in self.state.tasks:
-            if message.task_id != self.selected:
-                self.select_task(message.task_id)
-            self.action_open_detail()
 
     # ---- actions that change the run ----
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in RUN_ACTIONS and (self.read_only or self.control is None):
-            return False
-        if action in MAIN_SCREEN_ACTIONS and isinstance(self.screen, TaskDetailScreen):
             return False
         return True
 
@@ -332,21 +187,22 @@ class WaveApp(App):
     def _refused_action(self, key: str) -> str | None:
         if not (self.read_only or self.control is None):
             return None
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding)
+        for binding in RUN_BINDINGS:
             keys = [k.strip() for k in binding.key.split(",")]
-            if key in keys and binding.action.split("(")[0] in RUN_ACTIONS:
+            if key in keys:
                 return binding.description
         return None
 
     def _task_for_action(self) -> str | None:
-        if self.selected is None or self.selected not in self.state.tasks:
+        """The task the run's keys act on: the one selected on the main screen (and shown in detail)."""
+        selected = self.main_screen.selected
+        if selected is None or selected not in self.state.tasks:
             self.notify("Select a task first.", severity="warning", timeout=3)
             return None
         if self.state.finished:
             self.notify("The run has finished.", severity="warning", timeout=3)
             return None
-        return self.selected
+        return selected
 
     def action_pause_task(self) -> None:
         task_id = self._task_for_action()
@@ -426,44 +282,6 @@ class WaveApp(App):
 
     # ---- actions on the view ----
 
-    def action_open_detail(self) -> None:
-        if self.selected not in self.state.tasks:
-            self.notify("Select a task first.", severity="warning", timeout=3)
-            return
-        if isinstance(self.screen, TaskDetailScreen):
-            return
-        self.push_screen(TaskDetailScreen(self.selected, self.state, log_dir=self.log_dir, repo_root=self.repo_root))
-
-    def action_filter(self) -> None:
-        bar = self.filter_bar
-        bar.add_class("-open")
-        bar.focus()
-
-    def close_filter(self) -> None:
-        self.filter_bar.remove_class("-open")
-        self.timeline.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self._set_filter(TaskFilter(event.value.strip(), self.task_filter.group))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            self.close_filter()
-
-    def action_state_filter(self) -> None:
-        self._set_filter(self.task_filter.next_group())
-        self.notify(f"Showing: {self.task_filter.describe()}", timeout=2)
-
-    def _set_filter(self, task_filter: TaskFilter) -> None:
-        self.task_filter = task_filter
-        self.timeline.show(self.state, task_filter, self.clock())
-        self.timeline.select(self.selected)
-        self.graph.set_filter(task_filter)
-        suffix = f" · {task_filter.describe()}" if task_filter.active else ""
-        self.timeline.border_title = f"Waves{suffix}"
-        self.screen_header.show(self.state, self._figures(Changes(), self.clock()))
-
     def action_zoom(self) -> None:
         screen = self.screen
         if screen.maximized is not None:
@@ -472,16 +290,27 @@ class WaveApp(App):
             screen.maximize(screen.focused, container=False)
 
     def action_help(self) -> None:
-        shown = [b for b in self.BINDINGS if isinstance(b, Binding) and self._enabled(b.action)]
-        self.push_screen(HelpScreen(shown, self.read_only))
+        self.push_screen(HelpScreen([binding for binding, _ in self._keys_of(self.screen)], self.read_only))
 
-    def _enabled(self, action: str) -> bool:
-        return bool(self.check_action(action.split("(")[0], ()))
+    def _keys_of(self, screen: Screen) -> list[tuple[Binding, DOMNode]]:
+        """The keys help and the palette list, with where each acts, in the footer's order.
+
+        The screen's keys first (the run's, then its view's), then the app's
+        own; those this mode switches off are left out, and so are a screen's
+        housekeeping keys (``detail.back``, …): they are not waveui's.
+        """
+        keys = [(b, screen) for b in screen.BINDINGS if isinstance(b, Binding) and (b.id or "").startswith("waveui.")]
+        keys += [(b, self) for b in self.BINDINGS if isinstance(b, Binding)]
+        return [(binding, node) for binding, node in keys if self._enabled(binding, node)]
+
+    def _enabled(self, binding: Binding, node: DOMNode) -> bool:
+        acts_on = self if binding.action.startswith("app.") else node
+        return bool(acts_on.check_action(action_name(binding), ()))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every action of the app in the command palette (those this mode allows)."""
-        for binding in self.BINDINGS:
-            if isinstance(binding, Binding) and binding.id != "waveui.quit-now" and self._enabled(binding.action):
+        for binding, node in self._keys_of(screen):
+            if binding.id != "waveui.quit-now":
                 yield SystemCommand(binding.description, f"{binding.description} ({binding.key})",
-                                    partial(self.run_action, binding.action))
+                                    partial(self.run_action, binding.action, node))
         yield from super().get_system_commands(screen)

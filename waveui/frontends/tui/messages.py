@@ -1,4 +1,4 @@
-"""The Textual messages the app's panes send each other."""
+"""The Textual messages the app's widgets send to the screen that holds them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from textual.message import Message
 
 
 class TaskSelected(Message):
-    """The user picked a task in a pane; the app selects it in every other pane."""
+    """The user picked a task in a pane; the screen selects it in every other pane."""
 
     def __init__(self, task_id: str) -> None:
         super().__init__()
@@ -19,3 +19,7 @@ class TaskOpened(Message):
     def __init__(self, task_id: str) -> None:
         super().__init__()
         self.task_id = task_id
+
+
+class FilterClosed(Message):
+    """The user left the filter bar (Escape); the screen puts the focus back on its panes."""

@@ -18,6 +18,7 @@ from waveui.run.state import RunState, TaskView
 from waveui.core.paths import covers
 from waveui.run import metrics
 from waveui.frontends.tui.gitdiff import BranchDiff, branch_diff, branch_of
+from waveui.frontends.tui.keys import RUN_BINDINGS
 from waveui.frontends.tui.look import COLOUR, mark
 from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.widgets.footer import KeyFooter
@@ -36,6 +37,7 @@ class TaskDetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "close", "Back", id="detail.back"),
         Binding("d", "reload_diff", "Reload diff", id="detail.diff"),
+        *RUN_BINDINGS,
     ]
 
     def __init__(self, task_id: str, state: RunState, *, log_dir: Path | None, repo_root: Path | None) -> None:
