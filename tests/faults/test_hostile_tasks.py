@@ -125,3 +125,13 @@ def test_the_run_folder_deleted_mid_run_reruns_no_command(tmp_path):
     assert ledger_counts(ledger) == {"a": 1, "b": 1}, out
     assert on_branch(repo, "waveui/conf", "out-a.txt") == "a\n"
     assert on_branch(repo, "waveui/conf", "out-b.txt") == "b\n"
+
+
+def test_files_a_task_leaves_that_git_ignores_are_named_before_they_are_cleaned(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", ".gitignore": "NOTES.md\n__pycache__/\n"})
+    epic(repo, task("a", f"echo notes > NOTES.md; mkdir -p __pycache__; touch __pycache__/x.pyc; {WRITE}"),
+         extra='setup = "echo dep > dep.txt"')
+    code, out = run(repo)
+    assert code == 0, out
+    assert "left files git ignores (NOTES.md)" in out  # a cache folder is expected, a file may be work
+    assert "setup left files git does not ignore (dep.txt)" in out

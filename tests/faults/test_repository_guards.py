@@ -47,12 +47,21 @@ def test_a_gitignore_negation_of_waveui_is_refused_naming_its_line(tmp_path, ign
     pattern = ignore.splitlines()[line - 1]
     message = assert_one_error(*run(repo))
     assert message == (f"waveui: error: .gitignore:{line}: {pattern!r} makes git track waveui's folder .waveui/; "
-                       f"remove that line")
+                       f"remove that line, or add a line '/.waveui/' after it")
     assert not (repo / ".waveui").exists()  # nothing written, not even an empty folder
     assert git(repo, "status", "--porcelain", "--ignored") == status
     assert git(repo, "branch", "--list", "waveui/*") == ""
     # without the line the same repository runs
     (repo / ".gitignore").write_text("\n".join(x for i, x in enumerate(ignore.splitlines(), 1) if i != line) + "\n")
+    code, out = run(repo)
+    assert code == 0, out
+
+
+def test_a_whitelist_gitignore_runs_once_waveui_is_ignored_after_it(tmp_path):
+    """`*` then `!*/` (a whitelist) un-ignores every folder; `/.waveui/` after it, as the message says, is enough."""
+    repo = repo_with(tmp_path / "repo", {".gitignore": "*\n!*/\n!*.md\n!*.txt\n!.gitignore\n"})
+    assert "'/.waveui/' after it" in assert_one_error(*run(repo))
+    (repo / ".gitignore").write_text("*\n!*/\n!*.md\n!*.txt\n!.gitignore\n/.waveui/\n")
     code, out = run(repo)
     assert code == 0, out
 

@@ -109,7 +109,9 @@ def _check_ignored(repo: Repository) -> None:
         if pattern and not pattern.startswith("!"):
             continue  # ignored, by this rule
         if pattern:
+            # The folder itself must be ignored: then git never looks inside, and no later rule (`!*.py`)
+            # can make it track the copies of your files in waveui's worktrees.
             raise PreflightError(f"{source}:{line}: {pattern!r} makes git track waveui's folder {WAVEUI_FOLDER}/; "
-                                 f"remove that line")
+                                 f"remove that line, or add a line '/{WAVEUI_FOLDER}/' after it")
         raise PreflightError(f"git does not ignore {path} although {repo.common_dir / 'info' / 'exclude'} "
                              f"says {EXCLUDE_LINE}; make git ignore {WAVEUI_FOLDER}/")

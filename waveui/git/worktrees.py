@@ -270,6 +270,7 @@ class WorktreePool:
             _remove_leftovers(checkout.git_dir)
             if attempt is not None:
                 self.save_attempt(wt, attempt, f"waveui: {wt.branch} attempt {attempt}, as it was left")
+                self._tell_ignored_left(slot, checkout, wt.branch)
             else:
                 self._save_leftovers(slot, checkout, "HEAD")
             self._set_aside_nested(slot, checkout)
@@ -307,7 +308,12 @@ class WorktreePool:
         marker.unlink(missing_ok=True)
         code = self._run_setup(wt, env, timeout)
         if code == 0:
-            kept = _ignored_entries(self.checkout_of(wt))
+            checkout = self.checkout_of(wt)
+            kept = _ignored_entries(checkout)
+            unignored = _untracked(checkout)
+            if unignored:
+                self.on_notice(f"setup left files git does not ignore ({_some(unignored)}): they would be committed "
+                               "as a task's work; add them to .gitignore")
             tmp = marker.with_name(marker.name + ".tmp")
             # Owner-only like everything under .waveui/: write_text would leave it to the umask.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -462,6 +468,15 @@ class WorktreePool:
             os.rename(slot.path / path, target)
         self.on_notice(f"repositories or .git entries made inside {slot.path.name} ({', '.join(nested)}) "
                        f"moved to {aside}")
+
+    def _tell_ignored_left(self, slot: _Slot, checkout: Checkout, branch: str) -> None:
+        """Say which files a task left that git ignores: they are in no commit, and cleaning removes them."""
+        _, kept = self._read_marker(self._setup_marker(slot.number))
+        # Files only: folders of caches and build output (__pycache__/, .pytest_cache/, dist/) are expected.
+        left = [p for p in _ignored_entries(checkout) if p not in kept and not p.endswith("/")]
+        if left:
+            self.on_notice(f"{branch} left files git ignores ({_some(left)}): not committed, removed before the next "
+                           "task; if they are work, un-ignore them")
 
     def _snapshot(self, checkout: Checkout, message: str, fallback: str | None = None) -> str | None:
         """A commit of everything the worktree holds on top of its HEAD (HEAD itself if nothing is
@@ -627,6 +642,10 @@ def _stray_dot_gits(checkout: Checkout) -> list[str]:
 def _head_name(checkout: Checkout) -> str:
     result = checkout.run("symbolic-ref", "-q", "--short", "HEAD", ok=(0, 1, 128))
     return f"branch {result.out.strip()}" if result.status == 0 else ""
+
+
+def _some(paths: list[str], shown: int = 5) -> str:
+    return ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def _untracked(checkout: Checkout) -> list[str]:
