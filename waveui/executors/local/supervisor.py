@@ -180,7 +180,8 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
                      timeout: float | None, grace: float) -> None:
     # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
     become_subreaper()
-    occupy(cwd)  # held until this process exits, after the command's last process
+    if Path(cwd).parent.name == "worktrees":  # a pooled slot: other runs must see it in use
+        occupy(cwd)  # held until this process exits, after the command's last process
     try:
         # The runner does the work: output to the log, the timeout (paused time not counted),
         # and no process of the task outliving it. waveui reads the log for progress itself.
