@@ -54,8 +54,8 @@ async def finish(step: SupervisedStep, work: Path) -> int:
 
 
 async def test_a_folder_is_in_use_exactly_while_its_step_runs(tmp_path):
-    work = tmp_path / "slot-1"
-    work.mkdir()
+    work = tmp_path / "worktrees" / "slot-1"  # a pooled slot: only those are marked in use
+    work.mkdir(parents=True)
     assert not slot_in_use(work)
     step = await start(work, tmp_path / "logs")
     assert slot_in_use(work)
@@ -71,7 +71,7 @@ def test_a_missing_folder_is_not_in_use(tmp_path):
 async def test_the_command_does_not_hold_the_folder_lock_itself(tmp_path):
     # Were the descriptor inherited, a command outliving a killed supervisor would keep the slot
     # locked for ever; the lock must be the supervisor's alone.
-    work = tmp_path / "slot-1"
+    work = tmp_path / "worktrees" / "slot-1"  # a pooled slot: only those are marked in use
     step = await start(work, tmp_path / "logs")
     holders = set()
     for pid in (step.pid, step.supervisor):
