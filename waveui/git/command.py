@@ -239,22 +239,24 @@ def discover(folder: Path, ceiling: Path | None = None) -> Repository | None:
     """The repository holding ``folder`` (searching upward, no higher than ``ceiling``), or None."""
     env_ceiling = {} if ceiling is None else {"GIT_CEILING_DIRECTORIES": str(ceiling)}
     env = {**_env(), **env_ceiling}
-    try:
-        done = subprocess.run(
-            ["git", *_SAFE_OPTIONS, "rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir",
-             "--git-common-dir"],
-            cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError as error:
-        if not Path(folder).is_dir():
+    paths = []
+    # One question per command: a path may hold a newline, so answers cannot be split on newlines.
+    for option in ("--show-toplevel", "--git-dir", "--git-common-dir"):
+        try:
+            done = subprocess.run(["git", *_SAFE_OPTIONS, "rev-parse", "--path-format=absolute", option],
+                                  cwd=folder, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  encoding="utf-8", errors="surrogateescape")
+        except FileNotFoundError as error:
+            if not Path(folder).is_dir():
+                return None
+            raise GitError("git is not installed (or not on PATH)") from error
+        except OSError:
             return None
-        raise GitError("git is not installed (or not on PATH)") from error
-    except OSError:
-        return None
-    lines = done.stdout.split("\n")
-    if done.returncode != 0 or len(lines) < 3 or not lines[0]:
-        return None  # not a repository, or a bare one (no top folder)
-    return Repository(Path(lines[0]).resolve(), Path(lines[1]).resolve(), Path(lines[2]).resolve())
+        answer = done.stdout.removesuffix("\n")
+        if done.returncode != 0 or not answer:
+            return None  # not a repository, or a bare one (no top folder)
+        paths.append(Path(answer).resolve())
+    return Repository(*paths)
 
 
 @functools.lru_cache(maxsize=16)
