@@ -12,8 +12,8 @@ test can see that ``--max-budget-usd`` reached the agent) and the
 
 What a stand-in writes in the worktree: ``agent-work/<task id>.txt``
 (``$WAVEUI_TASK_ID``, else ``task``) when the scenario did work; aider's
-stand-in also writes its ``.aider.chat.history.md`` and
-``.aider.input.history`` there, as aider does.
+stand-in also writes its ``.aider.chat.history.md``,
+``.aider.input.history`` and ``.aider.tags.cache.v3/`` there, as aider does.
 
 The formats, from the agents' own sources and documentation:
 
@@ -185,6 +185,8 @@ if {works!r}:
 if {name!r} == "aider":
     Path(".aider.chat.history.md").write_text("# aider chat started\\n\\n#### " + os.environ.get("WAVEUI_PROMPT", "") + "\\n")
     Path(".aider.input.history").write_text("")
+    Path(".aider.tags.cache.v3").mkdir(exist_ok=True)
+    Path(".aider.tags.cache.v3/cache.db").write_bytes(b"SQLite format 3\\x00")
 for line in {lines!r}:
     print(line.replace("WORKTREE", os.getcwd()) if isinstance(line, str) else
           json.dumps(line, separators=(",", ":")).replace("WORKTREE", os.getcwd().replace("\\\\", "/")), flush=True)
