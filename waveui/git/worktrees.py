@@ -676,8 +676,9 @@ def _glob_pathspecs(pattern: str) -> list[str]:
     supported.
     """
     folder_only = pattern.endswith("/")
-    pattern = pattern.strip("/") if "/" in pattern.rstrip("/") else pattern.rstrip("/")
-    if "/" not in pattern:
+    anchored = "/" in pattern.rstrip("/")
+    pattern = pattern.strip("/")
+    if not anchored:
         pattern = f"**/{pattern}"
     inside = f"{pattern}/**"  # a pathspec glob matches files: a folder's files are matched by what is under it
     return [inside] if folder_only else [pattern, inside]
