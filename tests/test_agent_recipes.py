@@ -216,3 +216,9 @@ def test_a_run_through_claude_reads_cost_and_turns(tmp_path):
         assert state.tasks[task].iterations == 7
         assert state.tasks[task].message == "Added the User model and its tests. All 12 tests pass."
     assert state.cost == pytest.approx(2 * 0.4213)
+
+
+def test_the_readme_table_shows_every_recipe_and_what_it_grants():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name, agent in agents.AGENTS.items():
+        assert f"| `{name}` | `{agent.COMMAND}` | {agent.GRANTS} |" in readme, name
