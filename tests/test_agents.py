@@ -30,7 +30,8 @@ def line(event: dict) -> str:
 
 def test_result_event_gives_cost_turns_and_the_last_word():
     assert parse_result(line(RESULT)) == {
-        "cost": 0.123, "iterations": 7, "message": "Added the User model and its tests. All 12 tests pass."}
+        "cost": 0.123, "iterations": 7, "tokens_in": 1200, "tokens_out": 3400,
+        "message": "Added the User model and its tests. All 12 tests pass."}
     assert parse_result("  " + json.dumps(RESULT) + "\r\n")["cost"] == 0.123  # spaces after colons too
 
 
@@ -45,9 +46,10 @@ def test_other_events_and_other_lines_give_none():
 
 def test_errors_say_why_and_bad_values_are_dropped():
     failed = dict(RESULT, subtype="error_max_turns", is_error=True, result=None, total_cost_usd=-1, num_turns=True)
-    assert parse_result(line(failed)) == {"message": "agent stopped: error_max_turns"}
+    assert parse_result(line(failed)) == {"tokens_in": 1200, "tokens_out": 3400, "failed": "error_max_turns",
+                                          "message": "agent stopped: error_max_turns"}
     assert parse_result(line({"type": "result", "is_error": True, "result": "API Error: 529"})) == {
-        "message": "agent error: API Error: 529"}
+        "failed": "error: API Error: 529", "message": "agent stopped: error: API Error: 529"}
     assert parse_result(line({"type": "result", "total_cost_usd": "0.5", "num_turns": 2.5})) == {}
     assert parse_result('{"type":"result","total_cost_usd":NaN}') == {}
 
@@ -91,6 +93,9 @@ def test_every_agent_module_offers_the_same_names():
         assert agent.NAME == name
         assert isinstance(agent.COMMAND, str) and isinstance(agent.COMMENT, str)
         assert callable(agent.matches) and callable(agent.read_line)
+        assert isinstance(agent.GRANTS, str) and agent.GRANTS and "\n" not in agent.GRANTS
+        assert isinstance(agent.KEEP_OUT, tuple) and all(isinstance(p, str) and p for p in agent.KEEP_OUT)
+        assert isinstance(agent.SUMS, tuple)
         assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT)
     assert [name for name in agents.AGENTS] == ["claude", "codex", "aider", "shell"]  # --agent's order
 
@@ -116,8 +121,10 @@ def test_line_reader_reads_directives_first_then_the_agents_output():
         assert read(b"plain output") is None
     for name in ("codex", "aider"):  # an agent that is not Claude Code: its output is not Claude's
         read = agents.line_reader(agents.RECIPES[name].command)
-        assert read is read_directive
         assert read(result) is None
+        assert read(b"::waveui progress=5") == {"progress": 5.0}
+    assert agents.line_reader(agents.RECIPES["shell"].command)(result) == parse_result(line(RESULT))
+    assert agents.line_reader("true; :") is not read_directive  # any command may run an agent
 
 
 # ---------------------------------------------------------------- recipes
@@ -128,10 +135,13 @@ def test_every_recipe_runs_on_the_prompt_variable():
     for name, recipe in agents.RECIPES.items():
         assert "$WAVEUI_PROMPT" in recipe.command, name
         assert recipe.comment and "\n" not in recipe.comment
-    assert agents.RECIPES["claude"].command == (
-        'claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose --permission-mode acceptEdits')
-    assert agents.RECIPES["codex"].command == 'codex exec --full-auto "$WAVEUI_PROMPT"'
-    assert agents.RECIPES["aider"].command == 'aider --yes-always --no-auto-commits --message "$WAVEUI_PROMPT"'
+    assert agents.RECIPES["claude"].command.startswith(
+        'claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose --permission-mode bypassPermissions')
+    assert "acceptEdits" not in agents.RECIPES["claude"].command  # every Bash call would be denied
+    assert agents.RECIPES["codex"].command == 'codex exec --json --sandbox workspace-write "$WAVEUI_PROMPT"'
+    assert "--full-auto" not in agents.RECIPES["codex"].command  # removed from codex exec
+    for flag in ("--yes-always", "--no-auto-commits", "--no-check-update", "--no-analytics", "--no-gitignore"):
+        assert flag in agents.RECIPES["aider"].command.split()
 
 
 def test_command_line_round_trips_through_toml():

@@ -239,7 +239,7 @@ def test_cli_writes_the_epic_and_refuses_to_overwrite(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote waveui.toml: 4 tasks" in result.stdout
     written = (tmp_path / "waveui.toml").read_text()
-    assert spec.loads(written).command == 'codex exec --full-auto "$WAVEUI_PROMPT"'
+    assert spec.loads(written).command == agents.RECIPES["codex"].command
 
     result = cli("import", str(TASKMASTER))
     assert result.returncode == 2

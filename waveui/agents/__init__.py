@@ -7,8 +7,18 @@ borrowed from :mod:`waveui.agents.base`:
 * ``COMMAND`` and ``COMMENT``, its recipe: the ``[epic] command`` that runs it
   non-interactively on a task, and one line saying so above it;
 * ``matches(command)``, whether a task's command runs this agent;
-* ``read_line(line)``, the fields (as :func:`waveui.run.directives.parse_directive`
-  gives them) that a raw line of its output reports, or None.
+* ``read_line(line)``, the fields that a raw line of its output reports, or
+  None (cheaply) for a line that reports nothing: any of ``cost`` (dollars),
+  ``tokens_in`` (every input token, cached ones included), ``tokens_out``,
+  ``tokens_cached``, ``iterations``, ``message`` (one line), ``failed`` (the
+  agent's own words when its result says it failed, whatever its exit
+  status) and ``denied`` (the tool calls it was refused);
+* ``SUMS``, those of its fields that the agent reports per line (per turn,
+  per message) rather than as totals: :func:`line_reader` adds them up;
+* ``KEEP_OUT``, gitignore-style patterns of the files it writes in the
+  worktree for itself (its history, its caches), never committed;
+* ``GRANTS``, one line: what its recipe lets it do unattended (edit, run
+  commands, reach the network) and the flag that grants or narrows that.
 
 :data:`AGENTS` maps names to modules: a new agent is one new module and one
 line there.
@@ -51,25 +61,37 @@ def agent_for(command: str) -> ModuleType | None:
     return next((agent for agent in AGENTS.values() if agent.matches(command)), None)
 
 
+def keep_out(command: str) -> tuple[str, ...]:
+    """The patterns of files that the agent ``command`` runs writes for itself, to leave out of the task's commit."""
+    agent = agent_for(command)
+    return agent.KEEP_OUT if agent is not None else ()
+
+
 def line_reader(command: str) -> LineReader:
-    """How to read the output of a task running ``command``: its ``::waveui`` lines, else what its agent reports.
+    """How to read the output of one task running ``command``: its ``::waveui`` lines, else what its agent reports.
 
     A command no agent recognises may be a script that runs one: every
-    agent's reader is offered its lines.
+    agent's reader is offered its lines. Each call gives a new reader: the
+    counts an agent reports per turn or message (its ``SUMS``) are added up
+    there, so every field that leaves it is a total so far.
     """
     agent = agent_for(command)
     candidates = [agent] if agent is not None else list(AGENTS.values())
-    readers = [each.read_line for each in candidates if each.read_line is not base.read_line]
+    readers = [(each.read_line, each.SUMS) for each in candidates if each.read_line is not base.read_line]
     if not readers:
         return read_directive
+    totals: dict[str, int | float] = {}
 
     def read_line(line: bytes) -> dict | None:
         fields = read_directive(line)
         if fields is not None:
             return fields
-        for read in readers:
+        for read, sums in readers:
             fields = read(line)
             if fields is not None:
+                for key in sums:
+                    if key in fields:
+                        totals[key] = fields[key] = totals.get(key, 0) + fields[key]
                 return fields
         return None
 

@@ -1,10 +1,22 @@
-"""What agent modules borrow unless they know better: output that reports nothing, a program recognised by name."""
+"""What agent modules borrow unless they know better: output that reports nothing, a program recognised by name.
+
+Besides these, every agent module names ``KEEP_OUT`` (gitignore-style
+patterns of the files the agent writes in the worktree for itself, left out
+of the task's commit) and ``GRANTS`` (one line for the README: what its
+recipe lets the agent do unattended and the flag that grants or narrows it).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from collections.abc import Callable
+
+from waveui.run.directives import MESSAGE_MAX
+
+KEEP_OUT: tuple[str, ...] = ()  # an agent that writes no files of its own in the worktree
+GRANTS = ""
 
 
 def read_line(line: bytes) -> dict | None:
@@ -23,3 +35,29 @@ def runs_program(program: str) -> Callable[[str], bool]:
         return any(os.path.basename(word) == program for word in words)
 
     return matches
+
+
+# Keys of ``read_line``'s fields that an agent reports per line (per turn, per message) rather than as
+# totals: :func:`waveui.agents.line_reader` adds them up, so what reaches the task is always a total so far.
+SUMS: tuple[str, ...] = ()
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line no longer than a message may be; control characters become spaces."""
+    text = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX - 1] + "…"
+
+
+def count(value: object) -> int | None:
+    """A token or turn count as an agent wrote it in JSON, or None for anything that is not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def dollars(value: object) -> float | None:
+    """A cost as an agent wrote it in JSON, or None for anything that is not one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None

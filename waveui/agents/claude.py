@@ -1,36 +1,51 @@
-"""Claude Code: its recipe, and its stream-json result line read as the task's cost, turns and last word."""
+"""Claude Code: its recipe, and its stream-json result line read as the task's cost, tokens, outcome and denials."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 
 from waveui.agents import base
-from waveui.run.directives import MESSAGE_MAX
 
 NAME = "claude"
-COMMAND = 'claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose --permission-mode acceptEdits'
-COMMENT = "Claude Code, headless; waveui reads each task's cost and turns from its stream-json result line"
+# bypassPermissions: in -p mode nobody answers a permission prompt, so under any narrower mode every
+# tool call outside it (running the tests, installing a package) is denied and Claude Code still exits 0.
+COMMAND = ('claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose --permission-mode bypassPermissions'
+           ' ${WAVEUI_MAX_COST:+--max-budget-usd "$WAVEUI_MAX_COST"} ${WAVEUI_MAX_TURNS:+--max-turns "$WAVEUI_MAX_TURNS"}')
+COMMENT = ("Claude Code, headless, every tool allowed (edits, shell, network) in the task's worktree; "
+           "waveui reads its cost, tokens, turns and denials from the stream-json result")
+GRANTS = ("edits, any shell command and network access, unasked (`--permission-mode bypassPermissions`); narrow it "
+          "with `--permission-mode acceptEdits --allowedTools \"Bash(npm test:*)\" ...` (a tool not listed is denied)")
+KEEP_OUT = base.KEEP_OUT
+SUMS = base.SUMS
 
 matches = base.runs_program(NAME)
 
 # Only such lines are worth decoding.
 _RESULT_TYPE = re.compile(r'"type"\s*:\s*"result"')
 _RESULT_TYPE_BYTES = re.compile(_RESULT_TYPE.pattern.encode())
+_DENIAL_MAX = 200  # one denied call, as shown in a warning
 
 
 def parse_result(line: str) -> dict | None:
-    """Cost, turns and outcome from Claude Code's JSON result line, or None if ``line`` is not one.
+    """What Claude Code's JSON result line reports, or None if ``line`` is not one.
 
     Claude Code with ``--output-format stream-json`` prints one JSON object
-    per line and ends with ``{"type": "result", "subtype": "success",
-    "total_cost_usd": 0.12, "num_turns": 7, "result": "...", ...}``: the
-    task's cost and iterations, so the agent needs no ``::waveui`` lines. Every
-    other event (``assistant``, ``user``, ``system``) gives None, and only lines
-    starting with ``{`` and naming the ``result`` type are decoded at all. The
-    result has the keys of :func:`waveui.run.directives.parse_directive`:
-    ``cost``, ``iterations``, ``message``.
+    per line and ends with the result (``SDKResultMessage`` in the Agent SDK
+    reference): ``{"type": "result", "subtype": "success", "is_error": false,
+    "num_turns": 7, "total_cost_usd": 0.12, "usage": {...}, "result": "...",
+    "permission_denials": [...], "stop_reason": "end_turn", ...}``. An error
+    result (``is_error``, or a subtype such as ``error_max_turns``,
+    ``error_max_budget_usd``, ``error_during_execution``) carries its text in
+    ``errors``, a list of strings, and usually no ``result``.
+
+    The fields are those of :mod:`waveui.agents`: ``cost``, ``iterations``,
+    ``tokens_in`` (every input token, cached or not), ``tokens_cached`` (those
+    read from the prompt cache), ``tokens_out``, ``message``, ``failed`` (the
+    agent's own words when its result is an error) and ``denied`` (each tool
+    call refused, as ``Tool: what it was asked``). Every other event gives
+    None, and only lines starting with ``{`` and naming the ``result`` type are
+    decoded at all.
     """
     text = line.strip()
     if not text.startswith("{") or not _RESULT_TYPE.search(text):
@@ -42,25 +57,66 @@ def parse_result(line: str) -> dict | None:
     if not isinstance(event, dict) or event.get("type") != "result":
         return None
     result: dict = {}
-    cost = event.get("total_cost_usd", event.get("cost_usd"))  # cost_usd: older Claude Code versions
-    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and math.isfinite(cost) and cost >= 0:
-        result["cost"] = float(cost)
-    turns = event.get("num_turns")
-    if isinstance(turns, int) and not isinstance(turns, bool) and turns >= 0:
+    cost = base.dollars(event.get("total_cost_usd", event.get("cost_usd")))  # cost_usd: older Claude Code versions
+    if cost is not None:
+        result["cost"] = cost
+    turns = base.count(event.get("num_turns"))
+    if turns is not None:
         result["iterations"] = turns
-    subtype = event.get("subtype")
-    said = event.get("result")
-    if event.get("is_error") or (isinstance(subtype, str) and subtype != "success"):
-        message = f"agent stopped: {subtype}" if isinstance(subtype, str) and subtype else "agent error"
-        if isinstance(said, str) and said.strip():
-            message += f": {said.strip()}"
+    result.update(_tokens(event.get("usage")))
+    subtype = event.get("subtype") if isinstance(event.get("subtype"), str) else ""
+    said = event.get("result") if isinstance(event.get("result"), str) else ""
+    if event.get("is_error") is True or (subtype and subtype != "success"):
+        errors = event.get("errors")
+        words = "; ".join(e.strip() for e in errors if isinstance(e, str) and e.strip()) if isinstance(errors, list) else ""
+        words = base.one_line(words or said)
+        reason = subtype or "error"
+        result["failed"] = base.one_line(f"{reason}: {words}") if words else reason
+        message = f"agent stopped: {result['failed']}"
     else:
-        message = said.strip() if isinstance(said, str) else ""
-    message = " ".join(message.split())  # one line for a table cell; control characters are whitespace here
-    message = "".join(ch if ch.isprintable() else " " for ch in message)
+        message = said
+    message = base.one_line(message)
     if message:
-        result["message"] = message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 1] + "…"
+        result["message"] = message
+    denied = _denials(event.get("permission_denials"))
+    if denied:
+        result["denied"] = denied
     return result
+
+
+def _tokens(usage: object) -> dict:
+    """Token counts from the result's ``usage``: fresh, cache-written and cache-read input, and output."""
+    if not isinstance(usage, dict):
+        return {}
+    fresh, written, read, out = (base.count(usage.get(key)) for key in (
+        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"))
+    tokens = {}
+    if fresh is not None:
+        tokens["tokens_in"] = fresh + (written or 0) + (read or 0)
+    if read is not None:
+        tokens["tokens_cached"] = read
+    if out is not None:
+        tokens["tokens_out"] = out
+    return tokens
+
+
+def _denials(denials: object) -> list[str]:
+    """Each entry of ``permission_denials`` (``tool_name``, ``tool_input``) as ``Tool: what it was asked``."""
+    if not isinstance(denials, list):
+        return []
+    said = []
+    for denial in denials:
+        if not isinstance(denial, dict) or not isinstance(denial.get("tool_name"), str):
+            continue
+        asked = denial.get("tool_input")
+        what = ""
+        if isinstance(asked, dict):
+            # the argument that says what the call was for: the command, the file, the address, the search
+            what = next((asked[key] for key in ("command", "file_path", "path", "url", "pattern", "query")
+                         if isinstance(asked.get(key), str)), "")
+        line = base.one_line(f"{denial['tool_name']}: {what}" if what else denial["tool_name"])
+        said.append(line if len(line) <= _DENIAL_MAX else line[:_DENIAL_MAX - 1] + "…")
+    return said
 
 
 def read_line(line: bytes) -> dict | None:

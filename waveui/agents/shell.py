@@ -5,6 +5,9 @@ from waveui.agents import base
 NAME = "shell"
 COMMAND = 'mkdir -p notes && printf "%s\\n" "$WAVEUI_PROMPT" > "notes/$WAVEUI_TASK_ID.md"'
 COMMENT = "a plain shell command: put your own script here; what it leaves in the worktree is the task's work"
+GRANTS = "whatever your own command does, with your user's rights; waveui adds nothing and takes nothing away"
+KEEP_OUT = base.KEEP_OUT
+SUMS = base.SUMS
 
 
 def matches(command: str) -> bool:

@@ -9,6 +9,7 @@ first, folded into :attr:`Engine.state` next, then passed to listeners.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -346,8 +347,11 @@ class Engine:
         return env
 
     def _on_directive(self, task_id: str) -> Callable[[dict], None]:
+        known = {f.name for f in dataclasses.fields(TaskProgress)}
+
         def record(values: dict) -> None:
-            self.emit(TaskProgress(t=self.clock(), task=task_id, **values))
+            # a reader may report more than this run model keeps (an agent's newer fields): keep what it knows
+            self.emit(TaskProgress(t=self.clock(), task=task_id, **{k: v for k, v in values.items() if k in known}))
         return record
 
     async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
@@ -488,7 +492,8 @@ class Engine:
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
         """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must)."""
         message = self._merge_message(task.id)
-        commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message)
+        commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message,
+                                         agents.keep_out(task.command or self.epic.command or ""))
         if commit is None:
             if task.expect_changes:
                 await self._failed(task.id, "changed nothing (set expect_changes = false if that is right)",

@@ -176,8 +176,12 @@ class WorktreePool:
                              f"{self.repo_root} (deleted or replaced while the task ran)")
         return checkout
 
-    def commit(self, wt: Worktree, start: str, message: str) -> str | None:
+    def commit(self, wt: Worktree, start: str, message: str, keep_out: tuple[str, ...] = ()) -> str | None:
         """Commit what the worktree holds onto the task's branch; the commit, or None if nothing changed.
+
+        Files matching ``keep_out`` (gitignore-style patterns: the files an
+        agent writes for itself, such as aider's ``.aider*``) are not staged;
+        the slot's clean removes them as it removes ignored files.
 
         Whatever the task did with git in its worktree (commits on its branch,
         a detached HEAD, a switch to a branch of its own) its work ends up on
@@ -188,7 +192,7 @@ class WorktreePool:
         """
         checkout = self.checkout_of(wt)
         ref = f"refs/heads/{wt.branch}"
-        nested = _stage_all(checkout)
+        nested = _stage_all(checkout, keep_out)
         if nested:
             self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
                            " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
@@ -653,13 +657,31 @@ def _untracked(checkout: Checkout) -> list[str]:
     return [p for p in checkout.run("ls-files", "-z", "--others", "--exclude-standard").out.split("\0") if p]
 
 
-def _stage_all(checkout: Checkout) -> list[str]:
-    """``git add -A`` in the slot's own index, leaving out repositories nested in the worktree; those."""
+def _stage_all(checkout: Checkout, keep_out: tuple[str, ...] = ()) -> list[str]:
+    """``git add -A`` in the slot's own index, leaving out nested repositories and ``keep_out``; the repositories."""
     nested = [p for p in _untracked(checkout) if p.endswith("/")]
     # A nested repository would go in as a bare commit id (a gitlink) whose content no clone has;
     # one without commits makes `git add` fail outright.
-    checkout.run("add", "-A", "--", ".", *(f":(exclude,literal){p}" for p in nested))
+    checkout.run("add", "-A", "--", ".", *(f":(exclude,literal){p}" for p in nested),
+                 *(f":(exclude,glob){spec}" for pattern in keep_out for spec in _glob_pathspecs(pattern)))
     return nested
+
+
+def _glob_pathspecs(pattern: str) -> list[str]:
+    """A gitignore-style pattern as ``glob`` pathspecs matching the same files and everything in matching folders.
+
+    As in a ``.gitignore``: a pattern with no slash but a trailing one
+    matches at any depth, one with a slash is taken from the top of the
+    worktree, a trailing slash matches folders only. Negation (``!``) is not
+    supported.
+    """
+    folder_only = pattern.endswith("/")
+    anchored = "/" in pattern.rstrip("/")
+    pattern = pattern.strip("/")
+    if not anchored:
+        pattern = f"**/{pattern}"
+    inside = f"{pattern}/**"  # a pathspec glob matches files: a folder's files are matched by what is under it
+    return [inside] if folder_only else [pattern, inside]
 
 
 def _ignored_entries(checkout: Checkout) -> list[str]:
