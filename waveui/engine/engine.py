@@ -346,8 +346,10 @@ class Engine:
         return env
 
     def _on_directive(self, task_id: str) -> Callable[[dict], None]:
+        known = TaskProgress.__dataclass_fields__  # an agent may report more than the run model keeps
+
         def record(values: dict) -> None:
-            self.emit(TaskProgress(t=self.clock(), task=task_id, **values))
+            self.emit(TaskProgress(t=self.clock(), task=task_id, **{k: v for k, v in values.items() if k in known}))
         return record
 
     async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
