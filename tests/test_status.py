@@ -216,7 +216,7 @@ def test_bash_completion_completes(cli, tmp_path):
 
     assert "import" in complete("im") and "status" in complete("st")
     assert complete("graph", "--format", "") == ["dot", "mermaid"]
-    assert complete("init", "--agent", "c") == ["claude", "codex"]
+    assert complete("init", "--agent", "c") == ["claude", "codex", "cursor-agent"]
     assert "--max-parallel" in complete("run", "--m")
     assert complete("completion", "") == ["bash", "zsh", "fish"]
     assert complete("import", "") == []  # a path: the shell's own file completion

@@ -37,13 +37,18 @@ from typing import NamedTuple
 
 import tomli_w
 
-from waveui.agents import aider, base, claude, codex, shell
+from waveui.agents import aider, amp, base, claude, codex, cursor, gemini, goose, opencode, shell
 from waveui.run.directives import LineReader, read_directive
 
 AGENTS: dict[str, ModuleType] = {
     claude.NAME: claude,
     codex.NAME: codex,
     aider.NAME: aider,
+    gemini.NAME: gemini,
+    cursor.NAME: cursor,
+    opencode.NAME: opencode,
+    amp.NAME: amp,
+    goose.NAME: goose,
     shell.NAME: shell,
 }
 
