@@ -143,6 +143,6 @@ def render(imported: Imported, command: list[str], path: str | Path = "waveui.to
 
 def convert(source: str | Path, command: list[str], path: str | Path = "waveui.toml",
             tag: str | None = None) -> tuple[str, Imported]:
-    """Read ``source`` (``tag``: the Taskmaster tag to take) and render it: the epic file's text and what was imported."""
+    """Read ``source`` (``tag``: the Taskmaster tag to take) and render it: the epic file's text and what came in."""
     imported = read_source(source, tag)
     return render(imported, command, path), imported

@@ -136,7 +136,10 @@ def _effort(text: str) -> float | None:
 
 
 def story_points(body: str, fields: dict | None = None) -> float | None:
-    """Points from ``## Effort Estimate`` (Size XS..XL as 1/2/3/5/8, else Hours), else ``effort:``, else ``**Effort:**``."""
+    """Points from ``## Effort Estimate`` (Size XS..XL as 1/2/3/5/8, else Hours), else ``effort:``, else ``**Effort:**``.
+
+    The size comes first in every form (``M (8-12 hours)`` is 3), hours only where no size is given.
+    """
     section = _section(body, "Effort Estimate")
     if section and (_SIZE.search(section) or _HOURS.search(section)):
         return _effort(section)
@@ -211,7 +214,7 @@ def read(source: Path) -> Imported:
             fields, body = front_matter(_text(path), path)
         except SourceError as error:
             unreadable.append(error)  # one broken file costs its task, not the epic
-            notes.add(f"{path.name}: left out, cannot be read: {str(error).removeprefix(str(path)).lstrip(':')}")
+            notes.add(f"left out, cannot be read: {str(error).replace(str(path), path.name)}")
             continue
         task_id = TASK_FILE.match(path.name).group(1)
         title = fields.get("name")
@@ -250,7 +253,7 @@ def read(source: Path) -> Imported:
         try:
             by_id[task_id].affected_files.extend(analysis_files(_text(path)))
         except SourceError as error:
-            notes.add(f"{path.name}: left out, {str(error).removeprefix(str(path)).lstrip(': ')}")
+            notes.add(f"left out, cannot be read: {str(error).replace(str(path), path.name)}")
     for draft in drafts:
         kept = []
         for path in dict.fromkeys(draft.affected_files):

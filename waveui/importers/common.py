@@ -21,6 +21,8 @@ from waveui.core.spec import TASK_ID, Epic, Task
 DONE_STATUSES = frozenset({"done", "completed", "complete", "closed", "cancelled", "canceled"})
 # Statuses of work someone chose not to run now: left out and listed in the header, each with why.
 HELD_STATUSES = {"deferred": "deferred", "review": "awaiting review"}
+# Of those, work that is written already (only not reviewed): waiting for it is as waiting for a done task.
+WRITTEN = frozenset({HELD_STATUSES["review"]})
 PRIORITIES = {"lowest": -2, "low": -1, "medium": 0, "normal": 0, "high": 1, "critical": 2, "urgent": 2}
 
 
@@ -187,7 +189,7 @@ def finish(name: str, drafts: list[Draft], notes: Notes, kind: str, source: Path
         task_id = ids[draft.id]
         requires: list[str] = []
         for dep in draft.requires:
-            if dep in done:
+            if dep in done or held.get(dep) in WRITTEN:
                 continue  # already in the repository: nothing to wait for
             if dep in held:
                 notes.add(f"task {draft.id}: dependency {dep!r} ({held[dep]}, so not imported: "

@@ -25,7 +25,7 @@ from pathlib import Path
 from waveui.importers.common import Draft, Imported, Notes, SourceError, finish, priority, slug, text, read_json
 
 TASK_FIELDS = ("id", "title", "description", "details", "status", "dependencies", "priority", "subtasks",
-               "relevantFiles")
+               "relevantFiles", "parentTaskId", "parentId")  # a subtask's parent ids say what nesting says
 
 
 def tasks_file(folder: Path) -> Path | None:
@@ -61,12 +61,18 @@ def _current_tag(path: Path) -> str:
 
 
 def _ref(value, parent: str | None, source: Path, where: str) -> str:
-    """A dependency as a task id: a subtask's bare number is a sibling; "2.1" names subtask 1 of task 2."""
+    """A dependency as a task id. In a subtask, an id without a dot (``2`` or ``"2"``) is a sibling, as in
+    Taskmaster's own next-task choice (``toFullSubId``); ``"2.1"`` names subtask 1 of task 2."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SourceError(f"{source}: {where}: a dependency must be a number or a string, not {value!r}")
-    if isinstance(value, int) and parent is not None:
-        return f"{parent}.{value}"
-    return str(value).strip()
+    value = str(value).strip()
+    return f"{parent}.{value}" if parent is not None and "." not in value else value
+
+
+def _sibling_or_task(ref: str, parent: str, ids: set[str]) -> str:
+    """A subtask's bare dependency that names no sibling but a top-level task: hand-written files mean that task."""
+    bare = ref.removeprefix(parent + ".")
+    return bare if ref not in ids and bare != ref and bare in ids else ref
 
 
 def _files(value, source: Path, where: str) -> list[str]:
@@ -182,6 +188,11 @@ def from_data(data, path: Path, tag: str | None = None) -> Imported:
             parent.expect_changes = False
         drafts.append(parent)
         drafts.extend(children)
+    ids = {d.id for d in drafts}
+    for draft in drafts:
+        if "." in draft.id:
+            parent_id = draft.id.rsplit(".", 1)[0]
+            draft.requires = list(dict.fromkeys(_sibling_or_task(r, parent_id, ids) for r in draft.requires))
 
     name = _project_name(data, path)
     if tag and tag != "master":
@@ -189,7 +200,7 @@ def from_data(data, path: Path, tag: str | None = None) -> Imported:
     imported = finish(name, drafts, notes, "Taskmaster", path)
     if tag:
         others = [t for t in tags if t != tag]
-        imported.explanations.append(f"Taskmaster tag: {tag}" + (" (asked for with --tag)" if chosen else " (the current one)")
-                                     + (f"; the file also has {', '.join(others)}: import one with --tag NAME"
-                                        if others else ""))
+        how = " (asked for with --tag)" if chosen else " (the current one)"
+        imported.explanations.append(f"Taskmaster tag: {tag}{how}" + (
+            f"; the file also has {', '.join(others)}: import one with --tag NAME" if others else ""))
     return imported
