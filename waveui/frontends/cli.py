@@ -323,7 +323,7 @@ def cmd_import(args) -> int:
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists (use --force to overwrite it)")
     try:
-        text, imported = importers.convert(args.source, agents.epic_command_lines(args.agent), target)
+        text, imported = importers.convert(args.source, agents.epic_command_lines(args.agent), target, args.tag)
     except importers.SourceError as error:
         raise UsageError(str(error)) from None
     try:
@@ -415,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the epic file to write (default: ./waveui.toml)")
     imports.add_argument("--force", action="store_true", help="overwrite an existing file")
     imports.add_argument("--agent", choices=sorted(RECIPES), help="set [epic] command to run this coding agent")
+    imports.add_argument("--tag", metavar="NAME",
+                         help="the Taskmaster tag to import (default: the current one in .taskmaster/state.json)")
 
     from waveui.frontends.completion import SHELLS
 

@@ -1,11 +1,18 @@
 """Reads a CCPM epic: ``.claude/epics/<name>/`` with task files ``NNN.md`` and analyses ``NNN-analysis.md``.
 
 A task file starts with front matter between ``---`` lines (``name``,
-``status``, ``depends_on``, ``parallel``, ``conflicts_with``, ...), then a
-Markdown body that becomes the prompt; its ``## Effort Estimate`` section
-gives the size. An analysis splits a task into streams, each naming the files
-it touches on a ``Files:`` line or in a bullet list after one: together they
-are the task's ``affected_files``.
+``status``, ``depends_on``, ``parallel``, ``conflicts_with``, ...), as
+CCPM's ``/pm:epic-decompose`` writes it (automazeio/ccpm
+``ccpm/commands/pm/epic-decompose.md``), or keeps the same fields in a fenced
+YAML block under ``## Metadata``, as task files written by hand or by other
+prompts do. The Markdown body becomes the prompt. The size comes from its
+``## Effort Estimate`` section, else an ``effort:`` field or an
+``**Effort:**`` line, written ``M (8-12 hours)``. A file that cannot be read
+is left out with a note; the rest of the epic is imported. An analysis splits
+a task into streams, each naming the files it touches on a ``Files:`` line or
+in a bullet list after one: together they are the task's ``affected_files``.
+An epic that ``/pm:epic-close`` marked completed or moved to
+``.claude/epics/.archived/`` is imported, and the header says so.
 
 waveui's ``lock`` mode is epic-wide and works on overlapping files, so a
 ``conflicts_with`` pair becomes ``conflicts = "lock"`` plus one pseudo-file,
@@ -25,12 +32,18 @@ TASK_FILE = re.compile(r"(\d+)\.md\Z")
 ANALYSIS_FILE = re.compile(r"(\d+)-analysis\.md\Z")
 LOCK_FOLDER = ".waveui-locks"
 # Front matter keys this importer turns into waveui fields; any other is reported as not mapped.
-MAPPED = ("name", "status", "depends_on", "conflicts_with", "parallel")
+MAPPED = ("name", "status", "depends_on", "conflicts_with", "parallel", "effort", "size")
+ARCHIVE_FOLDERS = (".archived", "archived")  # /pm:epic-close and /pm:clean move finished epics here
+FINISHED_EPIC = ("completed", "complete", "closed", "done")
 
 _KEY_LINE = re.compile(r"([A-Za-z_][\w-]*)\s*:\s*(.*)\Z")
 _ITEM_LINE = re.compile(r"\s*-\s+(.*)\Z|\s*-\Z")
 _SIZE = re.compile(r"\bSize\W*:\W*(XS|XL|S|M|L)\b", re.I)
 _HOURS = re.compile(r"\bHours\W*:\W*(\d+(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?", re.I)
+_METADATA = re.compile(r"^#{2,3}[ \t]*Metadata[ \t]*\n\s*```[ \t]*(?:ya?ml)?[ \t]*\n(.*?)^```[ \t]*$\n?",
+                       re.M | re.S | re.I)
+_SIZE_FIRST = re.compile(r"\s*(XS|XL|S|M|L)\b", re.I)
+_EFFORT_LINE = re.compile(r"^\s*(?:[-*+]\s+)?(?:\*\*|__)Effort:?(?:\*\*|__):?[ \t]*(.+)$", re.M | re.I)
 _FILES = re.compile(r"(?:[-*+]\s+)?(?:\*\*|__)?Files\b[^:*_\n]{0,30}(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*(.*)\Z", re.I)
 _BULLET = re.compile(r"\s*[-*+]\s+(.*)\Z")
 
@@ -60,21 +73,11 @@ def _value(text: str):
     return _scalar(text)
 
 
-def front_matter(text: str, path: Path) -> tuple[dict, str]:
-    """The front matter's fields and the body after it.
-
-    Read by hand rather than with a YAML library: YAML would turn ``[001, 002]``
-    into the numbers 1 and 2, and task ids here are the file names' digits.
-    """
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].strip() != "---":
-        raise SourceError(f"{path}:1: no front matter: a task file starts with a --- line")
-    end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
-    if end is None:
-        raise SourceError(f"{path}:1: the front matter has no closing --- line")
+def _fields(lines: list[str], path: Path, first: int, where: str) -> dict:
+    """``key: value`` lines (and ``- item`` lists under a key) as a dict; ``first`` is the first line's number."""
     fields: dict = {}
     key = None
-    for number, line in enumerate(lines[1:end], start=2):
+    for number, line in enumerate(lines, start=first):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         item = _ITEM_LINE.match(line)
@@ -85,10 +88,32 @@ def front_matter(text: str, path: Path) -> tuple[dict, str]:
             continue
         match = _KEY_LINE.match(line)
         if not match or line[:1].isspace():
-            raise SourceError(f"{path}:{number}: cannot read front matter line {line.strip()!r} (expected key: value)")
+            raise SourceError(f"{path}:{number}: cannot read {where} line {line.strip()!r} (expected key: value)")
         key = match.group(1)
         fields[key] = _value(match.group(2))
-    return fields, "\n".join(lines[end + 1:])
+    return fields
+
+
+def front_matter(text: str, path: Path) -> tuple[dict, str]:
+    """The task's fields and the body without them: front matter, or a fenced block under ``## Metadata``.
+
+    Read by hand rather than with a YAML library: YAML would turn ``[001, 002]``
+    into the numbers 1 and 2, and task ids here are the file names' digits.
+    """
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and lines[0].strip() == "---":
+        end = next((i for i in range(1, len(lines)) if lines[i].strip() == "---"), None)
+        if end is None:
+            raise SourceError(f"{path}:1: the front matter has no closing --- line")
+        return _fields(lines[1:end], path, 2, "front matter"), "\n".join(lines[end + 1:])
+    block = _METADATA.search(text)
+    if block is None:
+        raise SourceError(f"{path}:1: no front matter: a task file starts with a --- line "
+                          "or has a fenced ## Metadata block")
+    first = text.count("\n", 0, block.start(1)) + 1
+    fields = _fields(block.group(1).split("\n"), path, first, "## Metadata")
+    return fields, text[:block.start()] + text[block.end():]
 
 
 def _section(body: str, title: str) -> str:
@@ -96,19 +121,34 @@ def _section(body: str, title: str) -> str:
     return match.group(1) if match else ""
 
 
-def story_points(body: str) -> float | None:
-    """Points from ``## Effort Estimate``: Size XS..XL as 1/2/3/5/8, else the Hours (a range's middle)."""
-    section = _section(body, "Effort Estimate")
-    size = _SIZE.search(section)
+def _effort(text: str) -> float | None:
+    """Points from an effort as written: a size first (``M (8-12 hours)``), else hours (a range's middle)."""
+    size = _SIZE_FIRST.match(text) or _SIZE.search(text)
     if size:
         return SIZES[size.group(1).upper()]
-    hours = _HOURS.search(section)
+    hours = _HOURS.search(text) or re.match(r"\s*(\d+(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(\d+(?:\.\d+)?))?\s*h", text, re.I)
     if hours:
         low = float(hours.group(1))
         high = float(hours.group(2)) if hours.group(2) else low
         value = (low + high) / 2
         return int(value) if value == int(value) else value
     return None
+
+
+def story_points(body: str, fields: dict | None = None) -> float | None:
+    """Points from ``## Effort Estimate`` (Size XS..XL as 1/2/3/5/8, else Hours), else ``effort:``, else ``**Effort:**``.
+
+    The size comes first in every form (``M (8-12 hours)`` is 3), hours only where no size is given.
+    """
+    section = _section(body, "Effort Estimate")
+    if section and (_SIZE.search(section) or _HOURS.search(section)):
+        return _effort(section)
+    for key in ("effort", "size"):
+        value = (fields or {}).get(key)
+        if isinstance(value, str) and _effort(value) is not None:
+            return _effort(value)
+    line = _EFFORT_LINE.search(body)
+    return _effort(line.group(1)) if line else None
 
 
 def _path_of(entry: str) -> str:
@@ -168,12 +208,14 @@ def read(source: Path) -> Imported:
     notes = Notes()
     drafts: list[Draft] = []
     conflicts: dict[str, list[str]] = {}
+    unreadable: list[SourceError] = []
     for path in task_files:
         try:
-            content = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as error:
-            raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
-        fields, body = front_matter(content, path)
+            fields, body = front_matter(_text(path), path)
+        except SourceError as error:
+            unreadable.append(error)  # one broken file costs its task, not the epic
+            notes.add(f"left out, cannot be read: {str(error).replace(str(path), path.name)}")
+            continue
         task_id = TASK_FILE.match(path.name).group(1)
         title = fields.get("name")
         if not isinstance(title, str) or not title:
@@ -181,7 +223,7 @@ def read(source: Path) -> Imported:
             title = heading.group(1).strip() if heading else ""
         draft = Draft(task_id, title=title, prompt=body.strip(), status=str(fields.get("status") or ""),
                       requires=_ids(fields.get("depends_on")))
-        points = story_points(body)
+        points = story_points(body, fields)
         if points is not None:
             draft.story_points = points
         conflicts[task_id] = _ids(fields.get("conflicts_with"))
@@ -192,6 +234,8 @@ def read(source: Path) -> Imported:
         notes.fields(task_id, unmapped)
         drafts.append(draft)
     if not drafts:
+        if unreadable:
+            raise unreadable[0]
         raise SourceError(f"{folder}: no task files (NNN.md) in this CCPM epic folder")
 
     ids = [d.id for d in drafts]
@@ -207,9 +251,9 @@ def read(source: Path) -> Imported:
             notes.add(f"{path.name}: no task {match.group(1)} to give its files to")
             continue
         try:
-            by_id[task_id].affected_files.extend(analysis_files(path.read_text(encoding="utf-8-sig")))
-        except (OSError, UnicodeDecodeError) as error:
-            raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+            by_id[task_id].affected_files.extend(analysis_files(_text(path)))
+        except SourceError as error:
+            notes.add(f"left out, cannot be read: {str(error).replace(str(path), path.name)}")
     for draft in drafts:
         kept = []
         for path in dict.fromkeys(draft.affected_files):
@@ -221,7 +265,13 @@ def read(source: Path) -> Imported:
 
     locks = _locks(drafts, conflicts, ids, notes)
     settings = {"conflicts": "lock"} if locks else {}
-    imported = finish(folder.name, drafts, notes, "CCPM", folder, **settings)
+    finished = _finished(folder)
+    try:
+        imported = finish(folder.name, drafts, notes, "CCPM", folder, **settings)
+    except SourceError as error:
+        raise SourceError(f"{error} ({finished})" if finished else str(error)) from None
+    if finished:
+        imported.explanations.append(f"This epic is {finished}: its tasks still open are imported.")
     if locks:
         pairs = ", ".join(f"{a} and {b}" for a, b in locks)
         imported.explanations.append(
@@ -229,6 +279,25 @@ def read(source: Path) -> Imported:
             f'conflicts = "lock" and gives each pair a shared pseudo-file {LOCK_FOLDER}/<a>-<b> in affected_files: '
             "the planner sees them overlap and never runs them together (other overlaps are locked too).")
     return imported
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+
+
+def _finished(folder: Path) -> str | None:
+    """How the epic is marked finished (archived, or completed in epic.md), or None."""
+    if folder.parent.name in ARCHIVE_FOLDERS:
+        return f"archived (it is in {folder.parent.name}/)"
+    try:
+        fields, _ = front_matter(_text(folder / "epic.md"), folder / "epic.md")
+    except SourceError:
+        return None  # no epic.md, or one that cannot be read: nothing says it is finished
+    status = str(fields.get("status") or "").strip().lower()
+    return f"marked {status} in epic.md" if status in FINISHED_EPIC else None
 
 
 def _locks(drafts: list[Draft], conflicts: dict[str, list[str]], ids: list[str], notes: Notes) -> list[tuple[str, str]]:

@@ -19,6 +19,10 @@ from waveui.core.spec import TASK_ID, Epic, Task
 
 # Statuses meaning the work is already in the repository: such tasks are not run again.
 DONE_STATUSES = frozenset({"done", "completed", "complete", "closed", "cancelled", "canceled"})
+# Statuses of work someone chose not to run now: left out and listed in the header, each with why.
+HELD_STATUSES = {"deferred": "deferred", "review": "awaiting review"}
+# Of those, work that is written already (only not reviewed): waiting for it is as waiting for a done task.
+WRITTEN = frozenset({HELD_STATUSES["review"]})
 PRIORITIES = {"lowest": -2, "low": -1, "medium": 0, "normal": 0, "high": 1, "critical": 2, "urgent": 2}
 
 
@@ -44,6 +48,11 @@ class Draft:
     def done(self) -> bool:
         return self.status.strip().lower() in DONE_STATUSES
 
+    @property
+    def held(self) -> str | None:
+        """Why the task is left out though not done (``"deferred"``), or None."""
+        return HELD_STATUSES.get(self.status.strip().lower())
+
 
 @dataclass
 class Imported:
@@ -56,6 +65,7 @@ class Imported:
     skipped: list[str] = field(default_factory=list)  # source ids of done tasks
     renamed: dict[str, str] = field(default_factory=dict)  # source id -> waveui id
     explanations: list[str] = field(default_factory=list)  # extra header lines, e.g. how locks were made
+    held: dict[str, list[str]] = field(default_factory=dict)  # "deferred" -> source ids left out for that reason
 
 
 class Notes:
@@ -144,7 +154,7 @@ def _bad_path(path: str) -> str | None:
 
 
 def finish(name: str, drafts: list[Draft], notes: Notes, kind: str, source: Path, **settings) -> Imported:
-    """The epic made of ``drafts`` (done ones left out), with the notes for the file's header.
+    """The epic made of ``drafts`` (done and held ones left out), with the notes for the file's header.
 
     ``settings`` are further [epic] values (e.g. ``conflicts="lock"``).
     """
@@ -154,11 +164,13 @@ def finish(name: str, drafts: list[Draft], notes: Notes, kind: str, source: Path
             raise SourceError(f"{source}: task id {draft.id!r} appears twice")
         seen.add(draft.id)
     done = {d.id for d in drafts if d.done}
-    kept = [d for d in drafts if not d.done]
+    held = {d.id: d.held for d in drafts if d.held and not d.done}
+    kept = [d for d in drafts if d.id not in done and d.id not in held]
     if not drafts:
         raise SourceError(f"{source}: no tasks found")
     if not kept:
-        raise SourceError(f"{source}: every task is done already: nothing to import")
+        raise SourceError(f"{source}: every task is done already: nothing to import" if not held else
+                          f"{source}: no task to import: the rest are done, " + ", ".join(sorted(set(held.values()))))
 
     renamed: dict[str, str] = {}
     taken: set[str] = set()
@@ -177,9 +189,12 @@ def finish(name: str, drafts: list[Draft], notes: Notes, kind: str, source: Path
         task_id = ids[draft.id]
         requires: list[str] = []
         for dep in draft.requires:
-            if dep in done:
+            if dep in done or held.get(dep) in WRITTEN:
                 continue  # already in the repository: nothing to wait for
-            if dep == draft.id:
+            if dep in held:
+                notes.add(f"task {draft.id}: dependency {dep!r} ({held[dep]}, so not imported: "
+                          "this task may start before that work exists)", draft.id)
+            elif dep == draft.id:
                 notes.add(f"task {draft.id}: dependency on itself", draft.id)
             elif dep not in ids:
                 notes.add(f"task {draft.id}: dependency {dep!r} (no such task)", draft.id)
@@ -197,4 +212,13 @@ def finish(name: str, drafts: list[Draft], notes: Notes, kind: str, source: Path
                           expect_changes=draft.expect_changes))
     epic_name = slug(name) or "imported"
     epic = Epic(name=epic_name, tasks=tasks, **settings)
-    return Imported(epic, kind, source, notes.lines(skip=done), [d.id for d in drafts if d.done], renamed)
+    by_reason: dict[str, list[str]] = {}
+    for task_id, reason in held.items():
+        by_reason.setdefault(reason, []).append(task_id)
+    return Imported(epic, kind, source, notes.lines(skip=done | set(held)), [d.id for d in drafts if d.done],
+                    renamed, held=by_reason)
+
+
+def names_no_files(imported: Imported) -> bool:
+    """Whether no imported task names a file: the planner then sees no overlap, whatever the tasks touch."""
+    return not any(task.affected_files for task in imported.epic.tasks)
