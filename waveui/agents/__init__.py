@@ -93,7 +93,7 @@ def line_reader(command: str) -> LineReader:
             return fields
         for read, sums in readers:
             fields = read(line)
-            if fields is not None:
+            if fields:  # an empty answer (a result line of another agent's shape) lets the next reader try
                 for key in sums:
                     if key in fields:
                         totals[key] = fields[key] = totals.get(key, 0) + fields[key]

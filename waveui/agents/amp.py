@@ -18,6 +18,7 @@ COMMAND = 'amp -x "$WAVEUI_PROMPT" --stream-json --dangerously-allow-all'
 COMMENT = "Amp in execute mode, every tool allowed; waveui reads its turns and failures from the stream-json result"
 GRANTS = ("uses every tool without asking, shell commands and the network included (`--dangerously-allow-all`); "
           "without it, tools its `amp.permissions` setting does not allow are refused")
+SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # threads are kept on Amp's servers and under ~/.config/amp
 
 matches = base.runs_program(NAME)

@@ -19,6 +19,7 @@ COMMAND = 'cursor-agent -p "$WAVEUI_PROMPT" --force --output-format stream-json'
 COMMENT = "Cursor Agent CLI, headless, commands allowed; waveui reads its result line"
 GRANTS = ("edits files and runs any shell command not denied in `.cursor/cli.json` (`--force`); "
           "without `--force` it only proposes commands, and `permissions.deny` there narrows it")
+SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # its chats and settings live under ~/.cursor
 
 matches = base.runs_program(NAME)

@@ -20,6 +20,7 @@ COMMAND = 'gemini -p "$WAVEUI_PROMPT" --output-format stream-json --approval-mod
 COMMENT = "Gemini CLI, headless, every tool approved; waveui reads its tokens and failures from the stream-json result"
 GRANTS = ("edits files, runs any shell command and fetches from the network without asking (`--approval-mode yolo`); "
           "`--approval-mode auto_edit` allows edits only, `--sandbox` runs its tools in a container")
+SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # it keeps its sessions and checkpoints under ~/.gemini, not in the worktree
 
 matches = base.runs_program(NAME)

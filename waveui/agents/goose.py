@@ -10,6 +10,7 @@ COMMAND = ('GOOSE_MODE=auto goose run --no-session --text "$WAVEUI_PROMPT"'
 COMMENT = "goose, headless in auto mode, limited to the task's max_turns when it has one"
 GRANTS = ("edits files and runs shell commands without approval (`GOOSE_MODE=auto`); "
           "`GOOSE_MODE=chat` allows no tools, and the extensions it loads decide what else it can reach")
+SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()
 
 matches = base.runs_program(NAME)

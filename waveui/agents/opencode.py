@@ -21,6 +21,7 @@ COMMAND = 'opencode run --format json --auto "$WAVEUI_PROMPT"'
 COMMENT = "opencode, one message, permissions not denied in its config approved; waveui reads its JSON events"
 GRANTS = ("edits files, runs shell commands and fetches from the network unless its config denies them (`--auto`); "
           "without `--auto` every permission it asks for is refused, and `permission` in opencode.json narrows it")
+SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # sessions are stored under ~/.local/share/opencode
 
 matches = base.runs_program(NAME)
