@@ -57,9 +57,10 @@ TERM_GRACE_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried again, backing off to the second
 BUDGET_REACHED = "budget reached"  # the reason a run ends with when [epic] max_cost stopped it
+EXIT_BUDGET = 3  # `waveui run`'s exit status then: it resumes once the budget is raised
 PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
 
-__all__ = ["Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
+__all__ = ["BUDGET_REACHED", "EXIT_BUDGET", "Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
 
 
 @dataclass

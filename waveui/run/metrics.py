@@ -63,6 +63,17 @@ def size(nbytes: float | None) -> str:
     return f"{nbytes:.0f}B"
 
 
+def tokens(count: int | None) -> str:
+    """A token count as 950, 12.3k, 4.1M; an em dash when unknown."""
+    if count is None:
+        return "—"
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(count)
+
+
 def money(amount: float | None) -> str:
     if amount is None:
         return "—"
