@@ -410,8 +410,8 @@ class Engine:
         def record(values: dict) -> None:
             known = {key: value for key, value in values.items() if key in PROGRESS_FIELDS}
             self.emit(TaskProgress(t=self.clock(), task=task_id, **known))
-            if task.max_cost is not None and "cost" in known:
-                self._check_task_budget(task_id, task.max_cost)
+            if task.max_cost is not None and "cost" in known:  # output may be read in a thread: check on the loop
+                self._loop.call_soon_threadsafe(self._check_task_budget, task_id, task.max_cost)
         return record
 
     def _check_task_budget(self, task_id: str, budget: float) -> None:
@@ -423,7 +423,7 @@ class Engine:
         self._over_budget[task_id] = f"over its budget ({money(spent)} of {money(budget)})"
         process = self._processes.get(task_id)
         if process is not None:  # else it is being started: _run_commands stops it once it is
-            asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
+            self._loop.create_task(process.terminate(self.options.grace))
 
     async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
         task = self.tasks[task_id]
