@@ -284,3 +284,17 @@ def test_a_notify_command_that_hangs_or_fails_does_not_harm_the_run(repo, notify
     assert state.finished and state.finish_reason == "finished with tasks not done"
     trouble = [n.text for n in state.notices if n.kind == "notify"]
     assert trouble and all(said in text for text in trouble)
+
+
+def test_bad_budget_and_notify_settings_are_one_line_each_naming_file_and_line(repo):
+    (repo / "waveui.toml").write_text('[epic]\nname = "x"\nmax_cost = "lots"\nnotify = ["a"]\n'
+                                      'bell = "no"\n[[task]]\nid = "a"\nmax_turns = 0\nmax_cost = 0\n')
+    code, out = run_cli(repo)
+    assert code == 2
+    assert [line.replace(f"{repo}/", "") for line in out.splitlines()] == [
+        "waveui: error: waveui.toml:3: [epic] max_cost must be a number, not string 'lots'",
+        "waveui: error: waveui.toml:4: [epic] notify must be a string, not array",
+        "waveui: error: waveui.toml:5: [epic] bell must be true or false, not string 'no'",
+        "waveui: error: waveui.toml:8: task 'a': max_turns must be at least 1, not 0",
+        "waveui: error: waveui.toml:9: task 'a': max_cost must be above 0 (leave it out for no budget)",
+    ]

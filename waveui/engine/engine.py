@@ -48,7 +48,7 @@ from waveui.git.merge import GitError, Integrator, RefMoved
 from waveui.git.worktrees import BrokenSlot, WorktreePool
 from waveui.git.command import clean_env
 from waveui.run.metrics import committed_cost, money
-from waveui.run.state import RunState, fold, replay
+from waveui.run.state import SLOT_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
 from waveui.core.spec import Epic, Task
 
@@ -418,8 +418,8 @@ class Engine:
         """Stop a task whose attempt has cost more than its ``max_cost``: for agents that do not stop themselves."""
         view = self.state.tasks[task_id]
         spent = view.cost - view.earlier_cost
-        if spent <= budget or task_id in self._over_budget:
-            return
+        if spent <= budget or task_id in self._over_budget or view.state not in SLOT_STATES:
+            return  # within budget, stopped already, or a late line of an attempt that has ended
         self._over_budget[task_id] = f"over its budget ({money(spent)} of {money(budget)})"
         process = self._processes.get(task_id)
         if process is not None:  # else it is being started: _run_commands stops it once it is
@@ -429,6 +429,7 @@ class Engine:
         task = self.tasks[task_id]
         attempt = adopted.attempt if adopted else self.state.tasks[task_id].attempt + 1
         self.ready.retry_at.pop(task_id, None)
+        self._over_budget.pop(task_id, None)
         self._worktrees[task_id] = adopted.worktree if adopted else None
         try:
             start_point = adopted.start_point if adopted else ""
@@ -472,7 +473,6 @@ class Engine:
             if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await asyncio.to_thread(self.pool.release, worktree, attempt)
                 await self._note_own_refs()
-            self._over_budget.pop(task_id, None)
             self._free_slots.append(slot)
             self._free_slots.sort()
             if self.state.tasks[task_id].state != "merging":
@@ -588,7 +588,7 @@ class Engine:
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message)
         if commit is None:
             denied = self.state.tasks[task.id].denied
-            if denied:  # what it was refused is why it did nothing, more likely than the task needing nothing
+            if denied and task.expect_changes:  # what it was refused is likely why it did nothing
                 await self._failed(task.id, f"the agent was denied: {', '.join(denied)}", attempt, retry=False)
             elif task.expect_changes:
                 await self._failed(task.id, "changed nothing (set expect_changes = false if that is right)",

@@ -178,6 +178,8 @@ def to_dict(event: Event) -> dict[str, Any]:
     data = {name: getattr(event, name) for name in _field_names(type(event))}
     if isinstance(event, RunStarted):
         data["tasks"] = [dataclasses.asdict(t) for t in event.tasks]
+    elif isinstance(event, TaskProgress):  # the commonest event: what it leaves unchanged is left out
+        data = {name: value for name, value in data.items() if value is not None}
     data["type"] = event.type
     return data
 
