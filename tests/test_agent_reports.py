@@ -7,9 +7,8 @@ gives it (repository patrickcarmichael/claude-docs, path
 docs/ai-platforms/anthropic/formatted/229-message-types.md: ``type``,
 ``subtype`` ``success``/``error_max_turns``/``error_during_execution``,
 ``is_error``, ``num_turns``, ``result``, ``total_cost_usd``, ``usage``,
-``permission_denials`` of ``{tool_name, tool_use_id, tool_input}``; the
-budget stop's subtype ``error_max_budget_usd`` and its ``errors`` list as the
-Claude Code issue tracker and the Agent SDK reference describe them).
+``permission_denials`` of ``{tool_name, tool_use_id, tool_input}``; an
+error result carries its words in an ``errors`` list rather than ``result``).
 Until every agent reader reports ``failed``, ``denied`` and tokens, the
 tasks here also say so through ``::waveui`` lines, which any command may print.
 """
