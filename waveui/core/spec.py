@@ -77,6 +77,8 @@ class Task:
     timeout: float | None = None  # seconds
     retries: int | None = None
     expect_changes: bool = True
+    max_cost: float | None = None  # dollars this task may spend (the agent is told; waveui stops it past that)
+    max_turns: int | None = None  # turns its agent may take, for agents that take a limit
     line: int = field(default=0, compare=False)  # where its [[task]] table starts
 
 
@@ -100,6 +102,10 @@ class Epic:
     verify: str | None = None
     timeout: float | None = None
     retries: int = 0
+    max_cost: float | None = None  # dollars the whole run may spend: no task starts past it
+    max_turns: int | None = None  # turns each task's agent may take, unless the task says otherwise
+    notify: str | None = None  # a shell command run when a task fails, conflicts, is denied, or the run ends
+    bell: bool = True  # the app rings the terminal bell on those events
     path: Path | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task:
@@ -489,7 +495,25 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
         epic.timeout = check.duration(raw["timeout"], at("timeout"), "[epic] timeout")
     if "retries" in raw:
         epic.retries = check.integer(raw["retries"], at("retries"), "[epic] retries", minimum=0) or 0
+    _budget(check, epic, raw, at, "[epic]")
+    if "notify" in raw:
+        epic.notify = check.string(raw["notify"], at("notify"), "[epic] notify")
+    if "bell" in raw:
+        value = check.boolean(raw["bell"], at("bell"), "[epic] bell")
+        epic.bell = True if value is None else value
     return epic
+
+
+def _budget(check: _Checker, owner: Epic | Task, raw: dict, at, what: str) -> None:
+    """``max_cost`` (dollars, above 0) and ``max_turns`` (at least 1) of the epic or a task."""
+    if "max_cost" in raw:
+        value = check.number(raw["max_cost"], at("max_cost"), f"{what} max_cost")
+        if value == 0:
+            check.add(at("max_cost"), f"{what} max_cost must be above 0 (leave it out for no budget)")
+        elif value is not None:
+            owner.max_cost = float(value)
+    if "max_turns" in raw:
+        owner.max_turns = check.integer(raw["max_turns"], at("max_turns"), f"{what} max_turns", minimum=1)
 
 
 def _task(check: _Checker, index: int, raw: Any) -> Task | None:
@@ -535,6 +559,7 @@ def _task(check: _Checker, index: int, raw: Any) -> Task | None:
     if "expect_changes" in raw:
         value = check.boolean(raw["expect_changes"], at("expect_changes"), f"task '{task_id}': expect_changes")
         task.expect_changes = True if value is None else value
+    _budget(check, task, raw, at, f"task '{task_id}':")
     return task
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from waveui import agents
 from waveui.engine.adaptive import AdaptiveLimit, sample_machine
+from waveui.engine import notify
+from waveui.engine.notify import NOTIFY_TIMEOUT_SECONDS, Notifier
 from waveui.run.events import (
     Event,
     LimitChanged,
@@ -45,7 +47,8 @@ from waveui.engine.recovery import TASK_TRAILER
 from waveui.git.merge import GitError, Integrator, RefMoved
 from waveui.git.worktrees import BrokenSlot, WorktreePool
 from waveui.git.command import clean_env
-from waveui.run.state import RunState, fold, replay
+from waveui.run.metrics import committed_cost, money
+from waveui.run.state import SLOT_STATES, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
 from waveui.core.spec import Epic, Task
 
@@ -53,8 +56,11 @@ SAMPLE_SECONDS = 2.0
 TERM_GRACE_SECONDS = 5.0
 RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried again, backing off to the second
+BUDGET_REACHED = "budget reached"  # the reason a run ends with when [epic] max_cost stopped it
+EXIT_BUDGET = 3  # `waveui run`'s exit status then: it resumes once the budget is raised
+PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
 
-__all__ = ["Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
+__all__ = ["BUDGET_REACHED", "EXIT_BUDGET", "Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
 
 
 @dataclass
@@ -66,6 +72,7 @@ class RunOptions:
     backoff: float = RETRY_BACKOFF_SECONDS
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     executor: ExecutorFactory = LocalExecutor  # builds a run's executor from the repository and the run id
+    notify_timeout: float = NOTIFY_TIMEOUT_SECONDS  # a notify command still running then is killed
 
 
 class Engine:
@@ -108,6 +115,10 @@ class Engine:
         self._journal_error: OSError | None = None
         self._claimed = False  # the repository checked and its controller lock held
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._over_budget: dict[str, str] = {}  # tasks stopped for passing their max_cost, and why
+        self._budget_reached = False  # [epic] max_cost: no task starts any more
+        self.notifier = Notifier(epic.notify, lambda text: self.notice(text, kind="notify"),
+                                 self.options.notify_timeout)
 
     # ------------------------------------------------------------ events
 
@@ -152,6 +163,9 @@ class Engine:
         fields.setdefault("attempt", task.attempt)
         self.emit(TaskStateChanged(t=self.clock(), task=task_id, state=state, **fields))
         self.ready.track(task_id, before, state)
+        if state in ("failed", "conflicted") and before != state:
+            event = notify.TASK_FAILED if state == "failed" else notify.TASK_CONFLICTED
+            self._notify(event, fields.get("reason", ""), task_id)
         if state in STUCK_STATES:  # whatever waits on a task in trouble is blocked
             for dependent in self.state.dependents[task_id]:
                 if self.state.tasks[dependent].state in WAITING:
@@ -241,6 +255,7 @@ class Engine:
             tasks=task_infos(self.epic, self.plan), conflicts=conflict_rows(self.epic, self.plan),
             critical_length=self.plan.critical.length,
             resumed=resumed, tip=(self.integrator.expected or "") if self.integrator else "",
+            max_cost=self.epic.max_cost,
         ))
         for notice in self._early_notices:
             self.emit(notice)
@@ -271,6 +286,7 @@ class Engine:
             if self._jobs:
                 await asyncio.gather(*self._jobs.values(), return_exceptions=True)
             self._finish()
+            await self.notifier.drain()  # the last notification is not cut off by the end of the process
         except OSError as error:
             # A folder made read-only, a file where a folder belongs, a full disk outside the journal:
             # one line naming the path and the cause; the journal so far keeps the run resumable.
@@ -293,12 +309,32 @@ class Engine:
         return self.state
 
     def _finish(self) -> None:
+        ok = all(t.state == "done" for t in self.state.tasks.values())
         if self._stopping:
             reason, ok = self._stopping, False
+        elif self._budget_reached and not ok:
+            reason = BUDGET_REACHED
         else:
-            ok = all(t.state == "done" for t in self.state.tasks.values())
             reason = "complete" if ok else "finished with tasks not done"
         self.emit(RunFinished(t=self.clock(), ok=ok, reason=reason))
+        if not self._detached:
+            self._notify(notify.RUN_FINISHED, f"{self.epic.name}: run {reason}, "
+                         f"{self.state.done}/{self.state.total} done, cost {money(self.state.cost)}")
+
+    def _check_run_budget(self) -> bool:
+        """Whether ``[epic] max_cost`` lets another task start; says so (once) when it does not."""
+        budget = self.epic.max_cost
+        if budget is None or self._budget_reached:
+            return not self._budget_reached
+        committed = committed_cost(self.state)
+        if committed < budget:
+            return True
+        self._budget_reached = True
+        text = (f"budget reached: {money(committed)} spent or committed of [epic] max_cost {money(budget)}; "
+                "no more tasks start (raise max_cost and `waveui run` again to go on)")
+        self.notice(text, kind="budget")
+        self._notify(notify.BUDGET_REACHED, text)
+        return False
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -308,13 +344,16 @@ class Engine:
             # jobs, not states: a job just created has not emitted its first state yet
             room = min(self.state.limit - len(self._jobs), len(self._free_slots))
             if not self.state.paused and room > 0:
-                for task_id in self.ready.next_ready(room, self.clock(), self.locks.free_for):
+                picked = self.ready.next_ready(room, self.clock(), self.locks.free_for)
+                if picked and not self._check_run_budget():
+                    picked = []  # they stay queued, for a run resumed with a higher budget
+                for task_id in picked:
                     if not self.locks.free_for(task_id):  # a task picked just before holds its file
                         continue
                     self.locks.acquire(task_id)
                     slot = self._free_slots.pop(0)
                     self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
-            if not self._jobs and self.ready.settled():
+            if not self._jobs and (self.ready.settled() or self._budget_reached):
                 return
             timeout = self.ready.next_retry_in(self.clock())
             try:
@@ -344,20 +383,53 @@ class Engine:
             "WAVEUI_RUN_ID": self.run_dir.name,
             "WAVEUI_AFFECTED_FILES": "\n".join(task.affected_files),
         })
+        # Budgets for agents that take them (recipes pass them on by shell expansion). The epic's
+        # max_cost is the whole run's, not any one task's: a task gets only its own.
+        if task.max_cost is not None:
+            env["WAVEUI_MAX_COST"] = f"{task.max_cost:g}"
+        max_turns = task.max_turns if task.max_turns is not None else self.epic.max_turns
+        if max_turns is not None:
+            env["WAVEUI_MAX_TURNS"] = str(max_turns)
         return env
 
+    def _notify(self, event: str, message: str, task_id: str = "") -> None:
+        """Run ``[epic] notify`` for ``event``, with the task's variables when it is about one."""
+        if not self.epic.notify:
+            return
+        if task_id:
+            view = self.state.tasks[task_id]
+            env = self._env(self.tasks[task_id], view.attempt, Path(view.worktree or self.repo_root))
+        else:
+            env = clean_env(os.environ)
+            env.update({"WAVEUI_EPIC": self.epic.name, "WAVEUI_RUN_ID": self.run_dir.name})
+        self.notifier.send(event, message, env)
+
     def _on_directive(self, task_id: str) -> Callable[[dict], None]:
-        known = {f.name for f in dataclasses.fields(TaskProgress)}
+        task = self.tasks[task_id]
 
         def record(values: dict) -> None:
-            # a reader may report more than this run model keeps (an agent's newer fields): keep what it knows
-            self.emit(TaskProgress(t=self.clock(), task=task_id, **{k: v for k, v in values.items() if k in known}))
+            known = {key: value for key, value in values.items() if key in PROGRESS_FIELDS}
+            self.emit(TaskProgress(t=self.clock(), task=task_id, **known))
+            if task.max_cost is not None and "cost" in known:
+                self._check_task_budget(task_id, task.max_cost)
         return record
+
+    def _check_task_budget(self, task_id: str, budget: float) -> None:
+        """Stop a task whose attempt has cost more than its ``max_cost``: for agents that do not stop themselves."""
+        view = self.state.tasks[task_id]
+        spent = view.cost - view.earlier_cost
+        if spent <= budget or task_id in self._over_budget or view.state not in SLOT_STATES:
+            return  # within budget, stopped already, or a late line of an attempt that has ended
+        self._over_budget[task_id] = f"over its budget ({money(spent)} of {money(budget)})"
+        process = self._processes.get(task_id)
+        if process is not None:  # else it is being started: _run_commands stops it once it is
+            self._loop.create_task(process.terminate(self.options.grace))
 
     async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
         task = self.tasks[task_id]
         attempt = adopted.attempt if adopted else self.state.tasks[task_id].attempt + 1
         self.ready.retry_at.pop(task_id, None)
+        self._over_budget.pop(task_id, None)
         self._worktrees[task_id] = adopted.worktree if adopted else None
         try:
             start_point = adopted.start_point if adopted else ""
@@ -377,7 +449,8 @@ class Engine:
             outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)
             await self._guard_repository(task_id)
             if outcome is not None:
-                await self._failed(task_id, outcome, attempt)
+                # a retry would only spend past the budget again
+                await self._failed(task_id, outcome, attempt, retry=task_id not in self._over_budget)
                 return
             if not self.pool:
                 self._set_state(task_id, "done", reason="commands succeeded")
@@ -474,11 +547,15 @@ class Engine:
                                                     read_line=agents.line_reader(command))
                 reason = ""
             self._processes[task.id] = process
+            if task.id in self._over_budget:  # its cost passed max_cost before it was known to be running
+                asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
             self._set_state(task.id, "paused" if process.paused else state, attempt=attempt, worker=slot,
                             worktree=str(workdir) if self.pool else "", pid=process.pid,
                             pid_started=process.create_time, start_point=start_point, reason=reason)
             result = await process.wait()
             self._processes.pop(task.id, None)
+            if task.id in self._over_budget:
+                return self._over_budget[task.id]
             if self.state.tasks[task.id].state == "cancelled" or self._stopping:
                 return "stopped"
             if result.timed_out:
@@ -487,6 +564,22 @@ class Engine:
                 what = "verify" if state == "verifying" else "command"
                 how = f"killed by signal {result.signal}" if result.signal else f"exit {result.exit_code}"
                 return f"{what} failed ({how})"
+            if state == "running":
+                why = self._agent_outcome(task.id)
+                if why:
+                    return why
+        return None
+
+    def _agent_outcome(self, task_id: str) -> str | None:
+        """After a command that exited 0: why it failed all the same, if its agent said so; a word on denials."""
+        view = self.state.tasks[task_id]
+        if view.denied:
+            tools = ", ".join(view.denied)
+            self.notice(f"{task_id}: the agent was denied {tools}; allow them in the recipe if the task needs them",
+                        task=task_id, kind="denied")
+            self._notify(notify.TASK_DENIED, f"the agent was denied: {tools}", task_id)
+        if view.failed:
+            return f"agent failed: {view.failed}"
         return None
 
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
@@ -495,7 +588,10 @@ class Engine:
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message,
                                          agents.keep_out(task.command or self.epic.command or ""))
         if commit is None:
-            if task.expect_changes:
+            denied = self.state.tasks[task.id].denied
+            if denied and task.expect_changes:  # what it was refused is likely why it did nothing
+                await self._failed(task.id, f"the agent was denied: {', '.join(denied)}", attempt, retry=False)
+            elif task.expect_changes:
                 await self._failed(task.id, "changed nothing (set expect_changes = false if that is right)",
                                    attempt, retry=False)
             else:

@@ -166,7 +166,7 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
     import asyncio
     import signal
 
-    from waveui.engine.engine import Engine, EngineError, RunAlreadyComplete
+    from waveui.engine.engine import BUDGET_REACHED, EXIT_BUDGET, Engine, EngineError, RunAlreadyComplete
     from waveui.frontends.headless import HeadlessReporter
 
     engine = Engine(epic, root, options)
@@ -209,6 +209,10 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
         if state.finish_reason == "stopped":
             print("waveui: stopped; run `waveui run` again to resume", file=sys.stderr)
             return 130
+        if state.finish_reason == BUDGET_REACHED:
+            print("waveui: budget reached; raise [epic] max_cost and run `waveui run` again to go on",
+                  file=sys.stderr)
+            return EXIT_BUDGET
         return 0 if state.ok else 1
 
     try:

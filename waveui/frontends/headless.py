@@ -8,7 +8,7 @@ from typing import TextIO
 
 from waveui.run.events import Event, LimitChanged, Notice, RunFinished, RunPaused, RunStarted, TaskStateChanged
 from waveui.plan.eta import estimate_remaining
-from waveui.run.metrics import duration, money, projected_cost
+from waveui.run.metrics import duration, money, projected_cost, tokens
 from waveui.run.state import RunState, fold
 from waveui.core.sanitize import sanitize
 
@@ -81,11 +81,14 @@ class HeadlessReporter:
             f"{s.done}/{s.total} done",
             f"{s.active} active",
             f"efficiency {100 * s.efficiency(now):.0f}%",
-            f"cost {money(s.cost)}" + (f" (projected {money(projected_cost(s))})" if s.cost and not s.finished else ""),
+            f"cost {money(s.cost)}" + (f" of {money(s.max_cost)}" if s.max_cost is not None else "")
+            + (f" (projected {money(projected_cost(s))})" if s.cost and not s.finished else ""),
             f"elapsed {duration(s.elapsed(now))}",
         ]
         if s.blocked:
             parts.insert(2, f"{s.blocked} blocked")
+        if s.tokens_in or s.tokens_out:
+            parts.insert(-1, f"tokens {tokens(s.tokens_in)} in / {tokens(s.tokens_out)} out")
         if not s.finished:
             parts.append(f"ETA {duration(eta)}")
         return ", ".join(parts)

@@ -8,7 +8,7 @@ before it reaches the terminal.
 from __future__ import annotations
 
 from waveui.plan.eta import estimate_remaining
-from waveui.run.metrics import duration, money, projected_cost
+from waveui.run.metrics import duration, money, projected_cost, tokens
 from waveui.run.state import RunState
 from waveui.core.sanitize import sanitize_line
 
@@ -23,6 +23,12 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     for key in ("epic", "status", "run"):
         out[key] = sanitize_line(out[key])
     out["active"] = state.active
+    out["tokens_in"], out["tokens_out"], out["tokens_cached"] = state.tokens_in, state.tokens_out, state.tokens_cached
+    out["max_cost"] = state.max_cost
+    out["tasks"] = [{"id": sanitize_line(t.id), "state": t.state, "cost": round(t.cost, 4),
+                     "tokens_in": t.tokens_in, "tokens_out": t.tokens_out, "tokens_cached": t.tokens_cached,
+                     "denied": [sanitize_line(tool) for tool in t.denied]}
+                    for t in state.tasks.values()]
     out["efficiency"] = round(state.efficiency(now if running else None), 3)
     if running:
         out["elapsed"] = round(state.elapsed(now), 1)  # the journal's last event may be a while ago
@@ -57,6 +63,10 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
     counts += [f"{len(info[f'{k}_tasks'])} {k}" for k in TROUBLE if info[f"{k}_tasks"]]
     lines.append(", ".join(counts))
     cost = f"cost {money(info['cost'])}"
+    if info.get("max_cost") is not None:
+        cost += f" of budget {money(info['max_cost'])}"
+    if info.get("tokens_in") or info.get("tokens_out"):
+        cost += f", tokens {tokens(info['tokens_in'])} in / {tokens(info['tokens_out'])} out"
     if info["projected_cost"] is not None and info["status"] != "complete":
         cost += f" (projected {money(info['projected_cost'])})"
     figures = [cost, f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
@@ -70,6 +80,11 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
             lines.append(_cut(f"  {notice['message']}", width))
         if len(notices) > SHOWN_PER_LIST:
             lines.append(style(f"  … and {len(notices) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
+    denied = [row for row in info.get("tasks", []) if row["denied"]]
+    if denied:
+        lines.append(style("denied tool calls", "warn"))
+        for row in denied[:SHOWN_PER_LIST]:
+            lines.append(_cut(f"  {row['id']}  {', '.join(row['denied'])}", width))
     for kind in TROUBLE:
         rows = info[f"{kind}_tasks"]
         if not rows:

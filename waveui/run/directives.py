@@ -38,10 +38,13 @@ def parse_directive(line: str) -> dict | None:
     Values are ``key=value`` words split like a shell does (quote values with
     spaces). Recognised keys: ``progress`` (percent, 0 to 100, a trailing ``%``
     allowed), ``cost`` (USD so far, at least 0, a leading ``$`` allowed),
-    ``iteration`` or ``iterations`` (whole number, at least 0) and ``message``.
-    The result has keys ``progress``, ``cost``, ``iterations`` and ``message``,
-    only for the values that were valid; bad values and unknown keys are
-    dropped, so a directive line can give an empty dict.
+    ``iteration`` or ``iterations`` (whole number, at least 0), ``message``,
+    ``tokens_in``, ``tokens_out`` and ``tokens_cached`` (whole numbers so far),
+    ``failed`` (why the task's agent says it failed, even if it exits 0) and
+    ``denied`` (tool calls the agent was refused, separated by commas). The
+    result has those keys (``iterations`` for either spelling) only for the
+    values that were valid; bad values and unknown keys are dropped, so a
+    directive line can give an empty dict.
     """
     text = line.strip()
     if not text.startswith(DIRECTIVE_PREFIX):
@@ -74,13 +77,28 @@ def parse_directive(line: str) -> dict | None:
                 continue
             if count >= 0:
                 result["iterations"] = count
-        elif key == "message":
-            # Control characters would garble a table cell.
-            clean = "".join(ch if ch.isprintable() else " " for ch in value)
-            if len(clean) > MESSAGE_MAX:
-                clean = clean[:MESSAGE_MAX - 1] + "…"
-            result["message"] = clean
+        elif key in TOKEN_KEYS:
+            try:
+                count = int(value)
+            except ValueError:
+                continue
+            if count >= 0:
+                result[key] = count
+        elif key in ("message", "failed"):
+            result[key] = one_line(value)
+        elif key == "denied":
+            tools = [one_line(tool).strip() for tool in value.split(",")]
+            result["denied"] = [tool for tool in tools if tool]
     return result
+
+
+TOKEN_KEYS = ("tokens_in", "tokens_out", "tokens_cached")
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a table cell and the journal: control characters as spaces, at most MESSAGE_MAX long."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in text)
+    return clean if len(clean) <= MESSAGE_MAX else clean[:MESSAGE_MAX - 1] + "…"
 
 
 def read_directive(line: bytes) -> dict | None:

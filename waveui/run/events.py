@@ -55,6 +55,7 @@ class RunStarted(Event):
     critical_length: float = 0.0
     resumed: bool = False
     tip: str = ""  # the integration branch's commit as the run (or this session of it) began
+    max_cost: float | None = None  # the run's budget in dollars ([epic] max_cost), as this session set it
 
 
 @dataclass
@@ -84,7 +85,12 @@ class TaskStateChanged(Event):
 
 @dataclass
 class TaskProgress(Event):
-    """A ``::waveui`` line from the task: any field left None is unchanged."""
+    """What the task (a ``::waveui`` line) or its agent (a line of its own output) reported.
+
+    Any field left None is unchanged. Cost and tokens are the attempt's totals
+    so far, as the agent reports them. ``failed`` holds the agent's own words
+    when its result says it failed; ``denied`` the tool calls it was refused.
+    """
 
     type: ClassVar[str] = "task_progress"
     task: str = ""
@@ -92,6 +98,11 @@ class TaskProgress(Event):
     cost: float | None = None
     iterations: int | None = None
     message: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    tokens_cached: int | None = None
+    failed: str | None = None
+    denied: list[str] | None = None
 
 
 @dataclass
@@ -167,6 +178,8 @@ def to_dict(event: Event) -> dict[str, Any]:
     data = {name: getattr(event, name) for name in _field_names(type(event))}
     if isinstance(event, RunStarted):
         data["tasks"] = [dataclasses.asdict(t) for t in event.tasks]
+    elif isinstance(event, TaskProgress):  # the commonest event: what it leaves unchanged is left out
+        data = {name: value for name, value in data.items() if value is not None}
     data["type"] = event.type
     return data
 

@@ -5,7 +5,7 @@ The ETA, which needs the planner's scheduling, is :mod:`waveui.plan.eta`.
 
 from __future__ import annotations
 
-from waveui.run.state import RunState
+from waveui.run.state import SLOT_STATES, RunState
 
 
 def projected_cost(state: RunState) -> float | None:
@@ -18,6 +18,21 @@ def projected_cost(state: RunState) -> float | None:
     rest = sum(max(t.cost, t.story_points * per_point)
                for t in state.tasks.values() if t.state not in ("done", "cancelled"))
     return sum(t.cost for t in done) + rest
+
+
+def committed_cost(state: RunState) -> float:
+    """Money spent, plus what the running tasks are expected to spend still: what a run budget is checked against.
+
+    A running task is expected to cost at least the cost per story point of
+    the tasks done so far (none before any is done); what it has spent counts
+    towards that.
+    """
+    done = [t for t in state.tasks.values() if t.state == "done"]
+    points = sum(t.story_points for t in done)
+    per_point = sum(t.cost for t in done) / points if points > 0 else 0.0
+    ahead = sum(max(0.0, t.story_points * per_point - (t.cost - t.earlier_cost))
+                for t in state.tasks.values() if t.state in SLOT_STATES)
+    return state.cost + ahead
 
 
 def duration(seconds: float | None) -> str:
@@ -46,6 +61,17 @@ def size(nbytes: float | None) -> str:
             value = nbytes / scale
             return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
     return f"{nbytes:.0f}B"
+
+
+def tokens(count: int | None) -> str:
+    """A token count as 950, 12.3k, 4.1M; an em dash when unknown."""
+    if count is None:
+        return "—"
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
+    return str(count)
 
 
 def money(amount: float | None) -> str:

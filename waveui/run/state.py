@@ -63,6 +63,13 @@ class TaskView:
     earlier_cost: float = 0.0  # what attempts before the current one cost
     iterations: int = 0
     message: str = ""
+    # Tokens as agents report them, every attempt's like cost; earlier_tokens holds the attempts before.
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_cached: int = 0
+    earlier_tokens: tuple[int, int, int] = (0, 0, 0)
+    failed: str = ""  # the agent's own words when the current attempt's result said it failed
+    denied: list[str] = field(default_factory=list)  # tool calls the agent was refused in the current attempt
     worker: int | None = None
     worktree: str = ""
     pid: int | None = None
@@ -115,6 +122,7 @@ class RunState:
     notices: list[Notice] = field(default_factory=list)  # the latest NOTICES_KEPT
     dependents: dict[str, list[str]] = field(default_factory=dict)  # task -> the tasks that require it
     tip: str = ""  # the integration branch as waveui last left it
+    max_cost: float | None = None  # the run's budget in dollars, when it has one
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -140,6 +148,18 @@ class RunState:
     @property
     def cost(self) -> float:
         return sum(t.cost for t in self.tasks.values())
+
+    @property
+    def tokens_in(self) -> int:
+        return sum(t.tokens_in for t in self.tasks.values())
+
+    @property
+    def tokens_out(self) -> int:
+        return sum(t.tokens_out for t in self.tasks.values())
+
+    @property
+    def tokens_cached(self) -> int:
+        return sum(t.tokens_cached for t in self.tasks.values())
 
     @property
     def iterations(self) -> int:
@@ -182,6 +202,7 @@ def _stop_clock(state: RunState, task: TaskView, t: float) -> None:
 def _start_run(state: RunState, e: RunStarted) -> None:
     state.resumes += e.resumed
     state.tip = e.tip or state.tip
+    state.max_cost = e.max_cost  # a resumed run goes on under the budget the epic file sets now
     state.finished = False
     if e.resumed and state.tasks:
         # Resuming: tasks keep what was done; the engine re-sends states of the
@@ -242,6 +263,8 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         # a new attempt
         task.busy_seconds, task.progress, task.finished = 0.0, 0.0, None
         task.message, task.earlier_cost = "", task.cost
+        task.earlier_tokens = (task.tokens_in, task.tokens_out, task.tokens_cached)
+        task.failed, task.denied = "", []
         task.started = e.t
         task.attempts.append(Attempt(e.attempt, e.t))
         task.files, task.undeclared, task.exit_code = [], [], None
@@ -291,6 +314,17 @@ def _progress(state: RunState, e: TaskProgress) -> None:
         task.iterations = e.iterations
     if e.message is not None:
         task.message = e.message
+    earlier_in, earlier_out, earlier_cached = task.earlier_tokens
+    if e.tokens_in is not None:
+        task.tokens_in = earlier_in + e.tokens_in
+    if e.tokens_out is not None:
+        task.tokens_out = earlier_out + e.tokens_out
+    if e.tokens_cached is not None:
+        task.tokens_cached = earlier_cached + e.tokens_cached
+    if e.failed is not None:
+        task.failed = e.failed
+    if e.denied:
+        task.denied.extend(tool for tool in e.denied if tool not in task.denied)
 
 
 def fold(state: RunState, event: Event) -> RunState:

@@ -241,22 +241,33 @@ class SupervisedStep:
 
     # ---- following ----
 
-    def _read_log(self) -> None:
+    async def _read_more(self) -> None:
+        """Read what the log gained (in a thread: it blocks) and report its lines here, on the event loop.
+
+        The report reaches the engine, which journals it and folds it into the
+        run's state; doing that from the reading thread raced the loop's own events.
+        """
+        for values in await asyncio.to_thread(self._read_log):
+            self._on_directive(values)
+
+    def _read_log(self) -> list[dict]:
         try:
             with open(self.files.log, "rb") as log:
                 log.seek(self._offset)
                 data = log.read(READ_CHUNK)
         except OSError:  # deleted, or its folder replaced: the status still tells the end
-            return
+            return []
         self._offset += len(data)
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         if len(self._partial) > LONGEST_LINE:
             self._partial = b""  # logged, too long to be a directive
+        found = []
         for raw in lines:
             values = self._read_line(raw)
             if values:
-                self._on_directive(values)
+                found.append(values)
+        return found
 
     def _exit_signal(self) -> asyncio.Event:
         """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll."""
@@ -292,17 +303,17 @@ class SupervisedStep:
 
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
         while True:
-            await asyncio.to_thread(self._read_log)
+            await self._read_more()
             status = await asyncio.to_thread(read_status, self.files)
             if status is not None:
                 while True:  # the step ended: read the rest of its log, however far behind a flood left us
                     offset = self._offset
-                    await asyncio.to_thread(self._read_log)
+                    await self._read_more()
                     if self._offset == offset:
                         break
                 if self._partial:
                     self._partial += b"\n"
-                    await asyncio.to_thread(self._read_log)
+                    await self._read_more()
                 self._reap()
                 return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))

@@ -78,8 +78,10 @@ class WaveApp(App):
 
     def __init__(self, feed: EventFeed, control: RunControl | None, *, log_dir: Path | None = None,
                  repo_root: Path | None = None, read_only: bool = False, clock: Callable[[], float] = time.time,
-                 theme: str | None = None, process_sampler: Callable[[], object] | None = None) -> None:
+                 theme: str | None = None, process_sampler: Callable[[], object] | None = None,
+                 bell: bool = False) -> None:
         super().__init__()
+        self.ring_bell = bell  # on a task failed, conflicted or denied, the budget reached, the run's end
         # Makes a ProcessSampler, for the live app; the watcher shows no per-process figures (and imports no psutil).
         self.process_sampler = process_sampler
         self.feed = feed
@@ -166,6 +168,8 @@ class WaveApp(App):
                 self.screen.show(self.state, now)
         for notice in changes.notices:  # the run's record disagreed with git or the epic file: say so
             self.notify(sanitize_line(notice), title="Run notice", severity="warning", timeout=15)
+        if changes.attention and self.ring_bell:
+            self.bell()
 
     # ---- actions that change the run ----
 

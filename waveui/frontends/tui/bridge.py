@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from waveui.run.events import (Event, PriorityChanged, Notice, RunStarted, SetupRan, TaskProgress,
+from waveui.run.events import (Event, PriorityChanged, Notice, RunFinished, RunStarted, SetupRan, TaskProgress,
                                   TaskStateChanged)
+
+# Notices that want the user (as [epic] notify does): an agent denied tool calls, the run's budget reached.
+ATTENTION_NOTICES = frozenset({"denied", "budget"})
 from waveui.run.state import RunState, fold
 
 
@@ -23,6 +26,7 @@ class Changes:
     tasks: set[str] = field(default_factory=set)  # tasks whose row or box looks different
     states: bool = False  # a task changed state: counts, conflicts, the ETA
     notices: list[str] = field(default_factory=list)  # to show the user once each
+    attention: bool = False  # something the user should turn round for: the app rings the bell
     events: int = 0
 
     def __bool__(self) -> bool:
@@ -45,8 +49,12 @@ class RunBridge:
         elif isinstance(event, TaskStateChanged):
             changes.tasks.add(event.task)
             changes.states = True
+            changes.attention |= event.state in ("failed", "conflicted")
         elif isinstance(event, Notice):
             changes.notices.append(event.text)
+            changes.attention |= event.kind in ATTENTION_NOTICES
+        elif isinstance(event, RunFinished):
+            changes.attention = True
         elif isinstance(event, TaskProgress | PriorityChanged | SetupRan):
             changes.tasks.add(event.task)
 

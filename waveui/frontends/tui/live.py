@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
 
-from waveui.engine.engine import Engine, EngineError
+from waveui.engine.engine import BUDGET_REACHED, EXIT_BUDGET, Engine, EngineError
 from waveui.frontends.tui.processes import ProcessSampler
 from waveui.run.events import Event
 
@@ -47,7 +48,9 @@ def run_live(engine: Engine) -> int:
         feed = EngineFeed(engine, finished)
         engine_task = loop.create_task(engine.run())
         engine_task.add_done_callback(lambda _: finished.done() or finished.set_result(None))
-        app = WaveApp(feed, engine, log_dir=run_dir / "logs", repo_root=repo_root, process_sampler=ProcessSampler)
+        bell = engine.epic.bell and os.environ.get("WAVEUI_BELL") != "0"
+        app = WaveApp(feed, engine, log_dir=run_dir / "logs", repo_root=repo_root, process_sampler=ProcessSampler,
+                      bell=bell)
 
         def engine_ended(task: asyncio.Task) -> None:
             if not task.cancelled() and isinstance(task.exception(), EngineError):
@@ -73,6 +76,8 @@ def run_live(engine: Engine) -> int:
             print("waveui: left resumable; run `waveui run` again to go on", file=sys.stderr)
             return 130
         print(f"waveui: run {state.finish_reason}: {state.done}/{state.total} done", file=sys.stderr)
+        if state.finish_reason == BUDGET_REACHED:
+            return EXIT_BUDGET
         return 0 if state.ok else 1
 
     status = asyncio.run(main())

@@ -109,6 +109,9 @@ class TaskDetailScreen(Screen):
             facts.append("critical path")
         money = [f"ran {metrics.duration(task.elapsed(now))}", f"cost {metrics.money(task.cost)}",
                  f"{task.iterations} iterations"]
+        if task.tokens_in or task.tokens_out:
+            money.insert(2, f"tokens {metrics.tokens(task.tokens_in)} in, {metrics.tokens(task.tokens_out)} out"
+                         + (f" ({metrics.tokens(task.tokens_cached)} cached)" if task.tokens_cached else ""))
         if task.worker is not None:
             money += [f"worker {task.worker}", sanitize_line(task.worktree), f"pid {task.pid or '—'}"]
         lines = [
@@ -124,6 +127,8 @@ class TaskDetailScreen(Screen):
         if why or task.exit_code is not None:
             code = f"exit code {task.exit_code}  " if task.exit_code is not None else ""
             lines.append(Content.assemble((code, "$task-failed"), why))
+        if task.denied:  # the agent's recipe refused it these: likely why it did less than asked
+            lines.append(Content.assemble(("⚠ denied ", "bold $warning"), sanitize_line(", ".join(task.denied))))
         return Content("\n").join(lines)
 
     def _fill_attempts(self) -> None:

@@ -101,6 +101,12 @@ class RunHeader(Horizontal):
             ("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}",
             ("   cost ", "$text-muted"), metrics.money(state.cost),
         ]
+        if state.max_cost is not None:  # spent / budget
+            over = state.cost >= state.max_cost
+            parts += [(" / ", "$text-muted"), (metrics.money(state.max_cost), "bold $error" if over else "")]
+        if state.tokens_in or state.tokens_out:
+            parts += [("   tokens ", "$text-muted"),
+                      f"{metrics.tokens(state.tokens_in)} in {metrics.tokens(state.tokens_out)} out"]
         if figures.projected is not None and not state.finished:
             parts += [(" of ≈", "$text-muted"), (metrics.money(figures.projected), "$text-muted")]
         parts += [("   elapsed ", "$text-muted"), metrics.duration(elapsed)]

@@ -66,7 +66,9 @@ class WorkerTable(DataTable):
         used = usage.get(task.id)
         # Ids and worktrees come from the journal, which any process could have written to.
         worktree = sanitize_line(task.worktree.rstrip("/").rsplit("/", 1)[-1]) if task.worktree else "—"
-        return (str(slot), fit(f"{mark(task.state)} {sanitize_line(task.id)}", COLUMNS[1][2]), worktree,
+        # A task whose agent was denied tool calls is marked: it may be doing less than it was asked.
+        label = f"{mark(task.state)}{'⚠' if task.denied else ' '}{sanitize_line(task.id)}"
+        return (str(slot), fit(label, COLUMNS[1][2]), worktree,
                 str(task.pid or "—"),
                 f"{used.cpu:.0f}" if used else "—", metrics.size(used.memory) if used else "—",
                 metrics.duration(task.elapsed(now)), str(task.attempt or 1))
