@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import agent_standins
 from tests.engine_helpers import git, make_repo, write_epic
 from tests.faults.helpers import run as run_cli
 from waveui.agents import claude
@@ -107,8 +108,6 @@ def test_a_task_whose_agent_says_it_failed_fails_with_its_words_though_it_exits_
 
 def test_a_claude_error_result_fails_the_task_though_claude_exits_0(repo, agents_on_path):
     result = claude_result("error_max_turns", errors=["Reached maximum number of turns (4)"])
-    if "failed" not in (claude.parse_result(json.dumps(result)) or {}):
-        pytest.skip("the claude reader does not report an error result as failed yet")
     stand_in(agents_on_path, "claude", [CLAUDE_INIT, result], then="echo half > out/a.txt")
     epic = write_epic(repo, epic_text('claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose',
                                       '[[task]]\nid = "a"\n'))
@@ -131,6 +130,15 @@ def test_an_agent_denied_tool_calls_that_changed_nothing_fails_denied(repo):
     assert task.denied == ["Bash(npm test)", "Bash(git diff)"]  # each once
     assert [n.text for n in state.notices if n.kind == "denied"] == [
         "a: the agent was denied Bash(npm test), Bash(git diff); allow them in the recipe if the task needs them"]
+
+
+def test_claude_denied_in_print_mode_fails_denied_through_its_real_recipe(repo, agents_on_path):
+    """The stand-in prints what Claude Code prints when its Bash calls are denied: exit 0, no change."""
+    agent_standins.install(agents_on_path, "claude", "denied")
+    epic = write_epic(repo, epic_text(claude.COMMAND, '[[task]]\nid = "a"\n'))
+    task = run_engine(epic, repo).state.tasks["a"]
+    assert task.state == "failed" and task.reason.startswith("the agent was denied: "), task.reason
+    assert task.denied and all(entry.startswith("Bash") for entry in task.denied), task.denied
 
 
 def test_an_agent_denied_tool_calls_that_did_its_work_is_done_with_a_warning(repo):
