@@ -13,7 +13,7 @@ import os
 import shlex
 from collections.abc import Callable
 
-from waveui.run.directives import MESSAGE_MAX
+from waveui.run import directives
 
 KEEP_OUT: tuple[str, ...] = ()  # an agent that writes no files of its own in the worktree
 GRANTS = ""
@@ -42,11 +42,11 @@ def runs_program(program: str) -> Callable[[str], bool]:
 SUMS: tuple[str, ...] = ()
 
 
-def one_line(text: str) -> str:
-    """``text`` as one printable line no longer than a message may be; control characters become spaces."""
-    text = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
-    text = " ".join(text.split())
-    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX - 1] + "…"
+def one_line(text: object) -> str:
+    """``text`` as one printable line no longer than a message may be; "" for anything not a string."""
+    if not isinstance(text, str):
+        return ""
+    return directives.one_line(" ".join("".join(ch if ch.isprintable() else " " for ch in text).split()))
 
 
 def count(value: object) -> int | None:

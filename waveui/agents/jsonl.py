@@ -9,9 +9,8 @@ such values into the fields of :func:`waveui.run.directives.parse_directive`.
 from __future__ import annotations
 
 import json
-import math
 
-from waveui.run.directives import MESSAGE_MAX
+from waveui.agents.base import count, dollars, one_line  # noqa: F401  (the readers' helpers, in one place)
 
 
 def decode(line: bytes, *markers: bytes) -> dict | None:
@@ -23,29 +22,6 @@ def decode(line: bytes, *markers: bytes) -> dict | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) else None
-
-
-def one_line(text: object) -> str:
-    """``text`` as one printable line of at most MESSAGE_MAX characters; "" for anything not a string."""
-    if not isinstance(text, str):
-        return ""
-    text = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
-    text = " ".join(text.split())
-    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX - 1] + "…"
-
-
-def count(value: object) -> int | None:
-    """A non-negative integer count, or None for anything else (booleans, floats, negatives)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-def dollars(value: object) -> float | None:
-    """A finite non-negative amount, or None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return float(value)
-    return None
 
 
 def put(fields: dict, key: str, value: object) -> None:
