@@ -135,3 +135,37 @@ def test_files_a_task_leaves_that_git_ignores_are_named_before_they_are_cleaned(
     assert code == 0, out
     assert "left files git ignores (NOTES.md)" in out  # a cache folder is expected, a file may be work
     assert "setup left files git does not ignore (dep.txt)" in out
+
+
+def test_a_task_switching_your_checkouts_head_is_put_back(tmp_path):
+    repo = dirty_checkout(tmp_path)
+    git(repo, "branch", "side")
+    blob = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"], input="side\n",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    listing = git(repo, "ls-tree", "HEAD") + f"\n100644 blob {blob}\tside.txt\n"
+    tree = subprocess.run(["git", "-C", str(repo), "mktree"], input=listing, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    side = git(repo, "commit-tree", tree, "-p", "HEAD", "-m", "elsewhere")
+    git(repo, "update-ref", "refs/heads/side", side)  # another commit: the switch shows in the checkout
+    before = checkout_state(repo)
+    switch = f'git --git-dir="{COMMON}" symbolic-ref HEAD refs/heads/side; {WRITE}'
+    epic(repo, task("a", switch) + task("later", WRITE, requires='["a"]'))
+    code, out = run(repo)
+    assert code != 0 and "HEAD was switched" in out, out
+    assert checkout_state(repo) == before  # on main again, nothing of the user's changed
+
+
+def test_you_switching_branch_in_your_checkout_meanwhile_is_fine(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "checkout", "-q", "-b", "side")
+    (repo / "side.txt").write_text("side\n")
+    git(repo, "add", "side.txt")
+    git(repo, "commit", "-q", "-m", "side")
+    git(repo, "checkout", "-q", "main")
+    epic(repo, task("t1", f"sleep 1; {WRITE}") + task("t2", f"sleep 1; {WRITE}", requires='["t1"]'))
+    process = start(repo)
+    assert wait_for(lambda: (repo / ".waveui" / "worktrees").exists(), timeout=60)
+    git(repo, "checkout", "-q", "side")
+    finish(process)
+    assert process.returncode == 0
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "side"

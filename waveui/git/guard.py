@@ -17,6 +17,9 @@ compares at every task's end:
   committing. A ``refs/replace/`` ref a task makes is set aside (it would swap
   objects in every later git command). ``refs/remotes/`` (the user fetching)
   is not watched.
+* **The user's HEAD.** A switch of the user's checkout to another commit that
+  its index does not hold (a task writing the HEAD through the shared git
+  dir) is put back, and the run stops; a checkout by the user goes on.
 * **The stash.** An entry of the user's stash list that goes away (a task's
   ``git stash pop``, ``drop`` or ``clear`` reaches the shared stash) is put
   back with ``git stash store``, and the run stops: the popped work may be in
@@ -69,6 +72,8 @@ class RepositoryGuard:
         self._owned_exact = f"refs/heads/waveui/{epic}"
         self._refs, self._owned_refs = self._read_refs()
         self._stash = self._stash_entries()
+        self._head_path = repository.git_dir / "HEAD"  # which branch or commit the user's checkout is on
+        self._head = _read_bytes(self._head_path)
         self._config_path = repository.common_dir / "config"
         self._config = _read_bytes(self._config_path)
         self._config_keys = self._config_values()
@@ -87,6 +92,7 @@ class RepositoryGuard:
         report = GuardReport([], [])
         self._check_refs(report)
         self._check_stash(report)
+        self._check_head(report)
         stamp = self._stamps()
         if stamp != self._stamp:  # the files are read only when something about them changed
             self._check_config(report)
@@ -206,6 +212,29 @@ class RepositoryGuard:
         self.repository.run("update-ref", "-m", "waveui: set aside", kept, sha)
         self.repository.run("update-ref", "-d", name, sha, ok=(0, 1, 128))
         return kept
+
+    def _check_head(self, report: GuardReport) -> None:
+        """The user's checkout switched to another branch or commit: fine if the user did it, else put back.
+
+        A checkout by the user leaves the index holding the new HEAD; a task
+        writing the HEAD (``git --git-dir=... symbolic-ref HEAD ...``) leaves the
+        index behind, and the checkout would show the task's switch as changes.
+        """
+        now = _read_bytes(self._head_path)
+        if now == self._head or now is None or self._head is None:
+            return
+        old, new = (self._head_commit(text) for text in (self._head, now))
+        if old and new and self._committed_there(self.repository.checkout, old, new):
+            self._head = now
+            return
+        _write_atomically(self._head_path, self._head)
+        said = lambda text: text.decode(errors="replace").strip().removeprefix("ref: ")  # noqa: E731
+        report.stop.append(f"your checkout's HEAD was switched from {said(self._head)} to {said(now)} during the "
+                           "run, not by a checkout of yours; it is put back")
+
+    def _head_commit(self, text: bytes) -> str | None:
+        target = text.decode(errors="replace").strip()
+        return self.repository.resolve(target.removeprefix("ref: ") if target.startswith("ref: ") else target)
 
     # ------------------------------------------------------------------ stash
 
