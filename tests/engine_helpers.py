@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import textwrap
 from pathlib import Path
 
 from waveui.core import spec
+from waveui.engine.engine import Engine, RunOptions
 
 
 def git(repo: Path, *args: str) -> str:
@@ -46,3 +48,10 @@ def paired_chain_tasks(n: int) -> str:
         requires = f'requires = ["t{i - 2}"]' if i >= 2 else ""
         rows.append(f'[[task]]\nid = "t{i}"\naffected_files = ["out/t{i}.txt"]\n{requires}\n')
     return "\n".join(rows)
+
+
+def run_engine(epic, repo: Path, **options) -> Engine:
+    """Run ``epic`` in ``repo`` in this process with short waits (backoff, grace, sampling); the engine."""
+    engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, **options))
+    asyncio.run(engine.run())
+    return engine

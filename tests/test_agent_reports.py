@@ -15,7 +15,6 @@ tasks here also say so through ``::waveui`` lines, which any command may print.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
@@ -26,19 +25,13 @@ from pathlib import Path
 import pytest
 
 from tests import agent_standins
-from tests.engine_helpers import git, make_repo, write_epic
+from tests.engine_helpers import git, make_repo, run_engine, write_epic
 from tests.faults.helpers import run as run_cli
 from waveui.agents import claude
-from waveui.engine.engine import EXIT_BUDGET, Engine, RunOptions
+from waveui.engine.engine import EXIT_BUDGET
 from waveui.run.events import TaskProgress, from_json, to_json
 from waveui.run.journal import list_runs, read_events
 from waveui.run.state import replay
-
-
-def run_engine(epic, repo: Path, **options) -> Engine:
-    engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, **options))
-    asyncio.run(engine.run())
-    return engine
 
 
 @pytest.fixture

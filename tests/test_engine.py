@@ -17,7 +17,7 @@ from waveui.engine.engine import Engine, EngineError, RunOptions
 from waveui.run.events import TaskStateChanged
 from waveui.run.journal import list_runs, read_events
 from waveui.run.state import replay
-from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic
+from tests.engine_helpers import git, make_repo, paired_chain_tasks, run_engine, tree_files, write_epic
 
 HYBRID = """
 [epic]
@@ -46,12 +46,6 @@ requires = ["c", "d"]
 command = 'cat out/c.txt out/d.txt > out/e.txt'
 affected_files = ["out/e.txt"]
 """
-
-
-def run_engine(epic, repo: Path, **options) -> Engine:
-    engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, **options))
-    asyncio.run(engine.run())
-    return engine
 
 
 @pytest.fixture

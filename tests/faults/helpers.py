@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.engine_helpers import git, make_repo, paired_chain_tasks, tree_files, write_epic  # noqa: F401  (re-exported)
 from waveui.run.events import TaskStateChanged
@@ -161,3 +162,17 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+
+# Steps a test started, stopped after it by the fixture below (import it into the test module).
+started_steps: list = []
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_steps():
+    """A test failing half way must not leave its supervisor waiting for ever on a shared machine."""
+    yield
+    while started_steps:
+        step = started_steps.pop()
+        if step.supervisor_alive():
+            os.kill(step.supervisor, signal.SIGTERM)

@@ -89,17 +89,7 @@ def marker():
     kill_marked(value)  # a failing test must not leave sleepers on a shared machine
 
 
-_started: list[SupervisedStep] = []
-
-
-@pytest.fixture(autouse=True)
-def stop_leftover_steps():
-    """A test failing half way must not leave its supervisor waiting for ever on a shared machine."""
-    yield
-    while _started:
-        step = _started.pop()
-        if step.supervisor_alive():
-            os.kill(step.supervisor, signal.SIGTERM)
+from tests.faults.helpers import started_steps, stop_leftover_steps  # noqa: F401  (autouse)
 
 
 async def start_step(tmp_path: Path, command: str, timeout: float | None = None) -> SupervisedStep:
@@ -108,7 +98,7 @@ async def start_step(tmp_path: Path, command: str, timeout: float | None = None)
     files = StepFiles.of(tmp_path / "logs", "t1", "running")
     step = await SupervisedStep.start(command, work, dict(os.environ), files, lambda _values: None,
                                       timeout=timeout, grace=1.0)
-    _started.append(step)
+    started_steps.append(step)
     return step
 
 

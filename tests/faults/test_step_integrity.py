@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -23,17 +22,7 @@ DEADLINE = 30.0
 WAIT_THEN_EXIT_7 = "while [ ! -e go ]; do sleep 0.05; done; exit 7"
 
 
-_started: list[SupervisedStep] = []
-
-
-@pytest.fixture(autouse=True)
-def stop_leftover_steps():
-    """A test failing half way must not leave its supervisor waiting for ever on a shared machine."""
-    yield
-    while _started:
-        step = _started.pop()
-        if step.supervisor_alive():
-            os.kill(step.supervisor, signal.SIGTERM)
+from tests.faults.helpers import started_steps, stop_leftover_steps  # noqa: F401  (autouse)
 
 
 async def start(work: Path, logs: Path, task_id: str = "t1", step: str = "running",
@@ -41,7 +30,7 @@ async def start(work: Path, logs: Path, task_id: str = "t1", step: str = "runnin
     work.mkdir(parents=True, exist_ok=True)
     started = await SupervisedStep.start(command, work, dict(os.environ), StepFiles.of(logs, task_id, step),
                                          lambda _values: None, timeout=None, grace=1.0)
-    _started.append(started)
+    started_steps.append(started)
     return started
 
 
