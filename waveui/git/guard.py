@@ -228,9 +228,8 @@ class RepositoryGuard:
             self._head = now
             return
         _write_atomically(self._head_path, self._head)
-        said = lambda text: text.decode(errors="replace").strip().removeprefix("ref: ")  # noqa: E731
-        report.stop.append(f"your checkout's HEAD was switched from {said(self._head)} to {said(now)} during the "
-                           "run, not by a checkout of yours; it is put back")
+        report.stop.append(f"your checkout's HEAD was switched from {_head_name(self._head)} to {_head_name(now)} "
+                           "during the run, not by a checkout of yours; it is put back")
 
     def _head_commit(self, text: bytes) -> str | None:
         target = text.decode(errors="replace").strip()
@@ -335,6 +334,11 @@ class RepositoryGuard:
             except OSError:
                 return None
         return target
+
+
+def _head_name(text: bytes) -> str:
+    """What a HEAD file names: a ref, or a commit id."""
+    return text.decode(errors="replace").strip().removeprefix("ref: ")
 
 
 def _scandir(folder: Path) -> list[os.DirEntry]:
