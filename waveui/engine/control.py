@@ -7,6 +7,7 @@ effect arrives later as events, like everything else a reader sees.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 
@@ -23,8 +24,21 @@ class RunControl(Protocol):
     def resume_run(self) -> None:
         """Dispatch again."""
 
-    def retry(self, task_id: str) -> None:
-        """Run a failed, conflicted or cancelled task again; its blocked dependents wait for it."""
+    def retry(self, task_id: str, from_attempt: int | None = None) -> None:
+        """Run a failed, conflicted or cancelled task again; its blocked dependents wait for it.
+
+        With ``from_attempt`` the new attempt starts from that attempt's kept
+        work instead of the integration tip.
+        """
+
+    async def prepare_resolution(self, task_id: str) -> Path:
+        """A worktree at the integration tip with a conflicted task's work merged, markers in place.
+
+        Raises EngineError (one line) when the task is not conflicted or its work is not kept.
+        """
+
+    async def accept_resolution(self, task_id: str) -> str:
+        """Merge what the user resolved in that worktree; "" once merged, else why it stays conflicted."""
 
     def cancel(self, task_id: str) -> None:
         """Stop a task for good (its dependents become blocked)."""

@@ -58,6 +58,7 @@ RETRY_BACKOFF_SECONDS = 2.0  # doubled for every further attempt
 MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried again, backing off to the second
 BUDGET_REACHED = "budget reached"  # the reason a run ends with when [epic] max_cost stopped it
 EXIT_BUDGET = 3  # `waveui run`'s exit status then: it resumes once the budget is raised
+STUCK_WORDS = {"failed": "failed", "conflicted": "is in conflict", "cancelled": "was cancelled"}
 PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
 
 __all__ = ["BUDGET_REACHED", "EXIT_BUDGET", "Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
@@ -166,11 +167,20 @@ class Engine:
         if state in ("failed", "conflicted") and before != state:
             event = notify.TASK_FAILED if state == "failed" else notify.TASK_CONFLICTED
             self._notify(event, fields.get("reason", ""), task_id)
-        if state in STUCK_STATES:  # whatever waits on a task in trouble is blocked
-            for dependent in self.state.dependents[task_id]:
-                if self.state.tasks[dependent].state in WAITING:
-                    self._set_state(dependent, "blocked", reason=f"waiting on {task_id}")
+        if state in STUCK_STATES and state != "blocked":  # whatever waits on a task in trouble is blocked
+            self._block_dependents(task_id, task_id, STUCK_WORDS[state])
         self._wake.set()
+
+    def _block_dependents(self, stuck: str, root: str, what: str) -> None:
+        """Block what requires ``stuck``, naming the task whose trouble is the cause (``root``), not a link between.
+
+        Tasks only ordered after it (serialisations) are not blocked: they start once it has finished.
+        """
+        for dependent in self.state.dependents[stuck]:
+            if self.state.tasks[dependent].state in WAITING:
+                through = f" (through {stuck})" if stuck != root else ""
+                self._set_state(dependent, "blocked", reason=f"waiting on {root}, which {what}{through}")
+                self._block_dependents(dependent, root, what)
 
     # ------------------------------------------------------------ starting
 
@@ -434,7 +444,7 @@ class Engine:
         try:
             start_point = adopted.start_point if adopted else ""
             if not adopted:
-                self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
+                self._set_state(task_id, "preparing", attempt=attempt, worker=slot, reason=self._order_note(task_id))
                 if self.pool:
                     start_point = await asyncio.to_thread(self.integrator.check_unmoved)
                     worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
@@ -479,6 +489,20 @@ class Engine:
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
             self._wake.set()
+
+    def _order_note(self, task_id: str) -> str:
+        """Why a task starts although a task it is ordered after did not merge: they only share files."""
+        notes = []
+        for earlier in self.state.tasks[task_id].after:
+            outcome = self.state.tasks[earlier].state
+            if outcome != "done":
+                shared = ", ".join(self._shared_files(task_id, earlier)) or "files"
+                notes.append(f"{earlier} {STUCK_WORDS.get(outcome, outcome)}; only ordered before it for {shared}")
+        return "; ".join(notes)
+
+    def _shared_files(self, a: str, b: str) -> list[str]:
+        """The files the plan found both tasks would touch."""
+        return [file for row in self.state.conflicts if {a, b} == set(row["tasks"]) for file in row["files"]]
 
     async def _guard_repository(self, task_id: str) -> None:
         """After a task's commands: revert hooks or config it planted; stop the run if it moved others' refs."""

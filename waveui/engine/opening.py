@@ -30,16 +30,18 @@ def check_repository(repo_root: Path, git: bool) -> None:
 
 
 def task_infos(epic: Epic, plan: Plan) -> list[TaskInfo]:
-    """Every task as the run's RunStarted records it: its dependencies as planned, wave, rank and fingerprint."""
+    """Every task as the run's RunStarted records it: its dependencies, the tasks it is ordered after, wave, rank."""
     ids = plan.graph.ids
     tasks = {task.id: task for task in epic.tasks}
     level = {task: number for number, wave in enumerate(plan.waves) for task in wave}
     rank = plan.dispatch_rank
     on_path = plan.critical.members
+    declared = plan.declared.pred
     return [
-        TaskInfo(task_id, tasks[task_id].title, [ids[d] for d in plan.graph.pred[i]], plan.graph.weight[i],
+        TaskInfo(task_id, tasks[task_id].title, [ids[d] for d in declared[i]], plan.graph.weight[i],
                  list(tasks[task_id].affected_files), level[i], rank[task_id], i in on_path,
-                 tasks[task_id].priority, recovery.fingerprint(epic, tasks[task_id]))
+                 tasks[task_id].priority, recovery.fingerprint(epic, tasks[task_id]),
+                 after=[ids[d] for d in plan.graph.pred[i] if d not in declared[i]])
         for i, task_id in enumerate(ids)
     ]
 

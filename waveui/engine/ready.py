@@ -1,7 +1,8 @@
 """The ready queue: which waiting tasks may start now, and in what order.
 
 Pure bookkeeping over the run model, no asyncio and no I/O. A task becomes a
-candidate when every task it requires is done and it is itself waiting;
+candidate when every task it requires is done, every task it is only ordered
+after (a serialisation) has finished whatever its outcome, and it is itself waiting;
 candidates are picked by user priority, then plan rank (critical path first).
 The engine tells the queue of every state change (:meth:`ReadyQueue.track`)
 and asks it for tasks to start (:meth:`ReadyQueue.next_ready`), passing in
@@ -36,7 +37,8 @@ class ReadyQueue:
         """Count each task's dependencies not yet done; the ones with none are candidates to start."""
         self.state = state
         tasks = state.tasks
-        self._unmet = {t: sum(tasks[d].state != "done" for d in tasks[t].requires) for t in tasks}
+        self._unmet = {t: sum(tasks[d].state != "done" for d in tasks[t].requires)
+                       + sum(tasks[d].state not in SETTLED for d in tasks[t].after if d in tasks) for t in tasks}
         self._candidates = {t for t, n in self._unmet.items() if n == 0 and tasks[t].state in WAITING}
         self._queue = []
         for task_id in self._candidates:
@@ -57,11 +59,22 @@ class ReadyQueue:
         else:
             self._candidates.discard(task_id)
         if state == "done" and before != "done":
-            for dependent in self.state.dependents[task_id]:
-                self._unmet[dependent] -= 1
-                if self._unmet[dependent] == 0 and self.state.tasks[dependent].state in WAITING:
-                    self._candidates.add(dependent)
-                    self._enqueue(dependent)
+            self._met(self.state.dependents[task_id])
+        if (state in SETTLED) != (before in SETTLED):  # finished, or set going again (a retry)
+            if state in SETTLED:
+                self._met(self.state.followers.get(task_id, ()))
+            else:
+                for follower in self.state.followers.get(task_id, ()):
+                    self._unmet[follower] += 1
+                    self._candidates.discard(follower)
+
+    def _met(self, waiting: list[str]) -> None:
+        """One more of these tasks' conditions holds; those with none left are candidates."""
+        for task_id in waiting:
+            self._unmet[task_id] -= 1
+            if self._unmet[task_id] == 0 and self.state.tasks[task_id].state in WAITING:
+                self._candidates.add(task_id)
+                self._enqueue(task_id)
 
     def reprioritised(self, task_id: str) -> None:
         """Queue a candidate again under its new priority (already folded); the old entry is now stale."""

@@ -27,7 +27,7 @@ class TaskInfo:
 
     id: str
     title: str
-    requires: list[str]  # dependencies as the run honours them (serialisations included)
+    requires: list[str]  # dependencies: it starts once they are done, and is blocked if one cannot be
     story_points: float
     affected_files: list[str]
     wave: int
@@ -37,6 +37,9 @@ class TaskInfo:
     # A hash of what the task runs (see waveui.engine.recovery.fingerprint): a resume compares it with
     # the epic file to rerun tasks whose definition changed. "" in journals written before it existed.
     fingerprint: str = ""
+    # Tasks it is only ordered after (``conflicts = "serialise"``: they share files): it starts once
+    # they have finished, whatever their outcome, and is never blocked by them.
+    after: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +84,21 @@ class TaskStateChanged(Event):
     undeclared: list[str] = field(default_factory=list)  # changed but not in affected_files
     commit: str = ""
     start_point: str = ""  # the integration tip the attempt started from
+
+
+@dataclass
+class AttemptKept(Event):
+    """An attempt's work, whatever its outcome, committed under a ref of its own (``refs/waveui/...``).
+
+    ``base`` is the commit it started from, so ``git diff base commit`` is the attempt's work.
+    """
+
+    type: ClassVar[str] = "attempt_kept"
+    task: str = ""
+    attempt: int = 0
+    ref: str = ""
+    commit: str = ""
+    base: str = ""
 
 
 @dataclass
@@ -167,7 +185,7 @@ class Notice(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (RunStarted, TaskStateChanged, TaskProgress, SetupRan, LimitChanged, MetricsSample,
+    for cls in (RunStarted, TaskStateChanged, AttemptKept, TaskProgress, SetupRan, LimitChanged, MetricsSample,
                 RunPaused, PriorityChanged, RunFinished, Notice)
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from waveui.run.events import (
+    AttemptKept,
     Event,
     LimitChanged,
     MetricsSample,
@@ -42,6 +43,9 @@ class Attempt:
     ended: float | None = None
     outcome: str = ""  # the state it ended in
     reason: str = ""
+    ref: str = ""  # where its work is kept (refs/waveui/<epic>/<task>/<n>), once kept
+    commit: str = ""
+    base: str = ""  # the commit it started from: `git diff base commit` is its work
 
 
 @dataclass
@@ -85,6 +89,11 @@ class TaskView:
     commit: str = ""
     start_point: str = ""
     attempts: list[Attempt] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)  # only ordered after these (they share files)
+
+    def kept_attempts(self) -> list[Attempt]:
+        """The attempts whose work is kept under a ref, oldest first."""
+        return [attempt for attempt in self.attempts if attempt.ref]
 
     def elapsed(self, now: float) -> float:
         """Running time of the current attempt, pauses excluded."""
@@ -121,6 +130,7 @@ class RunState:
     samples: list[MetricsSample] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)  # the latest NOTICES_KEPT
     dependents: dict[str, list[str]] = field(default_factory=dict)  # task -> the tasks that require it
+    followers: dict[str, list[str]] = field(default_factory=dict)  # task -> the tasks only ordered after it
     tip: str = ""  # the integration branch as waveui last left it
     max_cost: float | None = None  # the run's budget in dollars, when it has one
     events: int = 0
@@ -136,6 +146,10 @@ class RunState:
     @property
     def done(self) -> int:
         return self.count("done")
+
+    def undeclared(self) -> dict[str, list[str]]:
+        """Files each task changed without declaring them in affected_files, for the whole run."""
+        return {task.id: list(task.undeclared) for task in self.tasks.values() if task.undeclared}
 
     @property
     def active(self) -> int:
@@ -225,8 +239,9 @@ def _start_run(state: RunState, e: RunStarted) -> None:
             task.title, task.requires, task.story_points = info.title, list(info.requires), info.story_points
             task.affected_files, task.wave, task.rank = list(info.affected_files), info.wave, info.rank
             task.critical = info.critical  # priority stays: the user may have changed it during the run
+            task.after = list(info.after)
             state.tasks[info.id] = task
-        state.dependents = _dependents(state.tasks)
+        state.dependents, state.followers = _dependents(state.tasks)
         return
     state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
     state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
@@ -235,22 +250,40 @@ def _start_run(state: RunState, e: RunStarted) -> None:
     state.started = e.t
     state.now = e.t
     state.tasks = {info.id: _new_task(info) for info in e.tasks}
-    state.dependents = _dependents(state.tasks)
+    state.dependents, state.followers = _dependents(state.tasks)
 
 
-def _dependents(tasks: dict[str, TaskView]) -> dict[str, list[str]]:
-    """Each task's dependents, in file order: computed once per task list, read by the engine and the ETA."""
+def _dependents(tasks: dict[str, TaskView]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each task's dependents and followers, in file order: computed once per task list, read by the engine."""
     dependents: dict[str, list[str]] = {task_id: [] for task_id in tasks}
+    followers: dict[str, list[str]] = {task_id: [] for task_id in tasks}
     for task in tasks.values():
         for dep in task.requires:
             if dep in dependents:
                 dependents[dep].append(task.id)
-    return dependents
+        for earlier in task.after:
+            if earlier in followers:
+                followers[earlier].append(task.id)
+    return dependents, followers
 
 
 def _new_task(info) -> TaskView:
     return TaskView(info.id, info.title, list(info.requires), info.story_points, list(info.affected_files),
-                    info.wave, info.rank, info.critical, info.priority)
+                    info.wave, info.rank, info.critical, info.priority, after=list(info.after))
+
+
+def _attempt_kept(state: RunState, e: AttemptKept) -> None:
+    task = state.tasks.get(e.task)
+    if task is None:
+        return
+    for attempt in task.attempts:
+        if attempt.number == e.attempt:
+            break
+    else:  # kept by a session that did not see it start (leftovers of a crash): listed all the same
+        attempt = Attempt(e.attempt, e.t, e.t, "kept")
+        task.attempts.append(attempt)
+        task.attempts.sort(key=lambda a: a.number)
+    attempt.ref, attempt.commit, attempt.base = e.ref, e.commit, e.base
 
 
 def _task_state(state: RunState, e: TaskStateChanged) -> None:
@@ -338,6 +371,8 @@ def fold(state: RunState, event: Event) -> RunState:
         _task_state(state, event)
     elif isinstance(event, TaskProgress):
         _progress(state, event)
+    elif isinstance(event, AttemptKept):
+        _attempt_kept(state, event)
     elif isinstance(event, LimitChanged):
         state.limit, state.limit_reason = event.limit, event.reason
     elif isinstance(event, MetricsSample):
