@@ -11,7 +11,7 @@ from tests.test_merge import git, isolate_git, parents
 from waveui.executors.local.runner import run_to_end
 from waveui.git.command import GitError, Repository
 from waveui.git.merge import Integrator
-from waveui.git.resolution import Resolution, check_resolution, prepare_resolution, remove_resolution
+from waveui.git.resolution import check_resolution, prepare_resolution, remove_resolution
 from waveui.git.worktrees import WorktreePool
 
 
@@ -317,3 +317,15 @@ def test_an_earlier_resolution_in_the_way_is_set_aside_not_lost(repo, pool, inte
     assert by_hand in kept.split()  # the commit the earlier resolution made
     aside = list((repo / ".waveui" / "worktrees" / "set-aside").iterdir())
     assert [p.name.startswith("resolve-t2-") for p in aside] == [True]
+
+
+def test_a_merge_committed_before_a_restart_is_handed_back(repo, conflict):
+    repository, tip, commit = conflict
+    resolution = prepare_resolution(repository, "ep", "t2", tip, commit)
+    resolver(resolution.path, "echo both > shared.txt && git add -A && git commit -q -m 'by hand' "
+                              "&& echo more > more.txt && git add -A && git commit -q -m 'and a fix'")
+    head = git(resolution.path, "rev-parse", "HEAD")
+    again = prepare_resolution(repository, "ep", "t2", tip, commit)
+    assert again.path == resolution.path and git(again.path, "rev-parse", "HEAD") == head
+    assert again.conflicted == ["shared.txt"]  # what was in conflict, though nothing is unmerged any more
+    assert check_resolution(repository, again, "unused") == (head, "committed by the resolver")

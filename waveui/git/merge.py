@@ -170,7 +170,7 @@ class Integrator:
                                       "-m", "waveui: changes to compare").out.strip()
         merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z", tip, on_base,
                                                 ok=(0, 1))
-        tree, _ = _parse_merge_tree(merged.out)
+        tree, _ = parse_merge_tree(merged.out)
         return merged.status == 0 and tree == self.repository.run("rev-parse", f"{tip}^{{tree}}").out.strip()
 
     def attempt_diff(self, base: str, commit: str, limit: int = ATTEMPT_DIFF_LIMIT) -> str:
@@ -242,7 +242,7 @@ class Integrator:
         else:
             merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z",
                                                     tip, commit, ok=(0, 1))
-            tree, conflicted = _parse_merge_tree(merged.out)
+            tree, conflicted = parse_merge_tree(merged.out)
             if merged.status == 1:
                 return None, conflicted or ["(merge conflict; no file named by git)"]
         # Two parents even on the fast path (--no-ff): every task is exactly one merge.
@@ -266,7 +266,7 @@ def _moved_message(branch: str, expected: str, found: str | None) -> str:
             f"(waveui left it at {expected[:12]}); the run stopped rather than build on it")
 
 
-def _parse_merge_tree(out: str) -> tuple[str, list[str]]:
+def parse_merge_tree(out: str) -> tuple[str, list[str]]:
     """The tree and the conflicted files from ``merge-tree --write-tree --name-only -z`` output.
 
     Layout: ``tree NUL (file NUL)* NUL`` then messages, each ``count NUL path NUL... type NUL text NUL``.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from waveui.git.command import Checkout, GitError, Repository
+from waveui.git.merge import parse_merge_tree
 from waveui.git.names import resolution_branch
 from waveui.git.preflight import exclude_waveui
 from waveui.git.worktrees import BrokenSlot, keep_branch_tip, revision, set_aside_folder, some_paths
@@ -51,8 +52,10 @@ def prepare_resolution(repository: Repository, epic: str, task_id: str, tip: str
     path = ensure_private_dir(waveui_dir(repository.root) / "worktrees") / f"resolve-{task_id}"
     exclude_waveui(repository.common_dir)
     checkout = repository.linked_worktree(path)
-    if checkout is not None and _merging(checkout, branch, tip, commit):
-        return Resolution(epic, task_id, path, branch, tip, commit, _unmerged(checkout))
+    if checkout is not None and _merging(repository, checkout, branch, tip, commit):
+        # Asked of git again: the resolver may have marked files resolved, or committed, since.
+        merged = repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z", tip, commit, ok=(0, 1))
+        return Resolution(epic, task_id, path, branch, tip, commit, sorted(parse_merge_tree(merged.out)[1]))
     if path.is_symlink() or path.exists():
         set_aside_folder(path.parent, path)
     repository.run("worktree", "prune")  # forget the record of the folder just moved, if it was a worktree
@@ -124,13 +127,14 @@ def remove_resolution(repository: Repository, resolution: Resolution) -> None:
 # ------------------------------------------------------------------ helpers
 
 
-def _merging(checkout: Checkout, branch: str, tip: str, commit: str) -> bool:
-    """Whether the worktree is on ``branch`` at ``tip`` with a merge of ``commit`` under way or committed."""
-    on_branch = checkout.run("symbolic-ref", "-q", "HEAD", ok=(0, 1, 128)).out.strip() == f"refs/heads/{branch}"
+def _merging(repository: Repository, checkout: Checkout, branch: str, tip: str, commit: str) -> bool:
+    """Whether the worktree is on ``branch`` with a merge of ``commit`` onto ``tip`` under way or committed."""
+    if checkout.run("symbolic-ref", "-q", "HEAD", ok=(0, 1, 128)).out.strip() != f"refs/heads/{branch}":
+        return False
     head = revision(checkout, "HEAD")
-    underway = head == tip and revision(checkout, "MERGE_HEAD") == commit
-    committed = head is not None and head != tip and tip in _parents(checkout, head) and commit in _parents(checkout, head)
-    return on_branch and (underway or committed)
+    if head == tip:
+        return revision(checkout, "MERGE_HEAD") == commit
+    return head is not None and repository.is_ancestor(tip, head) and repository.is_ancestor(commit, head)
 
 
 def _unmerged(checkout: Checkout) -> list[str]:
