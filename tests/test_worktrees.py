@@ -82,7 +82,7 @@ def test_reuse_keeps_ignored_files_and_skips_setup(repo, counter, tmp_path):
 
     (wt.path / "README.md").write_text("changed\n")  # dirty tracked file
     (wt.path / "scratch.txt").write_text("untracked\n")
-    assert pool.release(wt)
+    assert pool.release(wt).ok
     assert git(wt.path, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # detached
 
     again = pool.acquire("t2", "main")

@@ -21,6 +21,7 @@ from waveui.core.paths import uncovered
 __all__ = ["GitError", "Integrator", "MergeBlocked", "MergeResult", "RefMoved"]
 
 _CAS_ATTEMPTS = 5  # a swap lost to a concurrent writer of the same value is retried; any other move is not
+ATTEMPT_DIFF_LIMIT = 60_000  # characters of an attempt's diff shown to its retry: enough to go on, not a flood
 
 
 class RefMoved(GitError):
@@ -150,6 +151,38 @@ class Integrator:
     def _is_ancestor(self, a: str, b: str) -> bool:
         return self.repository.is_ancestor(a, b)
 
+    def already_applied(self, commit: str, base: str) -> bool:
+        """Whether the changes ``base..commit`` are on the integration tip already, however they got there.
+
+        True when the commit is in the tip's history (merged by hand), or when
+        applying its changes to the tip changes nothing (squash-merged or
+        cherry-picked). ``base`` must be in the tip's history, as a task's start
+        point is; later edits on the tip to the same lines make it answer False.
+        """
+        tip = self.tip()
+        if self._is_ancestor(commit, tip):
+            return True
+        if not self._is_ancestor(base, tip):
+            return False
+        # merge-tree takes a merge base of its own only from git 2.40: a commit of the attempt's
+        # tree straight on ``base`` makes ``base`` the merge base (it is in the tip's history).
+        on_base = self.repository.run(*self.repository.identity(), "commit-tree", f"{commit}^{{tree}}", "-p", base,
+                                      "-m", "waveui: changes to compare").out.strip()
+        merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z", tip, on_base,
+                                                ok=(0, 1))
+        tree, _ = parse_merge_tree(merged.out)
+        return merged.status == 0 and tree == self.repository.run("rev-parse", f"{tip}^{{tree}}").out.strip()
+
+    def attempt_diff(self, base: str, commit: str, limit: int = ATTEMPT_DIFF_LIMIT) -> str:
+        """``git diff base commit``: what an attempt changed, for its retry to read; cut at ``limit`` characters."""
+        diff = self.repository.run_on_history("diff", "--no-color", "--no-ext-diff", "--no-textconv", base,
+                                              commit, "--").out
+        if len(diff) <= limit:
+            return diff
+        shown = diff[:limit].rpartition("\n")[0] + "\n"
+        return (shown + f"[the diff goes on: {len(shown)} of its {len(diff)} characters shown; "
+                        f"`git diff {base[:12]} {commit[:12]}` gives all of it]\n")
+
     # ---------------------------------------------------------------- merging
 
     def merge(self, task_branch: str, message: str) -> MergeResult:
@@ -165,31 +198,57 @@ class Integrator:
         task_tip = self._resolve(f"refs/heads/{task_branch}")
         if task_tip is None:
             raise GitError(f"task branch {task_branch} does not exist")
+        return self._publish(task_tip, message, task_branch, fast_forward=False)
+
+    def merge_resolved(self, commit: str, message: str) -> MergeResult:
+        """Publish a merge commit in which a task's conflict was resolved.
+
+        Built on the current tip (its first parent, usually), the branch moves to
+        it by the same compare-and-swap as ``merge``; when other tasks were merged
+        meanwhile, it is merged like a task's branch, and a new conflict is
+        reported as usual. RefMoved and MergeBlocked as for ``merge``.
+        """
+        if self._resolve(commit) is None:
+            raise GitError(f"the resolved merge {commit[:12]} is not a commit in {self.repo_root}")
+        return self._publish(commit, message, f"the resolved merge {commit[:12]}", fast_forward=True)
+
+    def _publish(self, commit: str, message: str, what: str, fast_forward: bool) -> MergeResult:
+        """Merge ``commit`` into the integration branch; with ``fast_forward``, a commit built on the tip becomes it."""
         with self._lock:
             for _ in range(_CAS_ATTEMPTS):
                 self._refuse_if_checked_out()
                 tip = self.check_unmoved()
-                if self._is_ancestor(task_tip, tip):
+                if self._is_ancestor(commit, tip):
                     return MergeResult(True, tip, [])
-                if self._is_ancestor(tip, task_tip):
-                    # Nothing happened on the branch since the task started: the result is the task's tree.
-                    tree = self.repository.run("rev-parse", f"{task_tip}^{{tree}}").out
+                if fast_forward and self._is_ancestor(tip, commit):
+                    new = commit
                 else:
-                    merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z",
-                                                            tip, task_tip, ok=(0, 1))
-                    tree, conflicted = _parse_merge_tree(merged.out)
-                    if merged.status == 1:
-                        return MergeResult(False, tip, conflicted or ["(merge conflict; no file named by git)"])
-                # Two parents even on the fast path (--no-ff): every task is exactly one merge.
-                new = self.repository.run(*self.repository.identity(), "commit-tree", tree.strip(),
-                                          "-p", tip, "-p", task_tip, "-m", message).out.strip()
-                swapped = self.repository.run("update-ref", "-m", f"waveui: merge {task_branch}",
+                    new, conflicted = self._merge_commit(tip, commit, message)
+                    if new is None:
+                        return MergeResult(False, tip, conflicted)
+                swapped = self.repository.run("update-ref", "-m", f"waveui: merge {what}",
                                               self.ref, new, tip, ok=(0, 1, 128)).status
                 if swapped == 0:
                     self.expected = new
                     return MergeResult(True, new, [])
                 # Lost the swap: check_unmoved names whoever moved it on the next round.
-        raise GitError(f"the branch {self.branch} kept moving while merging {task_branch}")
+        raise GitError(f"the branch {self.branch} kept moving while merging {what}")
+
+    def _merge_commit(self, tip: str, commit: str, message: str) -> tuple[str | None, list[str]]:
+        """A merge commit of ``commit`` onto ``tip``, made in the object database; None and the files in conflict."""
+        if self._is_ancestor(tip, commit):
+            # Nothing happened on the branch since the task started: the result is the task's tree.
+            tree = self.repository.run("rev-parse", f"{commit}^{{tree}}").out
+        else:
+            merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z",
+                                                    tip, commit, ok=(0, 1))
+            tree, conflicted = parse_merge_tree(merged.out)
+            if merged.status == 1:
+                return None, conflicted or ["(merge conflict; no file named by git)"]
+        # Two parents even on the fast path (--no-ff): every task is exactly one merge.
+        new = self.repository.run(*self.repository.identity(), "commit-tree", tree.strip(),
+                                  "-p", tip, "-p", commit, "-m", message).out.strip()
+        return new, []
 
     def _refuse_if_checked_out(self) -> None:
         """Moving a branch someone has checked out would make their checkout look changed: wait instead."""
@@ -207,7 +266,7 @@ def _moved_message(branch: str, expected: str, found: str | None) -> str:
             f"(waveui left it at {expected[:12]}); the run stopped rather than build on it")
 
 
-def _parse_merge_tree(out: str) -> tuple[str, list[str]]:
+def parse_merge_tree(out: str) -> tuple[str, list[str]]:
     """The tree and the conflicted files from ``merge-tree --write-tree --name-only -z`` output.
 
     Layout: ``tree NUL (file NUL)* NUL`` then messages, each ``count NUL path NUL... type NUL text NUL``.

@@ -36,3 +36,13 @@ def _checked_branch(branch: str) -> str:
 def attempt_ref(epic: str, task_id: str, attempt: int | str) -> str:
     """Where an attempt's work is kept, whatever its outcome: ``refs/waveui/<epic>/<task>/<attempt>``."""
     return f"refs/waveui/{check_name('epic name', epic)}/{check_name('task id', task_id)}/{attempt}"
+
+
+def resolution_branch(epic: str, task_id: str) -> str:
+    """Where a task's merge conflict is resolved: ``waveui/<epic>@<task>@resolve``.
+
+    Task ids hold no ``@``, so this can be no task's branch; and as the
+    integration branch ``waveui/<epic>`` exists, nothing may live under
+    ``waveui/<epic>/``.
+    """
+    return _checked_branch(f"{task_branch(epic, task_id)}@resolve")

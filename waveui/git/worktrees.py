@@ -34,8 +34,8 @@ from waveui.git.command import Checkout, GitError, Repository
 from waveui.core.paths import check_name, name_problem
 from waveui.git.names import attempt_ref, integration_branch, task_branch  # noqa: F401  (part of the pool's API)
 
-__all__ = ["BrokenSlot", "GitError", "SetupResult", "Worktree", "WorktreePool", "attempt_ref", "integration_branch",
-           "task_branch"]
+__all__ = ["BrokenSlot", "GitError", "Released", "SetupResult", "Worktree", "WorktreePool", "attempt_ref",
+           "integration_branch", "task_branch"]
 
 BRANCH_SWITCH_WAIT_SECONDS = 30.0
 STALE_LOCK_SECONDS = 5.0  # an index.lock this old is stale even if some git process is about
@@ -74,6 +74,13 @@ class SetupResult:
     exit_code: int  # 0 when skipped; negative when killed by a signal (a timeout kills)
 
 
+@dataclass(frozen=True)
+class Released:
+    ok: bool  # the slot was cleaned and freed; False: the next acquire of it saves what is left and repairs it
+    kept: str | None  # the attempt's work, now under its ref; None when it held nothing beyond its start point
+    ref: str | None  # that ref, ``refs/waveui/<epic>/<task>/<attempt>``; None when nothing was kept
+
+
 @dataclass
 class _Slot:
     number: int
@@ -82,6 +89,8 @@ class _Slot:
     branch: str | None = None  # checked out there, as far as we know
     clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
     ours: bool = False  # made or lent by this pool: no step of an earlier waveui can still run in it
+    start: str | None = None  # the commit the lent-out task started from, when known
+    task_commit: str | None = None  # what ``commit`` made of the task's work (its start when nothing changed)
 
 
 # Runs a setup command to its end in a folder: (command, folder, env, log file or None, timeout) -> exit status.
@@ -129,15 +138,24 @@ class WorktreePool:
 
     # ------------------------------------------------------------ public API
 
-    def acquire(self, task_id: str, start_point: str) -> Worktree:
+    def acquire(self, task_id: str, start_point: str, resume_from: str | None = None) -> Worktree:
         """A worktree on a fresh branch ``waveui/<epic>@<task_id>`` at ``start_point``, clean.
 
-        An existing branch of that name (an earlier attempt) is moved to
-        ``start_point``; its old tip is kept under ``refs/waveui/`` first
-        unless a ref there or the start point already holds it.
+        With ``resume_from`` (an earlier attempt's kept commit, built on
+        ``start_point``) the branch, HEAD and files are that commit instead, so
+        the task goes on where the attempt left off; ``commit`` against
+        ``start_point`` then holds the old attempt's work and the new.
+
+        An existing branch of that name (an earlier attempt) is moved; its old
+        tip is kept under ``refs/waveui/`` first unless a ref there or the new
+        tip already holds it.
         """
         branch = task_branch(self.epic, task_id)
         commit = self._commit_of(start_point)
+        tip = commit if resume_from is None else self._commit_of(resume_from)
+        if not self.repository.is_ancestor(commit, tip):
+            raise GitError(f"{resume_from!r} is not built on the start point {start_point!r}: "
+                           "an attempt can only be resumed on the commit it started from")
         with self._lock:
             slot = self._choose(branch)
             slot.busy = True
@@ -146,25 +164,31 @@ class WorktreePool:
             self._free_branch(branch, slot)
             if not slot.clean:
                 checkout = self._save_leftovers(slot, checkout, commit)
-            self._keep_branch_tip(task_id, branch, commit)
-            checkout.run("checkout", "-q", "-f", "-B", branch, commit, "--")
+            keep_branch_tip(self.repository, self.epic, task_id, branch, tip)
+            checkout.run("checkout", "-q", "-f", "-B", branch, tip, "--")
             self._clean(slot, checkout)
             slot.branch = branch
             slot.clean = False
             slot.ours = True
+            slot.start, slot.task_commit = commit, None
         except BaseException:
             with self._lock:
                 slot.busy = False
             raise
         return Worktree(slot.number, slot.path, branch, task_id)
 
-    def adopt(self, task_id: str) -> Worktree | None:
-        """Lend the slot that still holds this task's branch (a task a killed waveui left running), if any."""
+    def adopt(self, task_id: str, start_point: str | None = None) -> Worktree | None:
+        """Lend the slot that still holds this task's branch (a task a killed waveui left running), if any.
+
+        ``start_point`` is the commit the task started from, if known: ``release``
+        then tells an attempt that did nothing from one that did.
+        """
         branch = task_branch(self.epic, task_id)
         with self._lock:
             for slot in self._slots.values():
                 if slot.branch == branch and not slot.busy and slot.path.is_dir():
                     slot.busy = slot.ours = True
+                    slot.start, slot.task_commit = start_point and self.repository.resolve(start_point), None
                     return Worktree(slot.number, slot.path, branch, task_id)
         return None
 
@@ -197,18 +221,21 @@ class WorktreePool:
             self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
                            " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
         tree = checkout.run("write-tree").out.strip()
-        head = _rev(checkout, "HEAD^{commit}")
+        head = revision(checkout, "HEAD^{commit}")
+        slot = self._slots[wt.slot]
+        slot.start = self._commit_of(start)
         if head is None or not (head == start or self.repository.is_ancestor(start, head)):
             where = _head_name(checkout) or "an unrelated commit"
             raise GitError(f"the task left its worktree on {where}, not built on the commit it started from; "
                            "its work is kept under refs/waveui/")
-        if tree == _rev(checkout, "HEAD^{tree}"):
+        if tree == revision(checkout, "HEAD^{tree}"):
             if head == start:
+                slot.task_commit = slot.start
                 return None
             new = head  # the task committed everything itself
         else:
             new = checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
-        tip = _rev(checkout, ref)
+        tip = revision(checkout, ref)
         if tip is not None and tip != new and not self.repository.is_ancestor(tip, new):
             # The branch went somewhere else than HEAD (the task moved it): keep that line too.
             self.repository.run("update-ref", "-m", "waveui: branch moved by the task",
@@ -216,6 +243,7 @@ class WorktreePool:
                                 tip)
         self.repository.run("update-ref", "-m", "waveui: task commit", ref, new, tip or "")
         checkout.run("symbolic-ref", "HEAD", ref)  # the worktree is on its branch again, index and files as committed
+        slot.task_commit = new
         return new
 
     def take_leftovers(self, task_id: str, start: str) -> str | None:
@@ -241,39 +269,44 @@ class WorktreePool:
     def save_attempt(self, wt: Worktree, attempt: int, message: str) -> str | None:
         """Commit everything the worktree holds (untracked files too) to the attempt's ref; its commit.
 
-        No branch moves. Returns None when the slot is broken (there is nothing
-        waveui may read there) or has no commit to build on.
+        No branch moves. Returns None, and keeps nothing, when the slot is
+        broken (there is nothing waveui may read there), has no commit to
+        build on, or holds nothing beyond the commit the task started from.
         """
         checkout = self.repository.linked_worktree(wt.path)
         if checkout is None:
             return None
         commit = self._snapshot(checkout, message, fallback=f"refs/heads/{wt.branch}")
-        if commit is not None:
-            self.repository.run("update-ref", "-m", "waveui: attempt kept",
-                                attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], attempt), commit)
-        return commit
+        return self._keep_attempt(wt, attempt, commit)
 
-    def release(self, wt: Worktree, attempt: int | None = None) -> bool:
+    def release(self, wt: Worktree, attempt: int | None = None) -> Released:
         """Keep the attempt's work under ``refs/waveui/``, clean the worktree, detach it, free the slot.
 
-        Never raises for a git failure: it returns False and the next ``acquire``
-        of the slot saves whatever is left and repairs it. A slot that is no
-        longer waveui's worktree is reported and never touched.
+        The attempt's work is the task's commit when ``commit`` made one (a
+        task merged or in conflict), else everything the worktree holds (a task
+        failed, timed out or stopped). Never raises for a git failure: ``ok`` is
+        False and the next ``acquire`` of the slot saves whatever is left and
+        repairs it. A slot that is no longer waveui's worktree is reported and
+        never touched.
         """
         slot = self._slots.get(wt.slot)
         if slot is None or not slot.busy:
             raise ValueError(f"slot {wt.slot} is not lent out")
-        cleaned = False
+        cleaned, kept = False, None
         try:
+            if attempt is not None and slot.task_commit is not None:
+                # Kept even if the folder is gone since: the commit is in the repository, not the worktree.
+                kept = self._keep_attempt(wt, attempt, slot.task_commit)
             checkout = self.repository.linked_worktree(slot.path)
             if checkout is None:
                 self.on_notice(f"worktree {slot.path} was deleted or replaced during {wt.branch}; "
                                "it is set aside and rebuilt, never repaired through your checkout")
-                return False
+                return Released(False, kept, kept and self._attempt_ref(wt, attempt))
             self._clear_stale_lock(slot.path, checkout.git_dir)
             _remove_leftovers(checkout.git_dir)
             if attempt is not None:
-                self.save_attempt(wt, attempt, f"waveui: {wt.branch} attempt {attempt}, as it was left")
+                if slot.task_commit is None:
+                    kept = self.save_attempt(wt, attempt, f"waveui: {wt.branch} attempt {attempt}, as it was left")
                 self._tell_ignored_left(slot, checkout, wt.branch)
             else:
                 self._save_leftovers(slot, checkout, "HEAD")
@@ -290,7 +323,8 @@ class WorktreePool:
         finally:
             with self._lock:
                 slot.busy = False
-        return cleaned
+                slot.start = slot.task_commit = None
+        return Released(cleaned, kept, kept and self._attempt_ref(wt, attempt))
 
     def ensure_setup(self, wt: Worktree, env: dict, timeout: float | None = None) -> SetupResult:
         """Run the setup command in ``wt`` unless this slot already ran it for the same inputs.
@@ -316,7 +350,7 @@ class WorktreePool:
             kept = _ignored_entries(checkout)
             unignored = _untracked(checkout)
             if unignored:
-                self.on_notice(f"setup left files git does not ignore ({_some(unignored)}): they would be committed "
+                self.on_notice(f"setup left files git does not ignore ({some_paths(unignored)}): they would be committed "
                                "as a task's work; add them to .gitignore")
             tmp = marker.with_name(marker.name + ".tmp")
             # Owner-only like everything under .waveui/: write_text would leave it to the umask.
@@ -414,7 +448,7 @@ class WorktreePool:
                     checkout = self.repository.linked_worktree(slot.path)
                     if checkout is None:
                         raise BrokenSlot(f"could not create the worktree {slot.path}")
-        if _rev(checkout, "HEAD^{commit}") is None:
+        if revision(checkout, "HEAD^{commit}") is None:
             # A HEAD naming no commit (a task wrote it, or `git gc --prune=now` took its objects) fails
             # every later command in the slot, and the user's own `git gc` too: rebuild the slot.
             with self._admin:
@@ -438,8 +472,7 @@ class WorktreePool:
         """
         self._setup_marker(slot.number).unlink(missing_ok=True)  # its dependencies went with it
         if slot.path.is_symlink() or slot.path.exists():
-            aside = ensure_private_dir(self.root / "set-aside") / f"{slot.path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-            os.rename(slot.path, aside)
+            aside = set_aside_folder(self.root, slot.path)
             self.on_notice(f"{slot.path} was no longer a worktree of this repository; moved to {aside}")
         for entry in self.repository.worktrees():
             if same_path(Path(entry.get("worktree", "")), slot.path) and "locked" in entry:
@@ -479,7 +512,7 @@ class WorktreePool:
         # Files only: folders of caches and build output (__pycache__/, .pytest_cache/, dist/) are expected.
         left = [p for p in _ignored_entries(checkout) if p not in kept and not p.endswith("/")]
         if left:
-            self.on_notice(f"{branch} left files git ignores ({_some(left)}): not committed, removed before the next "
+            self.on_notice(f"{branch} left files git ignores ({some_paths(left)}): not committed, removed before the next "
                            "task; if they are work, un-ignore them")
 
     def _snapshot(self, checkout: Checkout, message: str, fallback: str | None = None) -> str | None:
@@ -488,12 +521,12 @@ class WorktreePool:
 
         A HEAD that names no commit (a task wrote it) builds on ``fallback`` (the task's branch) instead.
         """
-        head = _rev(checkout, "HEAD^{commit}") or (fallback and self.repository.resolve(fallback))
+        head = revision(checkout, "HEAD^{commit}") or (fallback and self.repository.resolve(fallback))
         if head is None:
             return None
         _stage_all(checkout)
         tree = checkout.run("write-tree").out.strip()
-        if tree == _rev(checkout, f"{head}^{{tree}}"):
+        if tree == revision(checkout, f"{head}^{{tree}}"):
             return head
         return checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
 
@@ -508,7 +541,7 @@ class WorktreePool:
         try:
             self._set_aside_nested(slot, checkout)
             status = checkout.run("status", "--porcelain", "-z", "--untracked-files=all").out
-            head = _rev(checkout, "HEAD")
+            head = revision(checkout, "HEAD")
             on_no_ref = head is not None and not checkout.run("for-each-ref", "--count=1", "--contains", head,
                                                              "--format=%(refname)").out.strip()
             if not status and not on_no_ref:
@@ -528,16 +561,15 @@ class WorktreePool:
                 raise BrokenSlot(f"could not create the worktree {slot.path}") from None
             return rebuilt
 
-    def _keep_branch_tip(self, task_id: str, branch: str, start: str) -> None:
-        """Before ``checkout -B`` moves the task's branch, make sure its old tip stays reachable."""
-        tip = self.repository.resolve(f"refs/heads/{branch}")
-        if tip is None or tip == start or self.repository.is_ancestor(tip, start):
-            return
-        prefix = f"refs/waveui/{self.epic}/{task_id}/"
-        held = self.repository.run("for-each-ref", "--count=1", "--contains", tip, "--format=%(refname)",
-                                   prefix).out.strip()
-        if not held:
-            self.repository.run("update-ref", "-m", "waveui: branch tip kept", f"{prefix}branch-{tip[:12]}", tip)
+    def _keep_attempt(self, wt: Worktree, attempt: int, commit: str | None) -> str | None:
+        """Point the attempt's ref at ``commit``, unless that is nothing beyond the task's start; the commit kept."""
+        if commit is None or commit == self._slots[wt.slot].start:
+            return None
+        self.repository.run("update-ref", "-m", "waveui: attempt kept", self._attempt_ref(wt, attempt), commit)
+        return commit
+
+    def _attempt_ref(self, wt: Worktree, attempt: int) -> str:
+        return attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], attempt)
 
     def _clear_stale_lock(self, path: Path, gitdir: Path) -> None:
         """Remove an ``index.lock`` left by a git process that died (a killed agent, a crash)."""
@@ -604,6 +636,29 @@ def _check_input_pattern(pattern: str) -> str:
     return pattern
 
 
+def keep_branch_tip(repository: Repository, epic: str, task_id: str, branch: str, new_tip: str) -> None:
+    """Before ``branch`` (one of the task's) is moved to ``new_tip``, make sure its old tip stays reachable.
+
+    Unless ``new_tip`` or a ref under ``refs/waveui/<epic>/<task>/`` holds it,
+    the old tip is kept as ``refs/waveui/<epic>/<task>/branch-<commit>``.
+    """
+    tip = repository.resolve(f"refs/heads/{branch}")
+    if tip is None or tip == new_tip or repository.is_ancestor(tip, new_tip):
+        return
+    prefix = f"refs/waveui/{epic}/{task_id}/"
+    held = repository.run("for-each-ref", "--count=1", "--contains", tip, "--format=%(refname)", prefix).out.strip()
+    if not held:
+        repository.run("update-ref", "-m", "waveui: branch tip kept", f"{prefix}branch-{tip[:12]}", tip)
+
+
+def set_aside_folder(root: Path, path: Path) -> Path:
+    """Move ``path`` (a worktree waveui can no longer use as one) to ``<root>/set-aside/``, never deleting it; where."""
+    aside = (ensure_private_dir(root / "set-aside")
+             / f"{path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6}")
+    os.rename(path, aside)
+    return aside
+
+
 def same_path(a: Path, b: Path) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
@@ -611,7 +666,8 @@ def same_path(a: Path, b: Path) -> bool:
         return False
 
 
-def _rev(checkout: Checkout, rev: str) -> str | None:
+def revision(checkout: Checkout, rev: str) -> str | None:
+    """What ``rev`` names as seen from the worktree (its HEAD, its MERGE_HEAD), or None."""
     result = checkout.run("rev-parse", "--verify", "--quiet", "--end-of-options", rev, ok=(0, 1, 128))
     return result.out.strip() if result.status == 0 and result.out.strip() else None
 
@@ -648,7 +704,8 @@ def _head_name(checkout: Checkout) -> str:
     return f"branch {result.out.strip()}" if result.status == 0 else ""
 
 
-def _some(paths: list[str], shown: int = 5) -> str:
+def some_paths(paths: list[str], shown: int = 5) -> str:
+    """The first few paths for a one-line message, and how many more there are."""
     return ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
