@@ -96,7 +96,7 @@ def test_every_agent_module_offers_the_same_names():
         assert isinstance(agent.GRANTS, str) and agent.GRANTS and "\n" not in agent.GRANTS
         assert isinstance(agent.KEEP_OUT, tuple) and all(isinstance(p, str) and p for p in agent.KEEP_OUT)
         assert isinstance(agent.SUMS, tuple)
-        assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT)
+        assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT, agent.RESOLVE)
     assert [name for name in agents.AGENTS] == ["claude", "codex", "aider", "gemini", "cursor-agent", "opencode", "amp",
                                                 "goose", "shell"]  # --agent's order
 
