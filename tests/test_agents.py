@@ -1,10 +1,12 @@
-"""Agents: the registry, recipes and `waveui init --agent`, and reading Claude Code's stream-json result."""
+"""Agents: the registry, recipes, resolvers and `waveui init --agent`, and reading Claude Code's stream-json result."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -96,7 +98,7 @@ def test_every_agent_module_offers_the_same_names():
         assert isinstance(agent.GRANTS, str) and agent.GRANTS and "\n" not in agent.GRANTS
         assert isinstance(agent.KEEP_OUT, tuple) and all(isinstance(p, str) and p for p in agent.KEEP_OUT)
         assert isinstance(agent.SUMS, tuple)
-        assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT)
+        assert agents.RECIPES[name] == (agent.COMMAND, agent.COMMENT, agent.RESOLVE)
     assert [name for name in agents.AGENTS] == ["claude", "codex", "aider", "gemini", "cursor-agent", "opencode", "amp",
                                                 "goose", "shell"]  # --agent's order
 
@@ -183,3 +185,75 @@ def test_init_refuses_an_unknown_agent(cli, tmp_path):
 def test_starter_without_a_command_line_gets_one_under_epic():
     text = agents.starter('[epic]\nname = "x"\n\n[[task]]\nid = "a"\n', "codex")
     assert spec.loads(text).command == agents.RECIPES["codex"].command
+
+
+# ---------------------------------------------------------------- resolvers
+
+RESOLVERS = {name: agent for name, agent in agents.AGENTS.items() if agent.RESOLVE is not None}
+CONFLICT_ENV = {"WAVEUI_PROMPT": 'Add a "User" model; keep $HOME and `x` as they are',
+                "WAVEUI_CONFLICT_FILES": "src/user model.py\nsrc/app.py"}
+
+
+def test_every_agent_but_the_plain_shell_has_a_resolver_that_runs_it():
+    assert set(RESOLVERS) == set(agents.AGENTS) - {"shell"}
+    assert agents.RECIPES["shell"].resolve is None  # a plain command cannot know what both sides meant
+    for name, agent in RESOLVERS.items():
+        assert isinstance(agent.RESOLVE, str) and "\n" not in agent.RESOLVE, name
+        assert agent.matches(agent.RESOLVE), name
+        assert agents.agent_for(agent.RESOLVE) is agent, name
+        assert agents.RECIPES[name].resolve == agent.RESOLVE
+        assert "'" not in agent.RESOLVE  # written as a literal string in the epic file, quotes as typed
+
+
+@pytest.mark.parametrize("name", sorted(RESOLVERS))
+def test_a_resolver_runs_its_agent_as_the_recipe_does_on_a_prompt_naming_the_task_and_the_files(tmp_path, name):
+    """Both commands run by a real shell, the agent a stand-in printing its arguments: they differ only in the
+    prompt, which arrives as one argument holding the task's prompt and the conflicted files, unexpanded."""
+    agent = agents.AGENTS[name]
+    program = tmp_path / "bin" / agent.NAME
+    program.parent.mkdir()
+    program.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    program.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WAVEUI_")}
+    env.update(CONFLICT_ENV, PATH=f"{program.parent}{os.pathsep}{env['PATH']}")
+
+    def arguments(command: str) -> list[str]:
+        run = subprocess.run(["sh", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
+        return json.loads(run.stdout)
+
+    task_arguments, resolver_arguments = arguments(agent.COMMAND), arguments(agent.RESOLVE)
+    assert len(resolver_arguments) == len(task_arguments)
+    [prompt_at] = [i for i, (a, b) in enumerate(zip(task_arguments, resolver_arguments)) if a != b]
+    assert task_arguments[prompt_at] == CONFLICT_ENV["WAVEUI_PROMPT"]
+    prompt = resolver_arguments[prompt_at]
+    assert prompt.startswith("Resolve the git merge conflicts in this worktree, keeping the intent of both sides")
+    assert f"made for this task: {CONFLICT_ENV['WAVEUI_PROMPT']} --" in prompt
+    assert "Leave no conflict markers" in prompt and "Do not commit" in prompt
+    assert prompt.endswith("The files in conflict: src/user model.py\nsrc/app.py")
+
+
+def uncommented_conflict_lines(text: str) -> str:
+    return re.sub(r"^# ((?:on_conflict|resolve) = )", r"\1", text, flags=re.M)
+
+
+@pytest.mark.parametrize("agent", sorted(agents.RECIPES))
+def test_init_with_an_agent_offers_its_resolver_commented_out(cli, tmp_path, agent):
+    assert cli("init", "--agent", agent).returncode == 0
+    text = (tmp_path / "waveui.toml").read_text()
+    assert len(re.findall(r"^# on_conflict = ", text, re.M)) == 1  # the starter's own suggestion is replaced
+    assert len(re.findall(r"^# resolve = ", text, re.M)) == 1
+    assert spec.loads(text).on_conflict == "stop"  # off until the user switches it on
+    switched_on = spec.loads(uncommented_conflict_lines(text))
+    resolver = agents.RECIPES[agent].resolve
+    if resolver is None:  # the starter's placeholder, for a script of the user's own
+        assert (switched_on.on_conflict, switched_on.resolve) == ("retry", "./resolve.sh")
+    else:
+        assert (switched_on.on_conflict, switched_on.resolve) == ("resolve", resolver)
+        assert switched_on.conflict_policy(switched_on.tasks[0]) == ("resolve", resolver)
+    assert switched_on.command == agents.RECIPES[agent].command
+
+
+def test_the_plain_starter_suggests_conflict_handling_too(cli, tmp_path):
+    assert cli("init").returncode == 0
+    switched_on = spec.loads(uncommented_conflict_lines((tmp_path / "waveui.toml").read_text()))
+    assert (switched_on.on_conflict, switched_on.resolve) == ("retry", "./resolve.sh")

@@ -23,6 +23,15 @@ def test_task_infos_record_dependencies_waves_and_fingerprints_in_plan_order():
     assert sorted(info.rank for info in infos.values()) == [0, 1, 2]
 
 
+def test_how_a_conflict_is_handled_is_not_part_of_what_a_task_runs():
+    """A resume reruns tasks whose fingerprint changed: choosing another conflict policy must not redo work."""
+    plain = epic_of(task("a", command="make a"))
+    resolving = epic_of(task("a", command="make a", on_conflict="retry", resolve="fix-a"),
+                        on_conflict="resolve", resolve="fix-it")
+    assert fingerprint(resolving, resolving.tasks[0]) == fingerprint(plain, plain.tasks[0])
+    assert fingerprint(plain, task("a", command="make b")) != fingerprint(plain, plain.tasks[0])
+
+
 @pytest.mark.parametrize("mode, handling", [("lock", "locked"), ("defer", "deferred")])
 def test_conflict_rows_name_both_tasks_the_files_and_how_they_are_handled(mode, handling):
     epic = epic_of(task("a", files=["src/x.py"]), task("b", files=["src/*.py"]), task("c", files=["docs/"]),

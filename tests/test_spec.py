@@ -142,9 +142,22 @@ durations = st.one_of(st.floats(min_value=1e-3, max_value=1e7, allow_nan=False),
 points = st.one_of(st.integers(0, 100), st.floats(0, 1e6, allow_nan=False, allow_infinity=False))
 
 
+commands = texts.filter(str.strip)  # a blank resolve command is refused
+
+
+@st.composite
+def conflict_settings(draw, epic_resolves: bool) -> dict:
+    """A task's on_conflict and resolve, "resolve" only when the task or the epic gives a command."""
+    resolve = draw(st.none() | commands)
+    resolvable = resolve is not None or epic_resolves
+    on_conflict = draw(st.none() | st.sampled_from(spec.CONFLICT_POLICIES if resolvable else ("retry", "stop")))
+    return {"on_conflict": on_conflict, "resolve": resolve}
+
+
 @st.composite
 def epics(draw) -> Epic:
     task_ids = draw(st.lists(ids, min_size=1, max_size=6, unique=True))
+    epic_resolve = draw(st.none() | commands)
     tasks = []
     for n, task_id in enumerate(task_ids):
         tasks.append(Task(
@@ -160,6 +173,7 @@ def epics(draw) -> Epic:
             timeout=draw(st.none() | durations),
             retries=draw(st.none() | st.integers(0, 5)),
             expect_changes=draw(st.booleans()),
+            **draw(conflict_settings(epic_resolve is not None)),
         ))
     cpu_low = draw(st.floats(0, 99, allow_nan=False))
     max_parallel = draw(st.none() | st.integers(1, 64))
@@ -182,6 +196,8 @@ def epics(draw) -> Epic:
         verify=draw(st.none() | texts),
         timeout=draw(st.none() | durations),
         retries=draw(st.integers(0, 5)),
+        on_conflict=draw(st.sampled_from(spec.CONFLICT_POLICIES if epic_resolve else ("retry", "stop"))),
+        resolve=epic_resolve,
     )
 
 
@@ -622,3 +638,80 @@ def test_only_newlines_end_lines():
     text = '[[task]]\nid = "a"\ntitle = "one\u2028two\x85three"\nstory_points = -1\n'
     [problem] = problems_of(text)
     assert problem.line == 4
+
+
+# ------------------------------------------------------------- merge conflicts
+
+
+def test_a_tasks_conflict_policy_overrides_the_epics():
+    epic = spec.loads(textwrap.dedent("""
+        [epic]
+        on_conflict = "resolve"
+        resolve = "fix-it"
+
+        [[task]]
+        id = "inherits"
+
+        [[task]]
+        id = "own-command"
+        resolve = "fix-mine"
+
+        [[task]]
+        id = "retries"
+        on_conflict = "retry"
+        resolve = "never-run"
+
+        [[task]]
+        id = "stops"
+        on_conflict = "stop"
+    """))
+    assert (epic.on_conflict, epic.resolve) == ("resolve", "fix-it")
+    assert [epic.conflict_policy(t) for t in epic.tasks] == [
+        ("resolve", "fix-it"), ("resolve", "fix-mine"), ("retry", None), ("stop", None)]
+    assert spec.loads(spec.dumps(epic)) == epic
+
+
+def test_without_on_conflict_a_conflict_stops_as_before():
+    epic = spec.loads('[[task]]\nid = "a"\nresolve = "fix-it"\n')
+    assert epic.on_conflict == "stop" and epic.resolve is None
+    assert epic.conflict_policy(epic.tasks[0]) == ("stop", None)
+    assert "on_conflict" not in spec.dumps(spec.loads('[[task]]\nid = "a"\n'))  # the default is left out
+
+
+def test_a_task_may_resolve_with_the_epics_command_without_resolving_by_default():
+    epic = spec.loads('[epic]\nresolve = "fix-it"\n[[task]]\nid = "a"\non_conflict = "resolve"\n[[task]]\nid = "b"\n')
+    assert [epic.conflict_policy(t) for t in epic.tasks] == [("resolve", "fix-it"), ("stop", None)]
+
+
+def test_an_epic_resolving_with_every_tasks_own_command_needs_none_of_its_own():
+    epic = spec.loads('[epic]\non_conflict = "resolve"\n[[task]]\nid = "a"\nresolve = "fix-a"\n'
+                      '[[task]]\nid = "b"\non_conflict = "stop"\n')
+    assert [epic.conflict_policy(t) for t in epic.tasks] == [("resolve", "fix-a"), ("stop", None)]
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ('[epic]\nname = "x"\non_conflict = "merge"\n[[task]]\nid = "a"\n', 3,
+     "[epic] on_conflict must be one of retry, resolve, stop, not 'merge'"),
+    ('[epic]\non_conflict = "resolv"\nresolve = "x"\n[[task]]\nid = "a"\n', 2,
+     "[epic] on_conflict must be one of retry, resolve, stop, not 'resolv' (did you mean 'resolve'?)"),
+    ('[[task]]\nid = "a"\n\non_conflict = true\n', 4,
+     "task 'a': on_conflict must be one of retry, resolve, stop, not True"),
+    ('[epic]\non_conflict = "resolve"\n\n[[task]]\nid = "a"\n', 2,
+     '[epic] on_conflict is "resolve" but no resolve command is given (set resolve in [epic])'),
+    ('[epic]\nname = "x"\n\n[[task]]\nid = "a"\ntitle = "A"\non_conflict = "resolve"\n', 7,
+     "task 'a': on_conflict is \"resolve\" but no resolve command is given (set resolve in this task or in [epic])"),
+    ('[[task]]\nid = "a"\nresolve = ["fix"]\n', 3, "task 'a': resolve must be a string, not array"),
+    ('[epic]\nresolve = " "\n[[task]]\nid = "a"\n', 2,
+     "[epic] resolve is empty: give the command that resolves a conflict, or leave it out"),
+])
+def test_conflict_settings_errors_at_their_line(text, line, message):
+    problem = only_problem(text)
+    assert (problem.line, problem.message) == (line, message)
+    assert str(problem) == f"waveui.toml:{line}: {message}"
+
+
+def test_every_task_left_without_a_resolver_is_named_at_its_own_line():
+    text = '[epic]\non_conflict = "resolve"\n[[task]]\nid = "a"\n[[task]]\nid = "b"\non_conflict = "resolve"\n'
+    assert [(p.line, p.message.split(":")[0]) for p in problems_of(text)] == [
+        (2, '[epic] on_conflict is "resolve" but no resolve command is given (set resolve in [epic])'),
+        (7, "task 'b'")]

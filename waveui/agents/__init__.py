@@ -6,6 +6,10 @@ borrowed from :mod:`waveui.agents.base`:
 * ``NAME``, its name on the command line (``waveui init --agent NAME``);
 * ``COMMAND`` and ``COMMENT``, its recipe: the ``[epic] command`` that runs it
   non-interactively on a task, and one line saying so above it;
+* ``RESOLVE``, its ``[epic] resolve`` recipe: the same agent asked to resolve
+  the conflict markers of a merge that conflicted (the files in
+  ``$WAVEUI_CONFLICT_FILES``, the task's prompt in ``$WAVEUI_PROMPT``),
+  without committing; None for an agent that cannot;
 * ``matches(command)``, whether a task's command runs this agent;
 * ``read_line(line)``, the fields that a raw line of its output reports, or
   None (cheaply) for a line that reports nothing: any of ``cost`` (dollars),
@@ -56,9 +60,11 @@ AGENTS: dict[str, ModuleType] = {
 class Recipe(NamedTuple):
     command: str
     comment: str  # one line for the epic file, above the command
+    resolve: str | None  # the command that resolves a conflicting merge, None when the agent has none
 
 
-RECIPES: dict[str, Recipe] = {name: Recipe(agent.COMMAND, agent.COMMENT) for name, agent in AGENTS.items()}
+RECIPES: dict[str, Recipe] = {name: Recipe(agent.COMMAND, agent.COMMENT, agent.RESOLVE)
+                              for name, agent in AGENTS.items()}
 
 
 def agent_for(command: str) -> ModuleType | None:
@@ -103,17 +109,26 @@ def line_reader(command: str) -> LineReader:
     return read_line
 
 
-def command_line(command: str) -> str:
-    """``command = ...`` as a TOML line: a literal string when it can be one, so quotes read as typed."""
+def command_line(command: str, key: str = "command") -> str:
+    """``key = command`` as a TOML line: a literal string when it can be one, so quotes read as typed."""
     if "'" not in command and not re.search(r"[\x00-\x1f\x7f]", command):
-        return f"command = '{command}'"
-    return tomli_w.dumps({"command": command}).strip()
+        return f"{key} = '{command}'"
+    return tomli_w.dumps({key: command}).strip()
 
 
 def recipe_lines(name: str) -> list[str]:
-    """The comment and the command line of recipe ``name``, ready for an ``[epic]`` table."""
+    """The comment and the command line of recipe ``name``, ready for an ``[epic]`` table.
+
+    An agent that can resolve a conflicting merge adds its resolver, commented
+    out: resolving lets an agent edit other tasks' merged work, so it is the
+    user's choice to make.
+    """
     recipe = RECIPES[name]
-    return [f"# {recipe.comment}", command_line(recipe.command)]
+    lines = [f"# {recipe.comment}", command_line(recipe.command)]
+    if recipe.resolve is not None:
+        lines += ['# on_conflict = "resolve"   # a merge that conflicts: the agent resolves it (default: "stop")',
+                  "# " + command_line(recipe.resolve, "resolve")]
+    return lines
 
 
 def epic_command_lines(name: str | None) -> list[str]:
@@ -126,11 +141,14 @@ def epic_command_lines(name: str | None) -> list[str]:
 
 _COMMAND = re.compile(r"^command\s*=.*$", re.M)
 _COMMENTED_COMMAND = re.compile(r"^#\s*command\s*=.*\n", re.M)
+_COMMENTED_CONFLICT = re.compile(r"^#\s*(?:on_conflict|resolve)\s*=.*\n", re.M)
 
 
 def starter(text: str, name: str) -> str:
     """The starter epic ``text`` with its command replaced by recipe ``name``, the rest (comments too) kept."""
     text = _COMMENTED_COMMAND.sub("", text)  # the other suggestion would only confuse
+    if RECIPES[name].resolve is not None:
+        text = _COMMENTED_CONFLICT.sub("", text)  # the recipe's own resolver comes with its command
     lines = "\n".join(recipe_lines(name))
     replaced, count = _COMMAND.subn(lambda _: lines, text, count=1)
     if count:

@@ -12,6 +12,10 @@ NAME = "aider"
 # --no-gitignore: else it adds .aider* to the project's .gitignore, a change in every task's work.
 COMMAND = ('aider --yes-always --no-auto-commits --no-check-update --no-analytics --no-gitignore'
            ' --message "$WAVEUI_PROMPT"')
+# --message: one message, then exit (aider.chat/docs/scripting.html). The conflicted files need not be
+# passed as arguments: aider offers to add every file a message names to the chat, and --yes-always
+# accepts (Aider-AI/aider aider/coders/base_coder.py, preproc_user_input -> check_for_file_mentions).
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "Aider: one message, no questions asked, no self-update; waveui commits the changes itself"
 GRANTS = ("edits the files it chooses; declines shell commands, so tests run only through "
           "`--test-cmd \"pytest -q\" --auto-test`; network only to its model")

@@ -15,6 +15,9 @@ from waveui.agents.jsonl import decode, result_fields
 
 NAME = "amp"
 COMMAND = 'amp -x "$WAVEUI_PROMPT" --stream-json --dangerously-allow-all'
+# -x (--execute): one message, then exit; --stream-json only with it (ampcode.com/manual, "Execute
+# Mode" and "Stream JSON Output"): COMMAND's flags on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "Amp in execute mode, every tool allowed; waveui reads its turns and failures from the stream-json result"
 GRANTS = ("uses every tool without asking, shell commands and the network included (`--dangerously-allow-all`); "
           "without it, tools its `amp.permissions` setting does not allow are refused")

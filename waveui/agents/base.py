@@ -2,8 +2,9 @@
 
 Besides these, every agent module names ``KEEP_OUT`` (gitignore-style
 patterns of the files the agent writes in the worktree for itself, left out
-of the task's commit) and ``GRANTS`` (one line for the README: what its
-recipe lets the agent do unattended and the flag that grants or narrows it).
+of the task's commit), ``GRANTS`` (one line for the README: what its
+recipe lets the agent do unattended and the flag that grants or narrows it)
+and ``RESOLVE`` (its recipe for ``[epic] resolve``, most made by :func:`resolver`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,28 @@ from waveui.run import directives
 
 KEEP_OUT: tuple[str, ...] = ()  # an agent that writes no files of its own in the worktree
 GRANTS = ""
+
+
+# The prompt of every agent's resolver, double-quoted for the shell: the variables are expanded into
+# one argument and never parsed again, so no file name or task prompt can break the quoting. The
+# conflicted files come last, one per line as waveui hands them over; the prompt holds no single
+# quote, so the recipe stays a literal string in the epic file.
+RESOLVE_PROMPT = ('"Resolve the git merge conflicts in this worktree, keeping the intent of both sides: the work '
+                  'merged before and the change being merged, which was made for this task: $WAVEUI_PROMPT -- '
+                  'Leave no conflict markers in any file. Do not commit, reset, stash or check out anything: '
+                  'the resolved files are committed for you. The files in conflict: $WAVEUI_CONFLICT_FILES"')
+
+
+def resolver(command: str) -> str:
+    """The agent's recipe ``command`` run on :data:`RESOLVE_PROMPT` instead of the task's prompt.
+
+    The same program and flags as the recipe (headless, the same permissions,
+    the same budgets), so the resolver runs as the task's agent did and waveui
+    reads its output the same way.
+    """
+    if command.count('"$WAVEUI_PROMPT"') != 1:
+        raise ValueError(f"a recipe hands the prompt over once, as \"$WAVEUI_PROMPT\": {command}")
+    return command.replace('"$WAVEUI_PROMPT"', RESOLVE_PROMPT)
 
 
 def read_line(line: bytes) -> dict | None:

@@ -12,6 +12,9 @@ NAME = "claude"
 # tool call outside it (running the tests, installing a package) is denied and Claude Code still exits 0.
 COMMAND = ('claude -p "$WAVEUI_PROMPT" --output-format stream-json --verbose --permission-mode bypassPermissions'
            ' ${WAVEUI_MAX_COST:+--max-budget-usd "$WAVEUI_MAX_COST"} ${WAVEUI_MAX_TURNS:+--max-turns "$WAVEUI_MAX_TURNS"}')
+# -p: one prompt, headless, then exit (docs.anthropic.com/en/docs/claude-code/cli-reference); the flags
+# are COMMAND's, so the resolver may run the tests and its cost and denials are read as the task's.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = ("Claude Code, headless, every tool allowed (edits, shell, network) in the task's worktree; "
            "waveui reads its cost, tokens, turns and denials from the stream-json result")
 GRANTS = ("edits, any shell command and network access, unasked (`--permission-mode bypassPermissions`); narrow it "

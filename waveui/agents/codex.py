@@ -11,6 +11,9 @@ NAME = "codex"
 # --full-auto was removed from `codex exec`; --sandbox workspace-write is what it stood for. exec never asks
 # for approval: a command the sandbox refuses fails and the agent goes on without it.
 COMMAND = 'codex exec --json --sandbox workspace-write "$WAVEUI_PROMPT"'
+# `codex exec` takes the prompt as its one argument and --sandbox workspace-write lets it edit the
+# worktree (developers.openai.com/codex/noninteractive): COMMAND's flags, on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = ("OpenAI Codex CLI, non-interactive, sandboxed to the worktree (no network); "
            "waveui reads its tokens and failures from its JSON events")
 GRANTS = ("edits and shell commands inside the worktree, no network (`--sandbox workspace-write`); allow the network "

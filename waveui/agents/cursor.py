@@ -16,6 +16,9 @@ from waveui.agents.jsonl import decode, result_fields
 
 NAME = "cursor-agent"
 COMMAND = 'cursor-agent -p "$WAVEUI_PROMPT" --force --output-format stream-json'
+# -p: print mode, one prompt, then exit; --force: commands run unasked unless denied (`cursor-agent
+# --help`, as in linuxcommandlibrary.com/man/cursor): COMMAND's flags on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "Cursor Agent CLI, headless, commands allowed; waveui reads its result line"
 GRANTS = ("edits files and runs any shell command not denied in `.cursor/cli.json` (`--force`); "
           "without `--force` it only proposes commands, and `permissions.deny` there narrows it")

@@ -17,6 +17,8 @@ from waveui.agents.jsonl import count, decode, one_line, put
 
 NAME = "gemini"
 COMMAND = 'gemini -p "$WAVEUI_PROMPT" --output-format stream-json --approval-mode yolo'
+# -p: headless, one prompt (geminicli.com/docs/cli/headless); COMMAND's flags on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "Gemini CLI, headless, every tool approved; waveui reads its tokens and failures from the stream-json result"
 GRANTS = ("edits files, runs any shell command and fetches from the network without asking (`--approval-mode yolo`); "
           "`--approval-mode auto_edit` allows edits only, `--sandbox` runs its tools in a container")

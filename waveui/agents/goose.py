@@ -7,6 +7,9 @@ NAME = "goose"
 # --no-session: no session file per task; --max-turns: goose's own limit on turns without user input.
 COMMAND = ('GOOSE_MODE=auto goose run --no-session --text "$WAVEUI_PROMPT"'
            ' ${WAVEUI_MAX_TURNS:+--max-turns "$WAVEUI_MAX_TURNS"}')
+# `goose run --text`: one instruction, then exit (block.github.io/goose/docs/guides/goose-cli-commands,
+# "run"): COMMAND's mode and flags on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "goose, headless in auto mode, limited to the task's max_turns when it has one"
 GRANTS = ("edits files and runs shell commands without approval (`GOOSE_MODE=auto`); "
           "`GOOSE_MODE=chat` allows no tools, and the extensions it loads decide what else it can reach")

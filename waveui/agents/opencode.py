@@ -18,6 +18,9 @@ from waveui.agents.jsonl import decode, one_line
 
 NAME = "opencode"
 COMMAND = 'opencode run --format json --auto "$WAVEUI_PROMPT"'
+# `opencode run MESSAGE` sends one message and exits; --auto approves what its config does not deny
+# (opencode.ai/docs/cli): COMMAND's flags on the resolving prompt.
+RESOLVE = base.resolver(COMMAND)
 COMMENT = "opencode, one message, permissions not denied in its config approved; waveui reads its JSON events"
 GRANTS = ("edits files, runs shell commands and fetches from the network unless its config denies them (`--auto`); "
           "without `--auto` every permission it asks for is refused, and `permission` in opencode.json narrows it")

@@ -31,6 +31,9 @@ MAX_PROBLEMS = 50
 CONFLICT_MODES = ("serialise", "lock", "defer")
 STRATEGIES = ("eager", "waves")
 ISOLATIONS = ("worktree", "none")
+# What happens to a task whose merge conflicts: "stop" leaves it conflicted for you, "retry" runs it
+# again on the new tip of the integration branch, "resolve" runs the ``resolve`` command on the merge.
+CONFLICT_POLICIES = ("retry", "resolve", "stop")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class Task:
     expect_changes: bool = True
     max_cost: float | None = None  # dollars this task may spend (the agent is told; waveui stops it past that)
     max_turns: int | None = None  # turns its agent may take, for agents that take a limit
+    on_conflict: str | None = None  # one of CONFLICT_POLICIES; None: the epic's
+    resolve: str | None = None  # the command that resolves a conflicting merge; None: the epic's
     line: int = field(default=0, compare=False)  # where its [[task]] table starts
 
 
@@ -106,10 +111,24 @@ class Epic:
     max_turns: int | None = None  # turns each task's agent may take, unless the task says otherwise
     notify: str | None = None  # a shell command run when a task fails, conflicts, is denied, or the run ends
     bell: bool = True  # the app rings the terminal bell on those events
+    on_conflict: str = "stop"  # one of CONFLICT_POLICIES, for tasks that name none
+    resolve: str | None = None  # the resolving command of tasks that give none
     path: Path | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task:
         return self._by_id()[task_id]
+
+    def conflict_policy(self, task: Task) -> tuple[str, str | None]:
+        """What to do when ``task``'s merge conflicts, and the command that resolves it.
+
+        The task's own ``on_conflict`` and ``resolve`` win over the epic's. The
+        command is given only with "resolve" (the loader makes sure there is one
+        then); with "retry" or "stop" there is nothing to run, so it is None.
+        """
+        policy = task.on_conflict or self.on_conflict
+        if policy != "resolve":
+            return policy, None
+        return policy, task.resolve or self.resolve
 
     def _by_id(self) -> dict[str, Task]:
         return {t.id: t for t in self.tasks}
@@ -501,7 +520,40 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
     if "bell" in raw:
         value = check.boolean(raw["bell"], at("bell"), "[epic] bell")
         epic.bell = True if value is None else value
+    _conflict_settings(check, epic, raw, at, "[epic]")
     return epic
+
+
+def _conflict_settings(check: _Checker, owner: Epic | Task, raw: dict, at, what: str) -> None:
+    """``on_conflict`` (one of CONFLICT_POLICIES) and ``resolve`` (a command) of the epic or a task."""
+    if "on_conflict" in raw:
+        value = check.choice(raw["on_conflict"], at("on_conflict"), f"{what} on_conflict", CONFLICT_POLICIES)
+        if value is not None:
+            owner.on_conflict = value
+    if "resolve" in raw:
+        command = check.string(raw["resolve"], at("resolve"), f"{what} resolve")
+        if command is not None and not command.strip():
+            check.add(at("resolve"), f"{what} resolve is empty: give the command that resolves a conflict, or leave it out")
+        elif command is not None:
+            owner.resolve = command
+
+
+def _check_resolvers(check: _Checker, epic: Epic, index_of: dict[str, int]) -> None:
+    """Every task that resolves its conflicts has a command to do it with, reported where "resolve" was asked for."""
+    epic_asks_alone = False
+    for task in epic.tasks:
+        policy, command = epic.conflict_policy(task)
+        if policy != "resolve" or command is not None:
+            continue
+        if task.on_conflict == "resolve":
+            check.add(check.lines.task_key(index_of[task.id], "on_conflict"),
+                      f"task '{task.id}': on_conflict is \"resolve\" but no resolve command is given "
+                      "(set resolve in this task or in [epic])")
+        else:
+            epic_asks_alone = True
+    if epic_asks_alone:
+        check.add(check.lines.epic_key("on_conflict"),
+                  "[epic] on_conflict is \"resolve\" but no resolve command is given (set resolve in [epic])")
 
 
 def _budget(check: _Checker, owner: Epic | Task, raw: dict, at, what: str) -> None:
@@ -560,6 +612,7 @@ def _task(check: _Checker, index: int, raw: Any) -> Task | None:
         value = check.boolean(raw["expect_changes"], at("expect_changes"), f"task '{task_id}': expect_changes")
         task.expect_changes = True if value is None else value
     _budget(check, task, raw, at, f"task '{task_id}':")
+    _conflict_settings(check, task, raw, at, f"task '{task_id}':")
     return task
 
 
@@ -668,6 +721,7 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
         check.add(lines.epic_line or 1, "the epic has no tasks: add [[task]] tables")
     written = {raw.get("id") for raw in raw_tasks if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
     _check_graph(check, epic.tasks, index_of, written - set(index_of))
+    _check_resolvers(check, epic, index_of)
     if check.problems:
         problems = sorted(check.problems, key=lambda p: p.line)
         if len(problems) > MAX_PROBLEMS:
