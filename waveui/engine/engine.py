@@ -21,6 +21,7 @@ from waveui.engine.adaptive import AdaptiveLimit, sample_machine
 from waveui.engine import notify
 from waveui.engine.notify import NOTIFY_TIMEOUT_SECONDS, Notifier
 from waveui.run.events import (
+    AttemptKept,
     Event,
     LimitChanged,
     MetricsSample,
@@ -36,6 +37,8 @@ from waveui.run.events import (
 from waveui.engine.errors import EngineError, RunAlreadyComplete
 from waveui.engine.ready import SETTLED, STUCK_STATES, WAITING, ReadyQueue
 from waveui.engine.resume import Adoption, Resume
+from waveui.engine import attempts
+from waveui.engine.resolving import Conflicts
 from waveui.executors import Executor, ExecutorFactory, StepHandle
 from waveui.executors.local import LocalExecutor
 from waveui.git.guard import RepositoryGuard
@@ -43,12 +46,12 @@ from waveui.run.journal import Journal, ensure_private_dir, new_run_id, runs_dir
 from waveui.engine.opening import check_repository, conflict_rows, task_infos
 from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.core.errors import describe
-from waveui.engine.recovery import TASK_TRAILER
+from waveui.engine.recovery import merge_message
 from waveui.git.merge import GitError, Integrator, RefMoved
 from waveui.git.worktrees import BrokenSlot, WorktreePool
 from waveui.git.command import clean_env
 from waveui.run.metrics import committed_cost, money
-from waveui.run.state import SLOT_STATES, RunState, fold, replay
+from waveui.run.state import SLOT_STATES, Attempt, RunState, fold, replay
 from waveui.plan import Plan, default_workers, make_plan
 from waveui.core.spec import Epic, Task
 
@@ -96,6 +99,7 @@ class Engine:
         self.set_aside: str | None = None  # where --fresh moved an earlier integration branch
         self.previous_events: list[Event] | None = None  # the journal of the run being resumed
         self.resume = Resume(self)
+        self.conflicts = Conflicts(self)
         self.ready = ReadyQueue(waves=epic.strategy == "waves")
         self.executor: Executor | None = None  # built once the run folder is chosen
         self.journal: Journal | None = None
@@ -117,6 +121,8 @@ class Engine:
         self._claimed = False  # the repository checked and its controller lock held
         self._loop: asyncio.AbstractEventLoop | None = None
         self._over_budget: dict[str, str] = {}  # tasks stopped for passing their max_cost, and why
+        self._start_from: dict[str, int] = {}  # retries asked to go on from a kept attempt: its number
+        self._briefs: dict[str, tuple[Attempt, Path]] = {}  # what each attempt is told of the one before
         self._budget_reached = False  # [epic] max_cost: no task starts any more
         self.notifier = Notifier(epic.notify, lambda text: self.notice(text, kind="notify"),
                                  self.options.notify_timeout)
@@ -288,6 +294,7 @@ class Engine:
             self.ready.index(self.state)
             await self.resume.reconcile(resumed)
             if resumed:
+                await self.conflicts.collect(merged_outside=True)
                 await self.resume.recover_in_flight()
                 if self.state.paused:  # a new session dispatches again
                     self.emit(RunPaused(t=self.clock(), paused=False))
@@ -360,6 +367,8 @@ class Engine:
                 for task_id in picked:
                     if not self.locks.free_for(task_id):  # a task picked just before holds its file
                         continue
+                    if task_id in self._jobs:  # its last attempt is still being kept; its job wakes us when done
+                        continue
                     self.locks.acquire(task_id)
                     slot = self._free_slots.pop(0)
                     self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
@@ -375,8 +384,7 @@ class Engine:
 
     def _merge_message(self, task_id: str) -> str:
         """The message of a task's commit and merge; the trailer lets a lost journal be rebuilt from git."""
-        title = self.tasks[task_id].title
-        return f"waveui: {task_id}" + (f" {title}" if title else "") + f"\n\n{TASK_TRAILER}: {task_id}\n"
+        return merge_message(task_id, self.tasks[task_id].title)
 
     def _branch(self, task_id: str) -> str:
         return self.pool.branch_for(task_id) if self.pool else ""
@@ -400,7 +408,26 @@ class Engine:
         max_turns = task.max_turns if task.max_turns is not None else self.epic.max_turns
         if max_turns is not None:
             env["WAVEUI_MAX_TURNS"] = str(max_turns)
+        if task.id in self._briefs:
+            previous, brief = self._briefs[task.id]
+            conflict_files = self.conflicts.conflict_files(task.id)
+            env["WAVEUI_PREVIOUS_ATTEMPT"] = previous.ref
+            env["WAVEUI_PREVIOUS_ATTEMPT_FILE"] = str(brief)
+            env["WAVEUI_PROMPT"] += attempts.told_in_prompt(previous, brief, conflict_files)
+            if conflict_files:
+                env["WAVEUI_CONFLICT_FILES"] = "\n".join(conflict_files)
         return env
+
+    def _brief_previous(self, task_id: str, attempt: int) -> None:
+        """Write what attempt ``attempt`` should know of the kept attempt before it, if there is one."""
+        self._briefs.pop(task_id, None)
+        previous = attempts.previous_attempt(self.state.tasks[task_id], attempt)
+        if previous is None or self.integrator is None:
+            return
+        brief = self.run_dir / "attempts" / f"{task_id}.{previous.number}.txt"
+        attempts.write_brief(brief, self.state.tasks[task_id], previous, self.run_dir / "logs" / f"{task_id}.log",
+                             self.integrator.attempt_diff, self.conflicts.conflict_files(task_id))
+        self._briefs[task_id] = (previous, brief)
 
     def _notify(self, event: str, message: str, task_id: str = "") -> None:
         """Run ``[epic] notify`` for ``event``, with the task's variables when it is about one."""
@@ -447,7 +474,12 @@ class Engine:
                 self._set_state(task_id, "preparing", attempt=attempt, worker=slot, reason=self._order_note(task_id))
                 if self.pool:
                     start_point = await asyncio.to_thread(self.integrator.check_unmoved)
-                    worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point)
+                    resume_from = self._kept_attempt(task_id, self._start_from.pop(task_id, None))
+                    if resume_from is not None:  # going on from a kept attempt: from where that started
+                        start_point = resume_from.base
+                    await asyncio.to_thread(self._brief_previous, task_id, attempt)
+                    worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point,
+                                                       resume_from.commit if resume_from else None)
                     self._worktrees[task_id] = worktree
                     # journaled before the command starts, so a task adopted after a crash knows its base
                     self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
@@ -481,14 +513,22 @@ class Engine:
             self._processes.pop(task_id, None)
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
-                await asyncio.to_thread(self.pool.release, worktree, attempt)
-                await self._note_own_refs()
+                await self._release(task_id, worktree, attempt)
             self._free_slots.append(slot)
             self._free_slots.sort()
             if self.state.tasks[task_id].state != "merging":
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
             self._wake.set()
+
+    def _kept_attempt(self, task_id: str, number: int | None) -> Attempt | None:
+        """Attempt ``number`` of the task, if its work is kept (and where it started is known)."""
+        for attempt in self.state.tasks[task_id].kept_attempts():
+            if attempt.number == number and attempt.base:
+                return attempt
+        if number is not None:
+            self.notice(f"{task_id}: attempt {number} has no kept work; it starts from the tip", task=task_id)
+        return None
 
     def _order_note(self, task_id: str) -> str:
         """Why a task starts although a task it is ordered after did not merge: they only share files."""
@@ -503,6 +543,14 @@ class Engine:
     def _shared_files(self, a: str, b: str) -> list[str]:
         """The files the plan found both tasks would touch."""
         return [file for row in self.state.conflicts if {a, b} == set(row["tasks"]) for file in row["files"]]
+
+    async def _release(self, task_id: str, worktree, attempt: int) -> None:
+        """Free a worktree; the attempt's work, kept under its ref first, is journaled."""
+        released = await asyncio.to_thread(self.pool.release, worktree, attempt)
+        if released.kept:
+            self.emit(AttemptKept(t=self.clock(), task=task_id, attempt=attempt, ref=released.ref,
+                                  commit=released.kept, base=self.state.tasks[task_id].start_point))
+        await self._note_own_refs()
 
     async def _guard_repository(self, task_id: str) -> None:
         """After a task's commands: revert hooks or config it planted; stop the run if it moved others' refs."""
@@ -627,8 +675,7 @@ class Engine:
         await self.journal.durable()  # resume must know a merge may have happened
         # The work is on its branch now: the worktree can go to the next task while the merge waits.
         self._worktrees.pop(task.id, None)
-        await asyncio.to_thread(self.pool.release, worktree, attempt)
-        await self._note_own_refs()
+        await self._release(task.id, worktree, attempt)
         await self._merge(task.id, worktree.branch, message, changed, undeclared)
 
     async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],
@@ -658,11 +705,11 @@ class Engine:
                 delay = min(delay * 2, MERGE_RETRY_SECONDS[1])
         self.locks.release(task_id)
         if result.ok:
+            self.conflicts.merged(task_id)
             self._set_state(task_id, "done", commit=result.commit, files=changed, undeclared=undeclared,
                             reason="merged")
         else:
-            self._set_state(task_id, "conflicted", files=result.conflicted,
-                            reason=f"merge conflict in {', '.join(result.conflicted)}; branch {branch} kept")
+            await self.conflicts.handle(task_id, result.conflicted, self.state.tasks[task_id].attempt)
 
     async def _sleep_unless_stopping(self, seconds: float) -> bool:
         """Sleep; True (at once) when the run is stopping meanwhile."""
@@ -691,6 +738,8 @@ class Engine:
         while True:
             await asyncio.sleep(self.options.sample_seconds)
             sample = await asyncio.to_thread(sample_machine)
+            if self.state.count("conflicted"):
+                await self.conflicts.collect(merged_outside=False)  # what `waveui resolve` left meanwhile
             now = self.clock()
             self.emit(MetricsSample(t=now, cpu=sample.cpu, memory_available=sample.memory_available,
                                     memory_percent=sample.memory_percent))
@@ -723,14 +772,31 @@ class Engine:
             self.emit(RunPaused(t=self.clock(), paused=False))
             self._wake.set()
 
-    def retry(self, task_id: str) -> None:
+    def retry(self, task_id: str, from_attempt: int | None = None) -> None:
         task = self.state.tasks.get(task_id)
         if task and task.state in ("failed", "conflicted", "cancelled", "blocked"):
             self.ready.retry_at.pop(task_id, None)
-            self._set_state(task_id, "pending", reason="retry requested")
-            for dependent in self._all_dependents(task_id):
-                if self.state.tasks[dependent].state == "blocked":
-                    self._set_state(dependent, "pending", reason=f"{task_id} is being retried")
+            reason = "retry requested"
+            if from_attempt is not None:  # looked up as it starts: the attempt may still be being kept now
+                self._start_from[task_id] = from_attempt
+                reason += f", from attempt {from_attempt}"
+            if task.state == "conflicted":
+                self.conflicts.rerun_apart(task_id, task.files)
+            self._set_state(task_id, "pending", reason=reason)
+            self._unblock_dependents(task_id)
+
+    def _unblock_dependents(self, task_id: str) -> None:
+        """Blocked tasks waiting on ``task_id`` wait again: it is being retried, or it is done."""
+        for dependent in self._all_dependents(task_id):
+            if self.state.tasks[dependent].state == "blocked":
+                self._set_state(dependent, "pending", reason=f"{task_id} is being retried"
+                                if self.state.tasks[task_id].state != "done" else f"{task_id} is done")
+
+    async def prepare_resolution(self, task_id: str) -> Path:
+        return await self.conflicts.prepare_by_hand(task_id)
+
+    async def accept_resolution(self, task_id: str) -> str:
+        return await self.conflicts.accept_by_hand(task_id)
 
     def _all_dependents(self, task_id: str) -> list[str]:
         seen, stack = [], [task_id]

@@ -31,6 +31,11 @@ class FileLocks:
     def holders_blocking(self, task: str) -> list[str]:
         return sorted(self._partners.get(task, frozenset()) & self._held)
 
+    def exclude(self, a: str, b: str) -> None:
+        """From now on ``a`` and ``b`` never run at the same time (they conflicted with each other's files)."""
+        self._partners[a] = self._partners.get(a, frozenset()) | {b}
+        self._partners[b] = self._partners.get(b, frozenset()) | {a}
+
     def acquire(self, task: str) -> None:
         self._held.add(task)
 

@@ -30,6 +30,11 @@ from waveui.core.spec import Epic, Task
 TASK_TRAILER = "Waveui-Task"  # in every merge commit waveui makes: which task it brought in
 
 
+def merge_message(task_id: str, title: str) -> str:
+    """The message of a task's commit and merge; the trailer lets a lost journal be rebuilt from git."""
+    return f"waveui: {task_id}" + (f" {title}" if title else "") + f"\n\n{TASK_TRAILER}: {task_id}\n"
+
+
 def fingerprint(epic: Epic, task: Task) -> str:
     """A hash of the task's run-affecting definition: what it runs, with what, after what.
 

@@ -251,6 +251,8 @@ class Resume:
         engine = self.engine
         for task in list(engine.state.tasks.values()):
             if task.state in STUCK_STATES:
+                if task.state == "conflicted":  # rerun from the new tip, never beside its rivals
+                    engine.conflicts.rerun_apart(task.id, task.files)
                 engine._set_state(task.id, "pending", reason=f"resumed after it was {task.state}")
             elif task.state in ("preparing", "running", "verifying", "paused") and await self._adopt(task):
                 continue

@@ -320,6 +320,43 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_resolve(args) -> int:
+    import subprocess
+
+    from waveui.engine.errors import EngineError
+    from waveui.engine.resolving import hand_over, open_resolution
+    from waveui.git.command import clean_env
+
+    root = _find_repo_root()
+    run_dir = _pick_run(root, args.run)
+    try:
+        resolution, message = open_resolution(root, run_dir, args.task)
+    except EngineError as error:
+        raise UsageError(str(error)) from None
+    files = ", ".join(resolution.conflicted) or "none left"
+    if args.print:
+        merge, how = hand_over(root, resolution, message)
+        if merge is None:  # not resolved yet: where to do it
+            print(resolution.path)
+            return 0
+    else:
+        print(f"waveui: resolve the conflict of {args.task} in {files}, then commit (or `git add` the files) "
+              f"and exit the shell; here: {resolution.path}", file=sys.stderr)
+        env = clean_env(os.environ)
+        env.update({"WAVEUI_TASK_ID": args.task, "WAVEUI_CONFLICT_FILES": "\n".join(resolution.conflicted),
+                    "WAVEUI_WORKTREE": str(resolution.path)})
+        subprocess.run([os.environ.get("SHELL") or "/bin/sh"], cwd=resolution.path, env=env, check=False)
+        merge, how = hand_over(root, resolution, message)
+        if merge is None:
+            print(f"waveui: {args.task} stays in conflict: {how}; `waveui resolve {args.task}` goes on where "
+                  "you left it", file=sys.stderr)
+            return 1
+    after = ("the running waveui merges it within seconds" if _controller_alive(run_dir)
+             else "`waveui run` merges it and goes on with the run")
+    print(f"waveui: {args.task} resolved ({how}, {merge[:12]}): {after}")
+    return 0
+
+
 def cmd_import(args) -> int:
     from waveui import agents, importers
 
@@ -409,6 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_status, epic_file=False)
     status.add_argument("run", nargs="?", help="the run's id or a prefix of it (default: the latest run)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    resolve = add("resolve", "Resolve a task's merge conflict by hand: a shell in a worktree with the merge under way.",
+                  cmd_resolve, epic_file=False)
+    resolve.add_argument("task", metavar="TASK", help="the conflicted task's id")
+    resolve.add_argument("run", nargs="?", help="the run's id or a prefix of it (default: the latest run)")
+    resolve.add_argument("--print", action="store_true",
+                         help="print the worktree's path instead of opening $SHELL there; once you committed the "
+                              "merge, the same command hands it to the run")
 
     imports = add("import", "Make a waveui.toml from CCPM epics, Taskmaster tasks or a Claudio plan.",
                   cmd_import, epic_file=False)

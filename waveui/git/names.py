@@ -46,3 +46,8 @@ def resolution_branch(epic: str, task_id: str) -> str:
     ``waveui/<epic>/``.
     """
     return _checked_branch(f"{task_branch(epic, task_id)}@resolve")
+
+
+def resolved_ref(epic: str, task_id: str) -> str:
+    """Where ``waveui resolve`` leaves a task's resolved merge for the run to merge."""
+    return attempt_ref(epic, task_id, "resolved")

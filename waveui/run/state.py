@@ -311,10 +311,12 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.pid_started = e.pid_started if e.pid_started is not None else task.pid_started
     else:
         task.worker, task.pid, task.pid_started = None, None, None
-    if e.state in FINAL_STATES | TROUBLE_STATES and task.state in SLOT_STATES | {"merging"}:
-        task.finished = e.t
-        if task.attempts and task.attempts[-1].ended is None:
-            task.attempts[-1].ended, task.attempts[-1].outcome = e.t, e.state
+    if e.state not in ACTIVE_STATES and task.state in ACTIVE_STATES:
+        if e.state != "pending":
+            task.finished = e.t
+        if task.attempts and task.attempts[-1].ended is None:  # pending: it ended to be retried
+            task.attempts[-1].ended = e.t
+            task.attempts[-1].outcome = "retried" if e.state == "pending" else e.state
             task.attempts[-1].reason = e.reason
     if e.state == "done":
         task.progress = 100.0

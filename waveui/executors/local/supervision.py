@@ -31,7 +31,7 @@ from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, super
 from waveui.run.directives import LineReader, read_directive
 from waveui.run.journal import runs_dir
 
-STEPS = ("running", "verifying")
+STEPS = ("running", "verifying", "resolving")  # resolving: a conflict's resolver command
 POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
 READ_CHUNK = 1 << 20
