@@ -240,7 +240,7 @@ def test_lock_mode_runs_conflicting_tasks_one_at_a_time():
     assert len(found) == 3
     _assert_locks_hold(plan)
     assert plan.eager.makespan == 6  # a, b, c one after another; "free" beside them
-    assert plan.lower_bound == 4  # the bound knows nothing of locks
+    assert plan.lower_bound == 6  # the three locked tasks take turns: 2 + 3 + 1
     assert plan.eager.start[3] == 0
 
 

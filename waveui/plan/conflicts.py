@@ -18,7 +18,7 @@ import functools
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from waveui.core.paths import fixed_prefix, glob_regex, is_glob, normalise
@@ -288,3 +288,31 @@ def exclusive_sets(n: int, conflicts: list[Conflict]) -> list[list[int]]:
         partners[c.a].append(c.b)
         partners[c.b].append(c.a)
     return partners
+
+
+def exclusive_groups(conflicts: list[Conflict], weight: Sequence[float]) -> list[tuple[int, ...]]:
+    """For lock mode: sets of tasks locked apart pairwise, which therefore run one at a time.
+
+    Each conflict is one such set. Each file the conflicts name gives one
+    more of three tasks or more: its tasks heaviest first, each taken when it
+    is locked against all those taken before. Not all of a file's tasks need
+    be: two globs may each meet a third task's file and not each other.
+    """
+    partners: dict[int, set[int]] = defaultdict(set)
+    tasks_of: dict[str, set[int]] = defaultdict(set)
+    for c in conflicts:
+        partners[c.a].add(c.b)
+        partners[c.b].add(c.a)
+        for f in c.files:
+            tasks_of[f].update((c.a, c.b))
+    groups: list[tuple[int, ...]] = [(c.a, c.b) for c in conflicts]
+    for tasks in tasks_of.values():
+        if len(tasks) < 3:
+            continue
+        group: list[int] = []
+        for task in sorted(tasks, key=lambda t: (-weight[t], t)):
+            if partners[task].issuperset(group):
+                group.append(task)
+        if len(group) >= 3:
+            groups.append(tuple(group))
+    return groups

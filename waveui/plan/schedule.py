@@ -7,13 +7,18 @@ several priority rules, then improves the best of them by forward-backward
 passes and random perturbations, as far as the graph's size allows, and keeps
 the shortest schedule. Every candidate is an eager simulation, so its start
 order is a dispatch order that reproduces it (:func:`dispatch_check`).
+
+In lock mode every simulation here (eager, waves, FIFO) keeps the tasks
+locked apart from running at the same time, by the one rule of
+:func:`_start_unblocked`, and the lower bound counts the locks too
+(:func:`locked_span`).
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from waveui.plan.graph import EPSILON, TaskGraph
@@ -42,9 +47,32 @@ class Schedule:
     order: list[int]  # tasks in the order they start
 
 
-def lower_bound(graph: TaskGraph, critical_length: float, workers: int) -> float:
-    """No schedule on ``workers`` workers can finish before this."""
-    return max(critical_length, sum(graph.weight) / max(1, workers))
+def lower_bound(graph: TaskGraph, span: float, workers: int) -> float:
+    """No schedule on ``workers`` workers can finish before this.
+
+    ``span`` is a bound for any number of workers: the critical path's
+    length, or :func:`locked_span` when the locks ask for longer.
+    """
+    return max(span, sum(graph.weight) / max(1, workers))
+
+
+def locked_span(weight: Sequence[float], head: Sequence[float], tail: Sequence[float],
+                groups: Iterable[Sequence[int]]) -> float:
+    """The least makespan the locks allow, on any number of workers.
+
+    The tasks of a group never run at the same time (each pair is locked
+    apart), so they take their summed weight one after another; the first
+    of them starts no sooner than the earliest any of them can (``head`` less
+    its weight), and after the last comes at least the shortest path that
+    follows any of them (``tail`` less its weight). ``head`` and ``tail``
+    are the longest paths ending and starting at each task, itself included.
+    """
+    span = 0.0
+    for group in groups:
+        earliest = min(head[t] - weight[t] for t in group)
+        after = min(tail[t] - weight[t] for t in group)
+        span = max(span, earliest + sum(weight[t] for t in group) + after)
+    return span
 
 
 # ------------------------------------------------------------------ simulating
@@ -172,20 +200,38 @@ def dispatch_check(graph: TaskGraph, workers: int, order: Sequence[int],
     return _simulate(graph.weight, graph.succ, graph.pred, workers, rank, exclusive)[0]
 
 
-def wave_schedule(graph: TaskGraph, waves: list[list[int]], workers: int) -> float:
-    """Makespan when each wave must finish before the next starts (longest task first inside a wave)."""
-    total = 0.0
+def wave_schedule(graph: TaskGraph, waves: list[list[int]], workers: int,
+                  exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+    """Each wave must finish before the next starts; inside a wave, longest task first.
+
+    Each wave is an eager simulation of its tasks alone (a wave holds no
+    dependency), so locked tasks wait for one another as in any schedule here.
+    """
+    weight = graph.weight
+    start = [0.0] * len(graph)
+    order: list[int] = []
+    place = [0] * len(graph)  # a task's number inside its wave
+    now = 0.0
     for wave in waves:
-        finish = [0.0] * min(workers, len(wave))
-        heapq.heapify(finish)
-        for task in sorted(wave, key=lambda t: -graph.weight[t]):
-            heapq.heappush(finish, heapq.heappop(finish) + graph.weight[task])
-        total += max(finish, default=0.0)
-    return total
+        for k, task in enumerate(wave):
+            place[task] = k
+        inside = None
+        if exclusive:
+            members = set(wave)
+            inside = [[place[o] for o in exclusive[task] if o in members] for task in wave]
+        no_edges = [()] * len(wave)
+        length, wave_start, wave_order = _simulate(
+            [weight[task] for task in wave], no_edges, no_edges, workers,
+            _rank([-weight[task] for task in wave]), inside)
+        for k in wave_order:
+            start[wave[k]] = now + wave_start[k]
+            order.append(wave[k])
+        now += length
+    return Schedule("waves", now, start, order)
 
 
-def fifo_schedule(graph: TaskGraph, workers: int) -> Schedule:
-    return list_schedule(graph, workers, None, "fifo")
+def fifo_schedule(graph: TaskGraph, workers: int, exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+    return list_schedule(graph, workers, None, "fifo", exclusive)
 
 
 # ------------------------------------------------------------ priority rules
@@ -294,7 +340,7 @@ def simulation_budget(n: int, edges: int) -> int:
 
 
 def best_eager_schedule(graph: TaskGraph, tail: list[float], workers: int, seed: int = 0,
-                        exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+                        exclusive: Sequence[Sequence[int]] | None = None, bound: float | None = None) -> Schedule:
     """The shortest eager schedule found within :func:`simulation_budget`.
 
     In order, as long as simulations are left and the lower bound is not met:
@@ -302,9 +348,12 @@ def best_eager_schedule(graph: TaskGraph, tail: list[float], workers: int, seed:
     then random perturbations of the critical-path ranking, each improved the
     same way. The result is deterministic: the perturbations use a fixed seed
     and ties between equally short schedules go to the one found first.
+    ``bound`` is a known lower bound, such as one that counts the locks;
+    by default the critical path's and the work's.
     """
     n = len(graph)
-    bound = lower_bound(graph, max(tail, default=0.0), workers)
+    if bound is None:
+        bound = lower_bound(graph, max(tail, default=0.0), workers)
     search = _Search(graph, workers, exclusive, simulation_budget(n, graph.edge_count), bound)
     for name, make_key in priority_rules(graph, tail).items():
         search.forward(make_key(), name)
