@@ -353,6 +353,15 @@ requires = ["y"]
     assert (plan.eager.makespan, plan.wave_barriers.makespan, plan.fifo.makespan) == (9, 9, 9)
 
 
+def test_a_lock_on_a_task_of_a_later_wave_holds_up_nobody_in_the_wave_before():
+    # q and s share f but s is in the second wave: p, q and r start as workers free up (p and q
+    # at 0, r at 1), then s at 2.
+    plan, _ = conflicts_of(task("p", 2), task("q", 1, files=["f"]), task("r", 1),
+                           task("s", 1, ["r"], files=["f"]), mode="lock", workers=2)
+    assert plan.wave_barriers.start == [0, 0, 1, 2]
+    assert plan.wave_barriers.makespan == 3
+
+
 def test_tasks_meeting_one_glob_are_one_group_only_when_they_lock_each_other():
     # src/** meets src/a/* and src/b/*, which do not meet: a and b may run together, so the
     # bound is the heavier locked pair (3 + 1), not all three in turn (7).

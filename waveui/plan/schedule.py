@@ -211,14 +211,18 @@ def wave_schedule(graph: TaskGraph, waves: list[list[int]], workers: int,
     start = [0.0] * len(graph)
     order: list[int] = []
     place = [0] * len(graph)  # a task's number inside its wave
+    wave_of = [-1] * len(graph)  # -1: a wave still to come
     now = 0.0
-    for wave in waves:
+    for number, wave in enumerate(waves):
         for k, task in enumerate(wave):
             place[task] = k
+            wave_of[task] = number
         inside = None
-        if exclusive:
-            members = set(wave)
-            inside = [[place[o] for o in exclusive[task] if o in members] for task in wave]
+        if exclusive:  # a task is locked against others of its wave only: the waves before have ended
+            inside = [[place[o] for o in exclusive[task] if wave_of[o] == number] if exclusive[task] else ()
+                      for task in wave]
+            if not any(inside):
+                inside = None  # no locks inside this wave: the quicker simulation
         no_edges = [()] * len(wave)
         length, wave_start, wave_order = _simulate(
             [weight[task] for task in wave], no_edges, no_edges, workers,
