@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from conftest import concurrent, dags, edges_of, epic_of, max_running, reachable, task
 from waveui.core import spec
 from waveui.plan import make_plan
+from waveui.plan.schedule import dispatch_check
 from waveui.plan.conflicts import (
     Conflict,
     exclusive_groups,
@@ -315,8 +316,10 @@ def test_lock_mode_verdict_divides_the_work_by_the_locked_turns():
 
 
 def test_locked_turns_wait_for_the_earliest_start_and_leave_the_shortest_tail():
-    # x and y (3 each) both wait for setup (2) and each has a follow-up of 1: whichever goes
-    # second ends at 2 + 3 + 3 = 8 and its follow-up at 9, above the critical path of 6.
+    # x and y (3 each) both wait for setup (2) and take turns; x is followed by 1 point, y by 2.
+    # Whichever goes second ends at 2 + 3 + 3 = 8, then at least 1 more: 9, above the critical
+    # path of 7. Eager puts y first (its tail is longer) and meets 9; waves (2 + 6 + 2) and FIFO
+    # (x first, in file order, so after-y ends at 10) take 10.
     epic = spec.loads("""
 [epic]
 name = "tails"
@@ -346,11 +349,12 @@ requires = ["x"]
 [[task]]
 id = "after-y"
 requires = ["y"]
+story_points = 2
 """)
     plan = make_plan(epic)
-    assert plan.critical.length == 6
+    assert plan.critical.length == 7
     assert plan.lower_bound == 9
-    assert (plan.eager.makespan, plan.wave_barriers.makespan, plan.fifo.makespan) == (9, 9, 9)
+    assert (plan.eager.makespan, plan.wave_barriers.makespan, plan.fifo.makespan) == (9, 10, 10)
 
 
 def test_a_lock_on_a_task_of_a_later_wave_holds_up_nobody_in_the_wave_before():
@@ -370,13 +374,13 @@ def test_tasks_meeting_one_glob_are_one_group_only_when_they_lock_each_other():
     assert [pair[:2] for pair in found] == [("all", "a"), ("all", "b")]
     assert plan.lower_bound == 4
     assert plan.eager.makespan == 4
-    assert exclusive_groups(plan.conflicts, plan.graph.weight) == [(0, 1), (0, 2)]
+    assert exclusive_groups(plan.conflicts, plan.exclusive, plan.graph.weight) == []
 
 
 def test_a_file_shared_by_locked_tasks_is_one_group_heaviest_first():
     plan, _ = conflicts_of(task("p", 1, files=["f"]), task("q", 2, files=["f"]), task("r", 3, files=["f"]),
                            mode="lock")
-    assert exclusive_groups(plan.conflicts, plan.graph.weight) == [(0, 1), (0, 2), (1, 2), (2, 1, 0)]
+    assert exclusive_groups(plan.conflicts, plan.exclusive, plan.graph.weight) == [(2, 1, 0)]
 
 
 def test_defer_mode_ignores_the_overlap_when_scheduling():
@@ -447,6 +451,14 @@ def test_lock_mode_never_runs_conflicting_tasks_together(dag, workers):
         assert sorted(schedule.order) == list(range(len(weight)))
         assert schedule.makespan >= plan.lower_bound - 1e-9, schedule.rule
         assert schedule.makespan == pytest.approx(max((s + w for s, w in zip(start, weight)), default=0))
+
+
+@given(dags(with_files=True, max_tasks=6), st.integers(1, 3))
+def test_no_dispatch_order_beats_the_lock_mode_lower_bound(dag, workers):
+    # every order the engine could dispatch in, not only the orders the planner tries
+    plan = make_plan(dag.epic(conflicts="lock"), workers)
+    for order in itertools.permutations(range(len(plan.graph))):
+        assert dispatch_check(plan.graph, workers, order, plan.exclusive) >= plan.lower_bound - 1e-9, order
 
 
 _TOKENS = ["a", "b", "/", "*", "**", "?", "**/"]

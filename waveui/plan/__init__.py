@@ -119,8 +119,8 @@ def _make_plan(epic: Epic, workers: int | None) -> Plan:
     exclusive = exclusive_sets(len(graph), conflicts) if locked else None
     span = critical.length
     if locked:
-        groups = exclusive_groups(conflicts, graph.weight)
-        span = max(span, locked_span(graph.weight, critical.head, critical.tail, groups))
+        groups = exclusive_groups(conflicts, exclusive, graph.weight)
+        span = max(span, locked_span(graph.weight, critical.head, critical.tail, exclusive, groups))
         lap("locks")
     bound = lower_bound(graph, span, workers)
     shape = classify(len(graph), sum(graph.weight), span, waves, locked)

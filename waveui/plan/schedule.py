@@ -57,7 +57,7 @@ def lower_bound(graph: TaskGraph, span: float, workers: int) -> float:
 
 
 def locked_span(weight: Sequence[float], head: Sequence[float], tail: Sequence[float],
-                groups: Iterable[Sequence[int]]) -> float:
+                exclusive: Sequence[Sequence[int]], groups: Iterable[Sequence[int]] = ()) -> float:
     """The least makespan the locks allow, on any number of workers.
 
     The tasks of a group never run at the same time (each pair is locked
@@ -66,12 +66,21 @@ def locked_span(weight: Sequence[float], head: Sequence[float], tail: Sequence[f
     its weight), and after the last comes at least the shortest path that
     follows any of them (``tail`` less its weight). ``head`` and ``tail``
     are the longest paths ending and starting at each task, itself included.
+    The groups are each locked pair of ``exclusive`` and each of ``groups``.
     """
+    release = [h - w for h, w in zip(head, weight)]
+    after = [t - w for t, w in zip(tail, weight)]
     span = 0.0
+    for task, partners in enumerate(exclusive):
+        for other in partners:  # each pair is seen from both ends: once is enough
+            if other > task:
+                pair = (min(release[task], release[other]) + weight[task] + weight[other]
+                        + min(after[task], after[other]))
+                if pair > span:
+                    span = pair
     for group in groups:
-        earliest = min(head[t] - weight[t] for t in group)
-        after = min(tail[t] - weight[t] for t in group)
-        span = max(span, earliest + sum(weight[t] for t in group) + after)
+        span = max(span, min(release[t] for t in group) + sum(weight[t] for t in group)
+                   + min(after[t] for t in group))
     return span
 
 
@@ -110,10 +119,13 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
     heapq.heapify(ready)
     push, pop = heapq.heappush, heapq.heappop
     running: list[tuple[float, int]] = []
-    busy = [False] * n if exclusive else None
+    # lock mode: how many of each task's partners are running. Counting at each start and
+    # finish costs the task's partners once; asking "is any partner running?" of every
+    # blocked task at every event would cost them again and again.
+    locked_by = [0] * n if exclusive else None
     now, free = 0.0, max(1, workers)
     while True:
-        if busy is None:
+        if locked_by is None:
             while ready and free:
                 task = task_at[pop(ready)]
                 start[task] = now
@@ -121,7 +133,7 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
                 push(running, (now + weight[task], task))
                 free -= 1
         elif ready and free:
-            free = _start_unblocked(ready, free, now, task_at, exclusive, busy, weight, start, order, running)
+            free = _start_unblocked(ready, free, now, task_at, exclusive, locked_by, weight, start, order, running)
         if not running:
             break
         now = running[0][0]
@@ -129,8 +141,9 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
         while running and running[0][0] <= limit:
             task = pop(running)[1]
             free += 1
-            if busy is not None:
-                busy[task] = False
+            if locked_by is not None:
+                for other in exclusive[task]:
+                    locked_by[other] -= 1
             for j in succ[task]:
                 waiting[j] -= 1
                 if not waiting[j]:
@@ -145,19 +158,20 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
 
 
 def _start_unblocked(ready: list[int], free: int, now: float, task_at: list[int],
-                     exclusive: Sequence[Sequence[int]], busy: list[bool], weight: Sequence[float],
+                     exclusive: Sequence[Sequence[int]], locked_by: list[int], weight: Sequence[float],
                      start: list[float], order: list[int], running: list[tuple[float, int]]) -> int:
     """Lock mode: start ready tasks in rank order, skipping those beside a running task they exclude."""
     held = []
     while ready and free:
         r = heapq.heappop(ready)
         task = task_at[r]
-        if any(busy[o] for o in exclusive[task]):
+        if locked_by[task]:
             held.append(r)  # it waits; tasks behind it may go ahead
             continue
         start[task] = now
         order.append(task)
-        busy[task] = True
+        for other in exclusive[task]:
+            locked_by[other] += 1
         heapq.heappush(running, (now + weight[task], task))
         free -= 1
     for r in held:
