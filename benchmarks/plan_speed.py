@@ -4,6 +4,7 @@ Run it from the repository root::
 
     python benchmarks/plan_speed.py                  # 1k, 10k and 100k tasks
     python benchmarks/plan_speed.py --sizes 1000 --repeat 5
+    python benchmarks/plan_speed.py --conflicts lock   # overlapping tasks locked, not serialised
 
 It generates random acyclic epics (about 4 dependencies per task, chosen from
 a window of earlier tasks so the graph has realistic depth; a few affected
@@ -55,8 +56,8 @@ TASKS_PER_MODULE = 4  # the pool grows with n, so the overlap density stays the 
 # ---------------------------------------------------------------- generating
 
 
-def epic_text(n: int, seed: int = 1) -> str:
-    """A random acyclic epic of ``n`` tasks as TOML."""
+def epic_text(n: int, seed: int = 1, conflicts: str = "serialise") -> str:
+    """A random acyclic epic of ``n`` tasks as TOML, handling overlapping files by ``conflicts``."""
     rng = random.Random(seed)
     modules = max(1, n // TASKS_PER_MODULE)
     out = [
@@ -64,7 +65,7 @@ def epic_text(n: int, seed: int = 1) -> str:
         "[epic]",
         f'name = "bench-{n}"',
         "max_parallel = 8",  # fixed, so results do not depend on the CPU count
-        'conflicts = "serialise"',
+        f'conflicts = "{conflicts}"',
         "",
     ]
     for i in range(n):
@@ -199,13 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is shown")
     parser.add_argument("--scaling", type=int, default=25_000,
                         help="n for the conflict-scaling check (n and 4n tasks; 0 to skip)")
+    parser.add_argument("--conflicts", choices=["serialise", "lock", "defer"], default="serialise",
+                        help="how the generated epics handle tasks with overlapping files")
     args = parser.parse_args(argv)
 
     startup = process_wall_time([sys.executable, "-c", "pass"], max(5, args.repeat))
     import_cost = process_wall_time([sys.executable, "-c", "import waveui.frontends.cli, waveui.core.spec, waveui.plan.report"],
                                     max(3, args.repeat))
     ref = best_of(max(5, args.repeat), reference_loop)
-    print(f"python {sys.version.split()[0]} on {sys.platform}; targets are for one core")
+    print(f"python {sys.version.split()[0]} on {sys.platform}; targets are for one core; "
+          f'conflicts = "{args.conflicts}"')
     print(f"baseline: `python -c pass` {fmt(startup)}   (process figures are also shown as x startup)")
     print(f"baseline: reference loop   {fmt(ref)}   (in-process figures are also shown as x ref)")
     print(f"          import waveui    {fmt(import_cost)}   {import_cost / startup:6.1f} x startup")
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="waveui-bench-") as folder:
         for n in args.sizes:
             path = Path(folder) / f"epic-{n}.toml"
-            path.write_text(epic_text(n), encoding="utf-8")
+            path.write_text(epic_text(n, conflicts=args.conflicts), encoding="utf-8")
             # a 100k-task run takes a while: two runs of it are enough
             measure_size(path, n, args.repeat if n <= 10_000 else max(1, min(args.repeat, 2)), ref, startup)
     if args.scaling:

@@ -68,7 +68,7 @@ def ratios(actual: TaskGraph, workers: int, dispatch_order: list[int]) -> dict[s
     bound = lower_bound(actual, max(actual.tail_lengths(order)), workers)
     makespan = {
         "eager": dispatch_check(actual, workers, dispatch_order),
-        "waves": wave_schedule(actual, actual.waves(order), workers),
+        "waves": wave_schedule(actual, actual.waves(order), workers).makespan,
         "FIFO": fifo_schedule(actual, workers).makespan,
     }
     return {method: value / bound for method, value in makespan.items()}

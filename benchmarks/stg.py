@@ -88,7 +88,7 @@ def run_case(graphs: Graphs, bound: Bound) -> Case:
     makespan = {
         "eager": eager.makespan,
         "critical path": critical.makespan,
-        "waves": wave_schedule(graph, graph.waves(), workers),
+        "waves": wave_schedule(graph, graph.waves(), workers).makespan,
         "FIFO": fifo_schedule(graph, workers).makespan,
     }
     if eager.makespan < lower_bound(graph, max(tail), workers) - EPSILON:

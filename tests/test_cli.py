@@ -238,6 +238,33 @@ def test_plan_text(cli, tmp_path):
     assert "\033[" not in result.stdout  # no colour into a pipe
 
 
+def test_plan_in_lock_mode_says_every_estimate_keeps_locked_tasks_apart(cli, tmp_path):
+    # 001 and 002 share src/a.py and take turns: 5 points, after which 003 and 005 take 5 more,
+    # so nothing ends before 10 (the critical path is 8). Waves: 004 takes the first wave to 6
+    # while 002 waits for 001 (3 to 5), then 4 and 1: 11. FIFO: 001 and 004 first, 002 at 3, 10.
+    # Deferred, 001 and 002 run together: 8, and FIFO reaches it.
+    (tmp_path / "waveui.toml").write_text(CLASSIC.replace('name = "classic"', 'name = "classic"\nconflicts = "lock"'),
+                                          encoding="utf-8")
+    data = json.loads(cli("plan", "--json", "-w", "3").stdout)
+    assert data["conflict_mode"] == "lock" and data["estimates_honour_locks"] is True
+    assert data["lower_bound"] == 10
+    assert {key: data["estimated_makespan"][key] for key in ("eager", "waves", "fifo")} == \
+        {"eager": 10, "waves": 11, "fifo": 10}
+    text = cli("plan", "-w", "3").stdout
+    assert "Makespan on 3 workers (story points; locked tasks never run at the same time in any of them)" in text
+    assert re.search(r"^  lower bound +10$", text, re.M)
+    assert "workers busy on average, the locks counted" in text
+
+    (tmp_path / "waveui.toml").write_text(CLASSIC.replace('name = "classic"', 'name = "classic"\nconflicts = "defer"'),
+                                          encoding="utf-8")
+    data = json.loads(cli("plan", "--json", "-w", "3").stdout)
+    assert data["estimates_honour_locks"] is False
+    assert data["lower_bound"] == 8
+    assert {key: data["estimated_makespan"][key] for key in ("eager", "waves", "fifo")} == \
+        {"eager": 8, "waves": 11, "fifo": 8}
+    assert "locked tasks never run" not in cli("plan", "-w", "3").stdout
+
+
 def test_plan_example_needs_no_file(cli, tmp_path):
     result = cli("plan", "--example", "--json")
     assert result.returncode == 0, result.stderr

@@ -10,9 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import concurrent, dags, edges_of, epic_of, max_running, reachable, task
+from waveui.core import spec
 from waveui.plan import make_plan
+from waveui.plan.schedule import dispatch_check
 from waveui.plan.conflicts import (
     Conflict,
+    exclusive_groups,
     find_conflicts,
     glob_regex,
     globs_overlap,
@@ -228,8 +231,8 @@ def test_split_suggestions_busiest_file_first():
 # ------------------------------------------------------------------ lock mode
 
 
-def _assert_locks_hold(plan):
-    start, weight = plan.eager.start, plan.graph.weight
+def _assert_locks_hold(plan, schedule=None):
+    start, weight = (schedule or plan.eager).start, plan.graph.weight
     for c in plan.conflicts:
         assert not concurrent(start[c.a], weight[c.a], start[c.b], weight[c.b]), (c, start)
 
@@ -240,7 +243,7 @@ def test_lock_mode_runs_conflicting_tasks_one_at_a_time():
     assert len(found) == 3
     _assert_locks_hold(plan)
     assert plan.eager.makespan == 6  # a, b, c one after another; "free" beside them
-    assert plan.lower_bound == 4  # the bound knows nothing of locks
+    assert plan.lower_bound == 6  # the three locked tasks take turns: 2 + 3 + 1
     assert plan.eager.start[3] == 0
 
 
@@ -249,6 +252,135 @@ def test_lock_mode_lets_other_ready_tasks_go_ahead():
     plan, _ = conflicts_of(task("x", 2, files=["f"]), task("y", 2, files=["f"]), task("z", 2), mode="lock", workers=2)
     _assert_locks_hold(plan)
     assert plan.eager.makespan == 4
+
+
+# Three tasks share src/shared.py and none orders another, so in lock mode they take turns;
+# d waits for c too. With 3 workers:
+#   lower bound: a + b + d one after another = 7 (critical path c → d is 3, the work 8 / 3);
+#   waves [a b c] [d]: longest first, a and c start at 0, b waits for a (3) and ends at 5, d 5 to 7;
+#   FIFO: a and c start at 0; b, then d (ready at 1) wait for a; b goes first, ready earlier: 3 to 5, d 5 to 7.
+# Unlocked (defer) the same epic gives 3, waves 3 + 2 = 5 and FIFO 3.
+LOCKED_TURNS = """
+[epic]
+name = "turns"
+max_parallel = 3
+conflicts = "{mode}"
+
+[[task]]
+id = "a"
+story_points = 3
+affected_files = ["src/shared.py"]
+
+[[task]]
+id = "b"
+story_points = 2
+affected_files = ["src/shared.py"]
+
+[[task]]
+id = "c"
+story_points = 1
+
+[[task]]
+id = "d"
+requires = ["c"]
+story_points = 2
+affected_files = ["src/shared.py"]
+"""
+
+
+def test_lock_mode_estimates_count_the_locked_tasks_turns():
+    plan = make_plan(spec.loads(LOCKED_TURNS.format(mode="lock")))
+    assert plan.locked
+    assert plan.lower_bound == 7
+    assert plan.eager.makespan == 7
+    assert plan.wave_barriers.makespan == 7
+    assert dict(zip(plan.graph.ids, plan.wave_barriers.start)) == {"a": 0, "b": 3, "c": 0, "d": 5}
+    assert plan.fifo.makespan == 7
+    assert dict(zip(plan.graph.ids, plan.fifo.start)) == {"a": 0, "b": 3, "c": 0, "d": 5}
+
+
+def test_without_locks_the_same_epic_runs_its_shared_file_tasks_together():
+    plan = make_plan(spec.loads(LOCKED_TURNS.format(mode="defer")))
+    assert not plan.locked
+    assert (plan.lower_bound, plan.eager.makespan, plan.wave_barriers.makespan, plan.fifo.makespan) == (3, 3, 5, 3)
+
+
+def test_lock_mode_verdict_divides_the_work_by_the_locked_turns():
+    # 8 points over the 7 the locks take: 1.1 busy workers, a chain; unlocked 8 / 3 is 2.7, broad
+    locked = make_plan(spec.loads(LOCKED_TURNS.format(mode="lock"))).shape
+    assert (locked.kind, locked.level, locked.useful_workers) == ("chain", "low", 2)
+    assert "(1.1 workers busy on average, the locks counted)" in locked.verdict
+    unlocked = make_plan(spec.loads(LOCKED_TURNS.format(mode="defer"))).shape
+    assert (unlocked.kind, unlocked.level) == ("broad", "medium")
+    assert "locks" not in unlocked.verdict
+
+
+def test_locked_turns_wait_for_the_earliest_start_and_leave_the_shortest_tail():
+    # x and y (3 each) both wait for setup (2) and take turns; x is followed by 1 point, y by 2.
+    # Whichever goes second ends at 2 + 3 + 3 = 8, then at least 1 more: 9, above the critical
+    # path of 7. Eager puts y first (its tail is longer) and meets 9; waves (2 + 6 + 2) and FIFO
+    # (x first, in file order, so after-y ends at 10) take 10.
+    epic = spec.loads("""
+[epic]
+name = "tails"
+max_parallel = 2
+conflicts = "lock"
+
+[[task]]
+id = "setup"
+story_points = 2
+
+[[task]]
+id = "x"
+requires = ["setup"]
+story_points = 3
+affected_files = ["api.py"]
+
+[[task]]
+id = "y"
+requires = ["setup"]
+story_points = 3
+affected_files = ["api.py"]
+
+[[task]]
+id = "after-x"
+requires = ["x"]
+
+[[task]]
+id = "after-y"
+requires = ["y"]
+story_points = 2
+""")
+    plan = make_plan(epic)
+    assert plan.critical.length == 7
+    assert plan.lower_bound == 9
+    assert (plan.eager.makespan, plan.wave_barriers.makespan, plan.fifo.makespan) == (9, 10, 10)
+
+
+def test_a_lock_on_a_task_of_a_later_wave_holds_up_nobody_in_the_wave_before():
+    # q and s share f but s is in the second wave: p, q and r start as workers free up (p and q
+    # at 0, r at 1), then s at 2.
+    plan, _ = conflicts_of(task("p", 2), task("q", 1, files=["f"]), task("r", 1),
+                           task("s", 1, ["r"], files=["f"]), mode="lock", workers=2)
+    assert plan.wave_barriers.start == [0, 0, 1, 2]
+    assert plan.wave_barriers.makespan == 3
+
+
+def test_tasks_meeting_one_glob_are_one_group_only_when_they_lock_each_other():
+    # src/** meets src/a/* and src/b/*, which do not meet: a and b may run together, so the
+    # bound is the heavier locked pair (3 + 1), not all three in turn (7).
+    plan, found = conflicts_of(task("all", 1, files=["src/**"]), task("a", 3, files=["src/a/*"]),
+                               task("b", 3, files=["src/b/*"]), mode="lock", workers=3)
+    assert [pair[:2] for pair in found] == [("all", "a"), ("all", "b")]
+    assert plan.lower_bound == 4
+    assert plan.eager.makespan == 4
+    assert exclusive_groups(plan.conflicts, plan.exclusive, plan.graph.weight) == []
+
+
+def test_a_file_shared_by_locked_tasks_is_one_group_heaviest_first():
+    plan, _ = conflicts_of(task("p", 1, files=["f"]), task("q", 2, files=["f"]), task("r", 3, files=["f"]),
+                           mode="lock")
+    assert exclusive_groups(plan.conflicts, plan.exclusive, plan.graph.weight) == [(2, 1, 0)]
 
 
 def test_defer_mode_ignores_the_overlap_when_scheduling():
@@ -309,13 +441,24 @@ def test_serialising_never_creates_a_cycle_and_orders_every_conflict(dag):
 @given(dags(with_files=True, max_tasks=9), st.integers(1, 4))
 def test_lock_mode_never_runs_conflicting_tasks_together(dag, workers):
     plan = make_plan(dag.epic(conflicts="lock"), workers)
-    start, weight = plan.eager.start, plan.graph.weight
-    _assert_locks_hold(plan)
-    for i, j in edges_of(plan.graph):
-        assert start[j] >= start[i] + weight[i] - 1e-9
-    assert max_running(start, weight) <= workers
-    assert plan.eager.makespan >= plan.lower_bound - 1e-9
-    assert plan.eager.makespan == pytest.approx(max((s + w for s, w in zip(start, weight)), default=0))
+    weight = plan.graph.weight
+    for schedule in (plan.eager, plan.wave_barriers, plan.fifo):
+        start = schedule.start
+        _assert_locks_hold(plan, schedule)
+        for i, j in edges_of(plan.graph):
+            assert start[j] >= start[i] + weight[i] - 1e-9
+        assert max_running(start, weight) <= workers
+        assert sorted(schedule.order) == list(range(len(weight)))
+        assert schedule.makespan >= plan.lower_bound - 1e-9, schedule.rule
+        assert schedule.makespan == pytest.approx(max((s + w for s, w in zip(start, weight)), default=0))
+
+
+@given(dags(with_files=True, max_tasks=6), st.integers(1, 3))
+def test_no_dispatch_order_beats_the_lock_mode_lower_bound(dag, workers):
+    # every order the engine could dispatch in, not only the orders the planner tries
+    plan = make_plan(dag.epic(conflicts="lock"), workers)
+    for order in itertools.permutations(range(len(plan.graph))):
+        assert dispatch_check(plan.graph, workers, order, plan.exclusive) >= plan.lower_bound - 1e-9, order
 
 
 _TOKENS = ["a", "b", "/", "*", "**", "?", "**/"]

@@ -3,7 +3,8 @@
 :func:`make_plan` runs every analysis once and keeps the results in a
 :class:`Plan`, which ``waveui plan`` prints and the engine follows. The plan is
 of the graph *as it will run*: with ``conflicts = "serialise"`` the edges that
-keep overlapping tasks apart are part of it.
+keep overlapping tasks apart are part of it, and with ``conflicts = "lock"``
+every estimate keeps locked tasks from running at the same time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from waveui.plan.conflicts import (
     Conflict,
     Serialisation,
     SplitSuggestion,
+    exclusive_groups,
     exclusive_sets,
     find_conflicts,
     serialisations,
@@ -24,7 +26,14 @@ from waveui.plan.conflicts import (
 )
 from waveui.plan.critical import CriticalPath, critical_path
 from waveui.plan.graph import TaskGraph
-from waveui.plan.schedule import Schedule, best_eager_schedule, fifo_schedule, lower_bound, wave_schedule
+from waveui.plan.schedule import (
+    Schedule,
+    best_eager_schedule,
+    fifo_schedule,
+    locked_span,
+    lower_bound,
+    wave_schedule,
+)
 from waveui.plan.shape import Shape, classify
 from waveui.core.spec import Epic
 
@@ -48,10 +57,11 @@ class Plan:
     conflicts: list[Conflict]
     serialised: list[Serialisation]
     splits: list[SplitSuggestion]
-    lower_bound: float
+    locked: bool  # lock mode and some conflicts: every estimate below keeps locked tasks apart
+    lower_bound: float  # in lock mode, counting the locks
     eager: Schedule
-    waves_makespan: float
-    fifo_makespan: float
+    wave_barriers: Schedule
+    fifo: Schedule
     timings: dict[str, float] = field(default_factory=dict)
 
     def ids(self, tasks) -> list[str]:
@@ -105,14 +115,20 @@ def _make_plan(epic: Epic, workers: int | None) -> Plan:
     lap("waves")
     critical = critical_path(graph, order)
     lap("critical path")
-    total = sum(graph.weight)
-    shape = classify(len(graph), total, critical.length, waves)
+    locked = epic.conflicts == "lock" and bool(conflicts)
+    exclusive = exclusive_sets(len(graph), conflicts) if locked else None
+    span = critical.length
+    if locked:
+        groups = exclusive_groups(conflicts, exclusive, graph.weight)
+        span = max(span, locked_span(graph.weight, critical.head, critical.tail, exclusive, groups))
+        lap("locks")
+    bound = lower_bound(graph, span, workers)
+    shape = classify(len(graph), sum(graph.weight), span, waves, locked)
     splits = split_suggestions(conflicts)
-    exclusive = exclusive_sets(len(graph), conflicts) if epic.conflicts == "lock" and conflicts else None
-    eager = best_eager_schedule(graph, critical.tail, workers, exclusive=exclusive)
+    eager = best_eager_schedule(graph, critical.tail, workers, exclusive=exclusive, bound=bound)
     lap("eager schedule")
-    waves_makespan = wave_schedule(graph, waves, workers)
-    fifo = fifo_schedule(graph, workers)
+    wave_barriers = wave_schedule(graph, waves, workers, exclusive)
+    fifo = fifo_schedule(graph, workers, exclusive)
     lap("other schedules")
     return Plan(
         epic=epic,
@@ -126,9 +142,10 @@ def _make_plan(epic: Epic, workers: int | None) -> Plan:
         conflicts=conflicts,
         serialised=serialised,
         splits=splits,
-        lower_bound=lower_bound(graph, critical.length, workers),
+        locked=locked,
+        lower_bound=bound,
         eager=eager,
-        waves_makespan=waves_makespan,
-        fifo_makespan=fifo.makespan,
+        wave_barriers=wave_barriers,
+        fifo=fifo,
         timings=timings,
     )

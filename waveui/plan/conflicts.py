@@ -18,7 +18,7 @@ import functools
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from waveui.core.paths import fixed_prefix, glob_regex, is_glob, normalise
@@ -271,12 +271,18 @@ def serialisations(conflicts: list[Conflict], head: list[float], tail: list[floa
     return out
 
 
-def split_suggestions(conflicts: list[Conflict]) -> list[SplitSuggestion]:
-    """Files shared by so many tasks that splitting them would free the most parallelism."""
+def _tasks_of_files(conflicts: list[Conflict]) -> dict[str, set[int]]:
+    """Each file the conflicts name, with the tasks in conflict over it."""
     tasks_of: dict[str, set[int]] = defaultdict(set)
     for c in conflicts:
         for f in c.files:
             tasks_of[f].update((c.a, c.b))
+    return tasks_of
+
+
+def split_suggestions(conflicts: list[Conflict]) -> list[SplitSuggestion]:
+    """Files shared by so many tasks that splitting them would free the most parallelism."""
+    tasks_of = _tasks_of_files(conflicts)
     busy = [(f, tuple(sorted(t))) for f, t in tasks_of.items() if len(t) >= SPLIT_SUGGESTION_MIN_TASKS]
     return [SplitSuggestion(f, t) for f, t in sorted(busy, key=lambda item: (-len(item[1]), item[0]))]
 
@@ -288,3 +294,30 @@ def exclusive_sets(n: int, conflicts: list[Conflict]) -> list[list[int]]:
         partners[c.a].append(c.b)
         partners[c.b].append(c.a)
     return partners
+
+
+def exclusive_groups(conflicts: list[Conflict], exclusive: Sequence[Sequence[int]],
+                     weight: Sequence[float]) -> list[tuple[int, ...]]:
+    """For lock mode: groups of three tasks or more locked apart pairwise, which therefore run one at a time.
+
+    ``exclusive`` is :func:`exclusive_sets` of the conflicts. Each file the
+    conflicts name gives at most one group: its tasks heaviest first, each
+    taken when it is locked against all those taken before. Not all of a
+    file's tasks need be: two globs may each meet a third task's file and not
+    each other. (Every locked pair is such a group of two; callers have them
+    in ``exclusive``.)
+    """
+    partners: dict[int, set[int]] = {}
+    groups: list[tuple[int, ...]] = []
+    for tasks in _tasks_of_files(conflicts).values():
+        if len(tasks) < 3:
+            continue
+        group: list[int] = []
+        for task in sorted(tasks, key=lambda t: (-weight[t], t)):
+            if task not in partners:
+                partners[task] = set(exclusive[task])
+            if partners[task].issuperset(group):
+                group.append(task)
+        if len(group) >= 3:
+            groups.append(tuple(group))
+    return groups

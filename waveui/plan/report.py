@@ -12,6 +12,7 @@ JSON schema of ``waveui plan --json`` (times are in story points)::
       "slack": {task id: float},
       "lower_bound": float,
       "estimated_makespan": {"eager": float, "waves": float, "fifo": float, "rule": str},
+      "estimates_honour_locks": bool,
       "dispatch_order": [task id, ...],
       "conflict_mode": "serialise" | "lock" | "defer",
       "conflicts": [{"tasks": [a, b], "files": [str, ...],
@@ -70,10 +71,11 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "lower_bound": plan.lower_bound,
         "estimated_makespan": {
             "eager": plan.eager.makespan,
-            "waves": plan.waves_makespan,
-            "fifo": plan.fifo_makespan,
+            "waves": plan.wave_barriers.makespan,
+            "fifo": plan.fifo.makespan,
             "rule": plan.eager.rule,
         },
+        "estimates_honour_locks": plan.locked,
         "dispatch_order": plan.ids(plan.eager.order),
         "conflict_mode": mode,
         "conflicts": conflicts,
@@ -122,15 +124,16 @@ def text(plan: Plan, width: int = 100, style=lambda s, _tag: s) -> str:
     add(style("Critical path", "head") + f" ({_points(plan.critical.length)} points): " + " → ".join(path))
     add("")
     best = plan.eager.makespan
-    add(style(f"Makespan on {plan.workers} workers", "head") + " (story points)")
+    honoured = "; locked tasks never run at the same time in any of them" if plan.locked else ""
+    add(style(f"Makespan on {plan.workers} workers", "head") + f" (story points{honoured})")
     add(f"  lower bound      {_points(plan.lower_bound):>8}")
     add(f"  eager (waveui)   {_points(best):>8}   dispatch rule: {plan.eager.rule}")
 
     def versus(value: float) -> str:
         return f"   {100 * (value / best - 1):+.0f}% against eager" if best > 0 else ""
 
-    add(f"  wave barriers    {_points(plan.waves_makespan):>8}" + versus(plan.waves_makespan))
-    add(f"  FIFO             {_points(plan.fifo_makespan):>8}" + versus(plan.fifo_makespan))
+    add(f"  wave barriers    {_points(plan.wave_barriers.makespan):>8}" + versus(plan.wave_barriers.makespan))
+    add(f"  FIFO             {_points(plan.fifo.makespan):>8}" + versus(plan.fifo.makespan))
     add("")
     mode = plan.epic.conflicts
     if not plan.conflicts:

@@ -7,13 +7,18 @@ several priority rules, then improves the best of them by forward-backward
 passes and random perturbations, as far as the graph's size allows, and keeps
 the shortest schedule. Every candidate is an eager simulation, so its start
 order is a dispatch order that reproduces it (:func:`dispatch_check`).
+
+In lock mode every simulation here (eager, waves, FIFO) keeps the tasks
+locked apart from running at the same time, by the one rule of
+:func:`_start_unblocked`, and the lower bound counts the locks too
+(:func:`locked_span`).
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from waveui.plan.graph import EPSILON, TaskGraph
@@ -42,9 +47,41 @@ class Schedule:
     order: list[int]  # tasks in the order they start
 
 
-def lower_bound(graph: TaskGraph, critical_length: float, workers: int) -> float:
-    """No schedule on ``workers`` workers can finish before this."""
-    return max(critical_length, sum(graph.weight) / max(1, workers))
+def lower_bound(graph: TaskGraph, span: float, workers: int) -> float:
+    """No schedule on ``workers`` workers can finish before this.
+
+    ``span`` is a bound for any number of workers: the critical path's
+    length, or :func:`locked_span` when the locks ask for longer.
+    """
+    return max(span, sum(graph.weight) / max(1, workers))
+
+
+def locked_span(weight: Sequence[float], head: Sequence[float], tail: Sequence[float],
+                exclusive: Sequence[Sequence[int]], groups: Iterable[Sequence[int]] = ()) -> float:
+    """The least makespan the locks allow, on any number of workers.
+
+    The tasks of a group never run at the same time (each pair is locked
+    apart), so they take their summed weight one after another; the first
+    of them starts no sooner than the earliest any of them can (``head`` less
+    its weight), and after the last comes at least the shortest path that
+    follows any of them (``tail`` less its weight). ``head`` and ``tail``
+    are the longest paths ending and starting at each task, itself included.
+    The groups are each locked pair of ``exclusive`` and each of ``groups``.
+    """
+    release = [h - w for h, w in zip(head, weight)]
+    after = [t - w for t, w in zip(tail, weight)]
+    span = 0.0
+    for task, partners in enumerate(exclusive):
+        for other in partners:  # each pair is seen from both ends: once is enough
+            if other > task:
+                pair = (min(release[task], release[other]) + weight[task] + weight[other]
+                        + min(after[task], after[other]))
+                if pair > span:
+                    span = pair
+    for group in groups:
+        span = max(span, min(release[t] for t in group) + sum(weight[t] for t in group)
+                   + min(after[t] for t in group))
+    return span
 
 
 # ------------------------------------------------------------------ simulating
@@ -82,10 +119,13 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
     heapq.heapify(ready)
     push, pop = heapq.heappush, heapq.heappop
     running: list[tuple[float, int]] = []
-    busy = [False] * n if exclusive else None
+    # lock mode: how many of each task's partners are running. Counting at each start and
+    # finish costs the task's partners once; asking "is any partner running?" of every
+    # blocked task at every event would cost them again and again.
+    locked_by = [0] * n if exclusive else None
     now, free = 0.0, max(1, workers)
     while True:
-        if busy is None:
+        if locked_by is None:
             while ready and free:
                 task = task_at[pop(ready)]
                 start[task] = now
@@ -93,7 +133,7 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
                 push(running, (now + weight[task], task))
                 free -= 1
         elif ready and free:
-            free = _start_unblocked(ready, free, now, task_at, exclusive, busy, weight, start, order, running)
+            free = _start_unblocked(ready, free, now, task_at, exclusive, locked_by, weight, start, order, running)
         if not running:
             break
         now = running[0][0]
@@ -101,8 +141,9 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
         while running and running[0][0] <= limit:
             task = pop(running)[1]
             free += 1
-            if busy is not None:
-                busy[task] = False
+            if locked_by is not None:
+                for other in exclusive[task]:
+                    locked_by[other] -= 1
             for j in succ[task]:
                 waiting[j] -= 1
                 if not waiting[j]:
@@ -117,19 +158,20 @@ def _simulate(weight: Sequence[float], succ: Sequence[Sequence[int]], pred: Sequ
 
 
 def _start_unblocked(ready: list[int], free: int, now: float, task_at: list[int],
-                     exclusive: Sequence[Sequence[int]], busy: list[bool], weight: Sequence[float],
+                     exclusive: Sequence[Sequence[int]], locked_by: list[int], weight: Sequence[float],
                      start: list[float], order: list[int], running: list[tuple[float, int]]) -> int:
     """Lock mode: start ready tasks in rank order, skipping those beside a running task they exclude."""
     held = []
     while ready and free:
         r = heapq.heappop(ready)
         task = task_at[r]
-        if any(busy[o] for o in exclusive[task]):
+        if locked_by[task]:
             held.append(r)  # it waits; tasks behind it may go ahead
             continue
         start[task] = now
         order.append(task)
-        busy[task] = True
+        for other in exclusive[task]:
+            locked_by[other] += 1
         heapq.heappush(running, (now + weight[task], task))
         free -= 1
     for r in held:
@@ -172,20 +214,42 @@ def dispatch_check(graph: TaskGraph, workers: int, order: Sequence[int],
     return _simulate(graph.weight, graph.succ, graph.pred, workers, rank, exclusive)[0]
 
 
-def wave_schedule(graph: TaskGraph, waves: list[list[int]], workers: int) -> float:
-    """Makespan when each wave must finish before the next starts (longest task first inside a wave)."""
-    total = 0.0
-    for wave in waves:
-        finish = [0.0] * min(workers, len(wave))
-        heapq.heapify(finish)
-        for task in sorted(wave, key=lambda t: -graph.weight[t]):
-            heapq.heappush(finish, heapq.heappop(finish) + graph.weight[task])
-        total += max(finish, default=0.0)
-    return total
+def wave_schedule(graph: TaskGraph, waves: list[list[int]], workers: int,
+                  exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+    """Each wave must finish before the next starts; inside a wave, longest task first.
+
+    Each wave is an eager simulation of its tasks alone (a wave holds no
+    dependency), so locked tasks wait for one another as in any schedule here.
+    """
+    weight = graph.weight
+    start = [0.0] * len(graph)
+    order: list[int] = []
+    place = [0] * len(graph)  # a task's number inside its wave
+    wave_of = [-1] * len(graph)  # -1: a wave still to come
+    now = 0.0
+    for number, wave in enumerate(waves):
+        for k, task in enumerate(wave):
+            place[task] = k
+            wave_of[task] = number
+        inside = None
+        if exclusive:  # a task is locked against others of its wave only: the waves before have ended
+            inside = [[place[o] for o in exclusive[task] if wave_of[o] == number] if exclusive[task] else ()
+                      for task in wave]
+            if not any(inside):
+                inside = None  # no locks inside this wave: the quicker simulation
+        no_edges = [()] * len(wave)
+        length, wave_start, wave_order = _simulate(
+            [weight[task] for task in wave], no_edges, no_edges, workers,
+            _rank([-weight[task] for task in wave]), inside)
+        for k in wave_order:
+            start[wave[k]] = now + wave_start[k]
+            order.append(wave[k])
+        now += length
+    return Schedule("waves", now, start, order)
 
 
-def fifo_schedule(graph: TaskGraph, workers: int) -> Schedule:
-    return list_schedule(graph, workers, None, "fifo")
+def fifo_schedule(graph: TaskGraph, workers: int, exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+    return list_schedule(graph, workers, None, "fifo", exclusive)
 
 
 # ------------------------------------------------------------ priority rules
@@ -294,7 +358,7 @@ def simulation_budget(n: int, edges: int) -> int:
 
 
 def best_eager_schedule(graph: TaskGraph, tail: list[float], workers: int, seed: int = 0,
-                        exclusive: Sequence[Sequence[int]] | None = None) -> Schedule:
+                        exclusive: Sequence[Sequence[int]] | None = None, bound: float | None = None) -> Schedule:
     """The shortest eager schedule found within :func:`simulation_budget`.
 
     In order, as long as simulations are left and the lower bound is not met:
@@ -302,9 +366,12 @@ def best_eager_schedule(graph: TaskGraph, tail: list[float], workers: int, seed:
     then random perturbations of the critical-path ranking, each improved the
     same way. The result is deterministic: the perturbations use a fixed seed
     and ties between equally short schedules go to the one found first.
+    ``bound`` is a known lower bound, such as one that counts the locks;
+    by default the critical path's and the work's.
     """
     n = len(graph)
-    bound = lower_bound(graph, max(tail, default=0.0), workers)
+    if bound is None:
+        bound = lower_bound(graph, max(tail, default=0.0), workers)
     search = _Search(graph, workers, exclusive, simulation_budget(n, graph.edge_count), bound)
     for name, make_key in priority_rules(graph, tail).items():
         search.forward(make_key(), name)

@@ -20,13 +20,16 @@ class Shape:
     verdict: str
 
 
-def classify(task_count: int, total_work: float, critical_length: float, waves: list[list[int]]) -> Shape:
+def classify(task_count: int, total_work: float, span: float, waves: list[list[int]],
+             locked: bool = False) -> Shape:
     """Name the graph's type from its average parallelism and its widest wave.
 
-    * ``parallelism`` is total story points divided by the critical path's
-      length: how many workers the graph can keep busy on average.
-    * **chain** when ``parallelism < 1.5``: the critical path holds two thirds
-      of the work or more, so the tasks mostly wait for one another (a pure
+    * ``parallelism`` is total story points divided by the span, a makespan
+      no number of workers can beat: the critical path's length, or longer
+      when ``locked`` tasks must take turns. It is how many workers the graph
+      can keep busy on average.
+    * **chain** when ``parallelism < 1.5``: the critical path (or the locked
+      tasks' turns) holds two thirds of the work or more, so the tasks mostly wait for one another (a pure
       chain has exactly 1.0).
     * **broad** otherwise, when one wave holds at least half of the tasks:
       most work is independent (a pure fan-out, or fan-out then fan-in).
@@ -37,7 +40,7 @@ def classify(task_count: int, total_work: float, critical_length: float, waves: 
     more workers than that would mostly sit idle.
     """
     widest = max((len(w) for w in waves), default=0)
-    parallelism = total_work / critical_length if critical_length > 0 else float(max(1, widest))
+    parallelism = total_work / span if span > 0 else float(max(1, widest))
     if parallelism <= 1.0 + 1e-9:
         level = "none"
     elif parallelism < CHAIN_PARALLELISM:
@@ -58,6 +61,7 @@ def classify(task_count: int, total_work: float, critical_length: float, waves: 
         strategy = f"eager critical-path first with about {useful} workers"
     verdict = (
         f"{kind} graph: {task_count} tasks in {len(waves)} waves, widest wave {widest}; "
-        f"{level} parallelism ({parallelism:.1f} workers busy on average). Strategy: {strategy}."
+        f"{level} parallelism ({parallelism:.1f} workers busy on average"
+        f"{', the locks counted' if locked else ''}). Strategy: {strategy}."
     )
     return Shape(kind, parallelism, level, widest, useful, strategy, verdict)
