@@ -511,3 +511,37 @@ def test_waves_strategy_keeps_every_wave_behind_the_one_before(tmp_path):
     assert all(t.state == "done" for t in tasks.values())
     # eager dispatch would start after-quick at once; the barrier holds it until slow is done too
     assert tasks["after-quick"].attempts[-1].started >= tasks["slow"].attempts[-1].ended
+
+
+def test_with_the_user_there_the_run_stays_open_for_a_retry_once_nothing_is_left(tmp_path):
+    """A run under the app is finished only when the user quits: a retry after the last task settled still runs."""
+    from waveui.run.events import Notice
+
+    repo = make_repo(tmp_path / "repo")
+    flag = tmp_path / "fixed"
+    epic = write_epic(repo, f'''
+        [epic]
+        name = "open"
+        [[task]]
+        id = "flaky"
+        command = "test -e {flag} && echo ok > ok.txt"
+        ''')
+    engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, stay_open=True))
+    seen = []
+
+    def user(event):
+        loop = asyncio.get_running_loop()
+        if isinstance(event, Notice) and event.kind == "idle":
+            seen.append(event.text)
+            if engine.state.tasks["flaky"].state == "failed":
+                flag.write_text("")
+                loop.call_soon(engine.retry, "flaky")
+            else:
+                loop.call_soon(engine.close)  # the user quits
+
+    engine.options.listeners.append(user)
+    state = asyncio.run(engine.run())
+    assert seen[0].startswith("nothing left to run (1 not done)")
+    assert seen[1] == "every task is done: quit to finish the run"
+    assert state.ok and state.finish_reason == "complete"
+    assert git(repo, "show", "waveui/open:ok.txt") == "ok"

@@ -53,6 +53,7 @@ class RecordingControl:
         self.feed = feed
         self.calls: list[tuple] = []
         self.state = state
+        self.idle = False  # the sample run has tasks running
 
     def _task_event(self, task_id: str, state: str) -> TaskStateChanged:
         task = self.state.tasks[task_id]

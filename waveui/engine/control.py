@@ -46,5 +46,9 @@ class RunControl(Protocol):
     def set_priority(self, task_id: str, priority: int) -> None:
         """Reorder the ready queue at once: higher priority starts sooner."""
 
+    @property
+    def idle(self) -> bool:
+        """Nothing runs or merges and nothing waiting could start: quitting now loses nothing."""
+
     def stop(self, *, leave_resumable: bool) -> None:
         """End the session: stop every task, or leave the run for `waveui run` to resume."""

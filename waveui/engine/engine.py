@@ -77,6 +77,9 @@ class RunOptions:
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
     executor: ExecutorFactory = LocalExecutor  # builds a run's executor from the repository and the run id
     notify_timeout: float = NOTIFY_TIMEOUT_SECONDS  # a notify command still running then is killed
+    # With a user at the keyboard the run is theirs until they quit: with nothing left to run it waits
+    # for a retry or an un-cancel instead of finishing (see Engine.close).
+    stay_open: bool = False
 
 
 class Engine:
@@ -124,6 +127,8 @@ class Engine:
         self._start_from: dict[str, int] = {}  # retries asked to go on from a kept attempt: its number
         self._briefs: dict[str, tuple[Attempt, Path]] = {}  # what each attempt is told of the one before
         self._budget_reached = False  # [epic] max_cost: no task starts any more
+        self._closing = False  # the user quit with nothing running: finish once nothing is left
+        self._idle_said = False  # "nothing left to run" told since the last task started
         self.notifier = Notifier(epic.notify, lambda text: self.notice(text, kind="notify"),
                                  self.options.notify_timeout)
 
@@ -373,7 +378,11 @@ class Engine:
                     slot = self._free_slots.pop(0)
                     self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
             if not self._jobs and (self.ready.settled() or self._budget_reached):
-                return
+                if self._closing or not self.options.stay_open:
+                    return
+                self._say_idle()
+            elif self._jobs:
+                self._idle_said = False
             timeout = self.ready.next_retry_in(self.clock())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -710,6 +719,26 @@ class Engine:
                             reason="merged")
         else:
             await self.conflicts.handle(task_id, result.conflicted, self.state.tasks[task_id].attempt)
+
+    def _say_idle(self) -> None:
+        """Nothing is left to run but the user is still there: say so once; a retry goes on from here."""
+        if self._idle_said:
+            return
+        self._idle_said = True
+        left = self.state.total - self.state.done
+        text = ("every task is done: quit to finish the run" if not left else
+                f"nothing left to run ({left} not done): retry, un-cancel or quit to finish the run")
+        self.notice(text, level="info", kind="idle")
+
+    def close(self) -> None:
+        """The user quit with nothing running: end the run as finished (done or not), not interrupted."""
+        self._closing = True
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs or merges, and nothing is waiting that could start."""
+        return not self._jobs and (self.ready.settled() or self._budget_reached)
 
     async def _sleep_unless_stopping(self, seconds: float) -> bool:
         """Sleep; True (at once) when the run is stopping meanwhile."""

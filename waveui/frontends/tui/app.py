@@ -273,8 +273,8 @@ class WaveApp(App):
             self.control.set_priority(task_id, self.state.tasks[task_id].priority + step)
 
     async def action_quit(self) -> None:
-        if self.read_only or self.control is None or self.state.finished:
-            self.exit()
+        if self.read_only or self.control is None or self.state.finished or self.control.idle:
+            self.exit()  # nothing running: nothing to ask about
             return
 
         def answered(answer: str | None) -> None:

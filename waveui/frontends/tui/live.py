@@ -38,6 +38,7 @@ def run_live(engine: Engine) -> int:
     """Run the engine's epic under the full-screen app; the exit status."""
     from waveui.frontends.tui.app import WaveApp
 
+    engine.options.stay_open = True  # the run is the user's until they quit
     run_dir = engine.choose_run()
     repo_root = engine.repo_root
     outcome: dict[str, BaseException] = {}
@@ -65,8 +66,11 @@ def run_live(engine: Engine) -> int:
         # SIGINT from outside (the keyboard's Ctrl-C reaches the app as a key): ask, as `q` does.
         loop.add_signal_handler(signal.SIGINT, lambda: app.call_later(app.run_action, "quit"))
         await app.run_async()
-        if not engine_task.done():  # the app closed without an answer (e.g. a signal)
-            engine.stop(leave_resumable=True)
+        if not engine_task.done():
+            if engine.idle:  # quit with nothing left running: the run ends here, as it stands
+                engine.close()
+            else:  # the app closed without an answer (e.g. a signal)
+                engine.stop(leave_resumable=True)
         try:
             state = await engine_task
         except EngineError as error:
