@@ -22,7 +22,7 @@ name = "{name}"
 isolation = "{isolation}"
 adaptive = false
 max_parallel = 2
-command = 'sleep 3; echo "$WAVEUI_TASK_ID" > "$WAVEUI_TASK_ID.txt"'
+command = 'sleep ${{WAVEUI_TEST_SLEEP:-3}}; echo "$WAVEUI_TASK_ID" > "$WAVEUI_TASK_ID.txt"'
 [[task]]
 id = "a"
 [[task]]
@@ -78,7 +78,8 @@ def test_a_second_controller_is_refused_whatever_was_deleted(tmp_path, cleanup):
     linked = tmp_path / "linked"
     git(repo, "worktree", "add", "-q", "--detach", str(linked))
     (linked / "waveui.toml").write_text(SLOW_EPIC.format(name="elsewhere", isolation="worktree"))
-    first = start(repo)
+    # Long enough to outlast the four refused starts on a loaded machine; the run after it is quick.
+    first = start(repo, env={**os.environ, "WAVEUI_TEST_SLEEP": "60"})
     try:
         assert wait_for(lambda: a_task_runs(repo)), "the first run never started a task"
         cleanup(repo)
@@ -93,7 +94,7 @@ def test_a_second_controller_is_refused_whatever_was_deleted(tmp_path, cleanup):
         kill9(first)
     # The kernel dropped the lock with the process: nothing is left locked.
     assert controller_holder(repo) is None
-    code, out = run(repo)
+    code, out = run(repo, "--fresh")  # the first run's long steps are stopped, the new run's are short
     assert "another waveui" not in out and "Traceback" not in out, out
     if cleanup in (nothing, delete_pid_records):
         assert code == 0, out
