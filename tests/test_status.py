@@ -141,7 +141,7 @@ def test_long_lists_are_cut_to_fit_one_screen(cli, tmp_path):
 
 
 def kept_events():
-    """The sample run with the work of a failed attempt and of a merged one kept, as the engine keeps every attempt."""
+    """The sample run with a failed attempt's work kept, and a merged one's: the engine keeps every attempt."""
     def kept(task: str, commit: str) -> AttemptKept:
         return AttemptKept(t=START + 1460, task=task, attempt=1, ref=f"refs/waveui/checkout-v2/{task}/1",
                            commit=commit * 40, base="b" * 40)

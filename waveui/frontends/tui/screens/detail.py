@@ -1,8 +1,10 @@
-"""The detail screen of one task: its log, its branch's diff or a kept attempt's, changed vs declared files, its attempts."""
+"""The detail screen of one task: its log, its branch's or an attempt's diff, changed vs declared files, attempts."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from rich.style import Style
@@ -207,28 +209,26 @@ class TaskDetailScreen(Screen):
 
     def load_branch_diff(self) -> None:
         """The task branch's diff against its merge base, in the Diff tab."""
-        self.diff_view.border_title = "Diff against the merge base"
-        if self._no_repository():
-            return
         branch = branch_of(self.state.epic, self.task_id)
-        self.diff_view.write(Text(sanitize_line(f"git diff {self.state.branch}...{branch} …")))
-        self.run_worker(self._load_branch_diff(), group="diff", exclusive=True, name="git diff")
+        self._start_diff("Diff against the merge base", f"git diff {self.state.branch}...{branch}",
+                         self._load_branch_diff)
 
     def load_attempt_diff(self, attempt: Attempt) -> None:
         """What a kept attempt did (``git diff base commit``), in the Diff tab, which comes to the front."""
         self.tabs.active = "tab-diff"
-        self.diff_view.border_title = f"Diff of attempt {attempt.number}, as kept"
-        if self._no_repository():
-            return
-        self.diff_view.write(Text(sanitize_line(f"git diff {attempt.base[:12]} {attempt.commit[:12]} …")))
-        self.run_worker(self._load_attempt_diff(attempt), group="diff", exclusive=True, name="git diff")
+        command = f"git diff {attempt.base[:12]} {attempt.commit[:12]}"
+        self._start_diff(f"Diff of attempt {attempt.number}, as kept", command, partial(self._load_attempt_diff, attempt))
 
-    def _no_repository(self) -> bool:
+    def _start_diff(self, title: str, command: str, load: Callable[[], Awaitable[None]]) -> None:
+        """Clear the Diff tab, title it, and make the diff (``load``) in a thread while ``command`` shows."""
         view = self.diff_view
+        view.border_title = title
         view.clear()
         if self.repo_root is None:
             view.write(Text("No repository here: run waveui from the project to see the task's diff."))
-        return self.repo_root is None
+            return
+        view.write(Text(sanitize_line(f"{command} …")))
+        self.run_worker(load(), group="diff", exclusive=True, name="git diff")
 
     async def _load_attempt_diff(self, attempt: Attempt) -> None:
         diff = await asyncio.to_thread(kept_diff, self.repo_root, attempt.ref.removeprefix("refs/"), attempt.base,
