@@ -216,8 +216,9 @@ class TaskDetailScreen(Screen):
     def load_attempt_diff(self, attempt: Attempt) -> None:
         """What a kept attempt did (``git diff base commit``), in the Diff tab, which comes to the front."""
         self.tabs.active = "tab-diff"
-        command = f"git diff {attempt.base[:12]} {attempt.commit[:12]}"
-        self._start_diff(f"Diff of attempt {attempt.number}, as kept", command, partial(self._load_attempt_diff, attempt))
+        self._start_diff(f"Diff of attempt {attempt.number}, as kept",
+                         f"git diff {attempt.base[:12]} {attempt.commit[:12]}",
+                         partial(self._load_attempt_diff, attempt))
 
     def _start_diff(self, title: str, command: str, load: Callable[[], Awaitable[None]]) -> None:
         """Clear the Diff tab, title it, and make the diff (``load``) in a thread while ``command`` shows."""
