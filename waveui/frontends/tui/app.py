@@ -272,6 +272,8 @@ class WaveApp(App):
         try:
             # Blocking, as Textual wants it: the app must not draw while the shell has the terminal.
             with self.suspend():
+                print(sanitize_line(f"waveui: resolve {task_id}'s merge here, in {folder}; exit the shell to merge it."),
+                      flush=True)
                 subprocess.run([shell], cwd=folder, env=env)
         except (SuspendNotSupported, OSError) as error:
             self.notify(f"No shell for the merge ({error}); it is left in {folder}.", title=f"Cannot resolve {task_id}",
