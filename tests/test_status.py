@@ -14,7 +14,7 @@ import pytest
 
 from conftest import WAVEUI, cli_env
 from waveui.frontends.cli import build_parser
-from waveui.run.events import RunFinished, TaskStateChanged
+from waveui.run.events import AttemptKept, RunFinished, TaskStateChanged
 from waveui.run.journal import Journal
 from waveui.engine.locks import ControllerLock
 from waveui.frontends.status import SHOWN_PER_LIST
@@ -138,6 +138,36 @@ def test_long_lists_are_cut_to_fit_one_screen(cli, tmp_path):
     out = cli("status").stdout
     assert f"… and {len(ids) - SHOWN_PER_LIST} more" in out
     assert len(json.loads(cli("status", "--json").stdout)["failed_tasks"]) == len(ids)
+
+
+def kept_events():
+    """The sample run with a failed attempt's work kept, and a merged one's: the engine keeps every attempt."""
+    def kept(task: str, commit: str) -> AttemptKept:
+        return AttemptKept(t=START + 1460, task=task, attempt=1, ref=f"refs/waveui/checkout-v2/{task}/1",
+                           commit=commit * 40, base="b" * 40)
+
+    return [*sample_events(), kept("search-index", "1"), kept("api-schema", "2")]
+
+
+def test_status_lists_kept_attempts_and_undeclared_files(cli, tmp_path):
+    write_run(tmp_path, events=kept_events())
+    out = cli("status").stdout
+    lines = out.splitlines()
+    kept_at = lines.index("kept attempts of unmerged tasks (`git diff BASE COMMIT` shows one's work)")
+    assert lines[kept_at + 1:] == [f"  search-index #1  failed  {'1' * 12}  refs/waveui/checkout-v2/search-index/1"]
+    undeclared_at = lines.index("changed but not declared")
+    assert lines[undeclared_at + 1:undeclared_at + 3] == ["  user-model  src/db/seed.sql",  # the epic's order
+                                                          "  theme-switch  web/tokens.css"]
+    assert len(lines) < 24
+
+    tasks = {row["id"]: row for row in json.loads(cli("status", "--json").stdout)["tasks"]}
+    assert tasks["search-index"]["kept_attempts"] == [{
+        "attempt": 1, "outcome": "failed", "ref": "refs/waveui/checkout-v2/search-index/1",
+        "commit": "1" * 40, "base": "b" * 40}]
+    assert tasks["api-schema"]["kept_attempts"][0]["outcome"] == "done"  # JSON lists every task's
+    assert tasks["cart-service"]["kept_attempts"] == []
+    assert tasks["user-model"]["undeclared"] == ["src/db/seed.sql"]
+    assert tasks["cart-service"]["undeclared"] == []
 
 
 # ------------------------------------------------- colour and terminals

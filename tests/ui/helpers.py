@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from waveui.engine.errors import EngineError
 from waveui.run.events import Event, PriorityChanged, RunFinished, RunPaused, TaskStateChanged
 from waveui.run.state import RunState
 from waveui.frontends.tui import themes
@@ -54,6 +55,10 @@ class RecordingControl:
         self.calls: list[tuple] = []
         self.state = state
         self.idle = False  # the sample run has tasks running
+        # A conflicted task resolved by hand: the worktree to hand out (None: refused, as the engine refuses)
+        # and why the resolution is not merged ("": merged).
+        self.resolution_folder: Path | None = None
+        self.resolution_answer = ""
 
     def _task_event(self, task_id: str, state: str) -> TaskStateChanged:
         task = self.state.tasks[task_id]
@@ -75,9 +80,22 @@ class RecordingControl:
         self.calls.append(("resume_run",))
         self.feed.push(RunPaused(t=NOW, paused=False))
 
-    def retry(self, task_id: str) -> None:
-        self.calls.append(("retry", task_id))
+    def retry(self, task_id: str, from_attempt: int | None = None) -> None:
+        self.calls.append(("retry", task_id, from_attempt))
         self.feed.push(TaskStateChanged(t=NOW, task=task_id, state="ready"))
+
+    async def prepare_resolution(self, task_id: str) -> Path:
+        self.calls.append(("prepare_resolution", task_id))
+        if self.resolution_folder is None:
+            raise EngineError(f"{task_id}'s work is not kept")
+        return self.resolution_folder
+
+    async def accept_resolution(self, task_id: str) -> str:
+        self.calls.append(("accept_resolution", task_id))
+        if not self.resolution_answer:
+            attempt = self.state.tasks[task_id].attempt
+            self.feed.push(TaskStateChanged(t=NOW, task=task_id, state="done", attempt=attempt))
+        return self.resolution_answer
 
     def cancel(self, task_id: str) -> None:
         self.calls.append(("cancel", task_id))

@@ -83,7 +83,7 @@ async def test_r_retries_a_failed_task_but_not_a_running_one(tmp_path):
         await press(pilot, app, "j", "j", "j")
         assert app.main_screen.selected == "search-index"
         await press(pilot, app, "r")
-        assert control.calls == [("retry", "search-index")]
+        assert control.calls == [("retry", "search-index", None)]
         assert app.state.tasks["search-index"].state == "ready"
 
 

@@ -12,7 +12,7 @@ from waveui.frontends.tui.keys import action_name
 from waveui.frontends.tui.feeds import JournalFeed
 from waveui.frontends.tui.sample_run import NOW, sample_events
 
-RUN_KEYS = ["space", "p", "P", "r", "c", "x", "plus", "minus"]
+RUN_KEYS = ["space", "p", "P", "r", "m", "c", "x", "plus", "minus"]
 
 
 async def test_watch_mode_refuses_every_run_action(tmp_path):

@@ -27,7 +27,11 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     out["max_cost"] = state.max_cost
     out["tasks"] = [{"id": sanitize_line(t.id), "state": t.state, "cost": round(t.cost, 4),
                      "tokens_in": t.tokens_in, "tokens_out": t.tokens_out, "tokens_cached": t.tokens_cached,
-                     "denied": [sanitize_line(tool) for tool in t.denied]}
+                     "denied": [sanitize_line(tool) for tool in t.denied],
+                     "kept_attempts": [{"attempt": a.number, "outcome": a.outcome, "ref": sanitize_line(a.ref),
+                                        "commit": sanitize_line(a.commit), "base": sanitize_line(a.base)}
+                                       for a in t.kept_attempts()],
+                     "undeclared": [sanitize_line(f) for f in t.undeclared]}
                     for t in state.tasks.values()]
     out["efficiency"] = round(state.efficiency(now if running else None), 3)
     if running:
@@ -78,13 +82,20 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
         lines.append(style("notices", "warn"))
         for notice in notices[:SHOWN_PER_LIST]:
             lines.append(_cut(f"  {notice['message']}", width))
-        if len(notices) > SHOWN_PER_LIST:
-            lines.append(style(f"  … and {len(notices) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
-    denied = [row for row in info.get("tasks", []) if row["denied"]]
+        _more(lines, len(notices), style)
+    tasks = info.get("tasks", [])
+    denied = [row for row in tasks if row["denied"]]
     if denied:
         lines.append(style("denied tool calls", "warn"))
         for row in denied[:SHOWN_PER_LIST]:
             lines.append(_cut(f"  {row['id']}  {', '.join(row['denied'])}", width))
+        _more(lines, len(denied), style)
+    undeclared = [row for row in tasks if row.get("undeclared")]
+    if undeclared:
+        lines.append(style("changed but not declared", "warn"))
+        for row in undeclared[:SHOWN_PER_LIST]:
+            lines.append(_cut(f"  {row['id']}  {', '.join(row['undeclared'])}", width))
+        _more(lines, len(undeclared), style)
     for kind in TROUBLE:
         rows = info[f"{kind}_tasks"]
         if not rows:
@@ -96,7 +107,20 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
             if row.get("files"):
                 reason = (reason + ": " if reason else "") + ", ".join(row["files"])
             lines.append(_cut(f"  {row['id']:<{name_width}}  {reason}".rstrip(), width))
-        if len(rows) > SHOWN_PER_LIST:
-            lines.append(style(f"  … and {len(rows) - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
+        _more(lines, len(rows), style)
+    # A merged task's work is on the integration branch; the others' is only in what their attempts kept.
+    kept = [(row["id"], attempt) for row in tasks if row["state"] != "done" for attempt in row.get("kept_attempts", [])]
+    if kept:
+        lines.append(style("kept attempts of unmerged tasks (`git diff BASE COMMIT` shows one's work)", "warn"))
+        for task_id, attempt in kept[:SHOWN_PER_LIST]:
+            lines.append(_cut(f"  {task_id} #{attempt['attempt']}  {attempt['outcome'] or 'kept'}  "
+                              f"{attempt['commit'][:12]}  {attempt['ref']}", width))
+        _more(lines, len(kept), style)
     return "\n".join(lines)
+
+
+def _more(lines: list[str], count: int, style) -> None:
+    """Say how many rows a list left out to fit one screen."""
+    if count > SHOWN_PER_LIST:
+        lines.append(style(f"  … and {count - SHOWN_PER_LIST} more (`waveui status --json` lists all)", "dim"))
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
 from textual import events
-from textual.app import App, SystemCommand
+from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.screen import Screen
@@ -27,13 +29,15 @@ from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from waveui.engine.control import RunControl
+from waveui.engine.errors import EngineError
+from waveui.git.command import clean_env
 from waveui.run.state import SLOT_STATES, RunState
 from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.bridge import RunBridge
 from waveui.frontends.tui.feeds import EventFeed
 from waveui.frontends.tui.keys import RUN_ACTIONS, RUN_BINDINGS, action_name
 from waveui.frontends.tui.screens.detail import TaskDetailScreen
-from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun
+from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun, RetryFrom
 from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.screens.main import MainScreen
 from waveui.frontends.tui.usage import Target, Usage
@@ -233,11 +237,53 @@ class WaveApp(App):
         if task_id is None:
             return
         task = self.state.tasks[task_id]
-        if task.state in RETRYABLE:
-            self.control.retry(task_id)
-        else:
+        if task.state not in RETRYABLE:
             self.notify(f"{task_id} is {task.state}: only failed, conflicted or cancelled tasks are retried.",
                         timeout=3)
+            return
+        kept = task.kept_attempts()
+        if not kept:
+            self.control.retry(task_id)
+            return
+
+        def answered(from_attempt: int | None) -> None:
+            self.control.retry(task_id, from_attempt=from_attempt)
+
+        self.push_screen(RetryFrom(task_id, kept), answered)
+
+    async def action_resolve(self) -> None:
+        """Resolve a conflicted task's merge by hand: a shell in a worktree holding it, then merge what it left."""
+        task_id = self._task_for_action()
+        if task_id is None:
+            return
+        task = self.state.tasks[task_id]
+        if task.state != "conflicted":
+            self.notify(f"{task_id} is {task.state}: only a conflicted task's merge is resolved by hand.", timeout=3)
+            return
+        try:
+            folder = await self.control.prepare_resolution(task_id)
+        except EngineError as error:
+            self.notify(sanitize_line(str(error)), title=f"Cannot resolve {task_id}", severity="error", timeout=10)
+            return
+        env = clean_env()  # a GIT_DIR or GIT_WORK_TREE of the user's would aim the shell's git elsewhere
+        env.update({"WAVEUI_TASK_ID": task_id, "WAVEUI_TITLE": task.title, "WAVEUI_EPIC": self.state.epic,
+                    "WAVEUI_RUN_ID": self.state.run_id, "WAVEUI_WORKTREE": str(folder)})
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        try:
+            # Blocking, as Textual wants it: the app must not draw while the shell has the terminal.
+            with self.suspend():
+                print(sanitize_line(f"waveui: resolve {task_id}'s merge here, in {folder}; exit the shell to merge it."),
+                      flush=True)
+                subprocess.run([shell], cwd=folder, env=env)
+        except (SuspendNotSupported, OSError) as error:
+            self.notify(f"No shell for the merge ({error}); it is left in {folder}.", title=f"Cannot resolve {task_id}",
+                        severity="error", timeout=10)
+            return
+        why_not = await self.control.accept_resolution(task_id)
+        if why_not:
+            self.notify(sanitize_line(why_not), title=f"{task_id} stays conflicted", severity="warning", timeout=10)
+        else:
+            self.notify(f"{task_id}: your resolution is merged.", timeout=5)
 
     def action_cancel(self) -> None:
         task_id = self._task_for_action()

@@ -1,4 +1,7 @@
-"""A task branch's changes against its merge base with the integration branch (blocking: run it in a thread)."""
+"""A task branch's changes against its merge base with the integration branch, or a kept attempt's work.
+
+Both are blocking: run them in a thread.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ GIT_TIMEOUT = 30
 
 @dataclass
 class BranchDiff:
-    branch: str
+    branch: str  # the branch, or the ref of a kept attempt, the diff is of
     text: str = ""
     files: list[str] = field(default_factory=list)
     error: str = ""  # one line for the user when the diff could not be made
@@ -60,6 +63,19 @@ def branch_diff(repo_root: Path, integration: str, branch: str, merge_commit: st
         if not result.error and not result.files and merge_commit:
             _diff_into(result, repo_root, f"{merge_commit}^1", merge_commit)
             result.merged = not result.error
+    except GitError as error:
+        result.error = sanitize(error.message)
+    return result
+
+
+def kept_diff(repo_root: Path, ref: str, base: str, commit: str) -> BranchDiff:
+    """``git diff base commit``: the work of an attempt kept under ``ref``, from the commit it started from."""
+    result = BranchDiff(ref)
+    if not (base and commit):
+        result.error = "the attempt's start or its kept commit is not known"
+        return result
+    try:
+        _diff_into(result, repo_root, base, commit)
     except GitError as error:
         result.error = sanitize(error.message)
     return result

@@ -1,4 +1,4 @@
-"""Modal questions: confirm cancelling a task, and how to leave a live run when quitting."""
+"""Modal questions: confirm cancelling a task, where to retry one from, and how to leave a live run when quitting."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, OptionList, Static
+from textual.widgets.option_list import Option
+
+from waveui.core.sanitize import sanitize_line
+from waveui.run.state import Attempt
 
 
 class ConfirmCancel(ModalScreen[bool]):
@@ -42,6 +46,45 @@ class ConfirmCancel(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class RetryFrom(ModalScreen[int | None]):
+    """Retry a task from the integration tip, as its first attempt started, or from the work an attempt kept.
+
+    Answers the attempt to start from, None for the tip; escape closes it
+    without an answer, and nothing is retried.
+    """
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Do not retry", id="retry.close")]
+
+    def __init__(self, task_id: str, kept: list[Attempt]) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.choices: list[int | None] = [None, *(a.number for a in reversed(kept))]  # the tip, then newest first
+        self.kept = {a.number: a for a in kept}
+
+    def compose(self) -> ComposeResult:
+        options = [Option(Content.assemble(("from the tip", "bold"), ("  the integration branch as it is now",
+                                                                      "$text-muted")))]
+        for number in self.choices[1:]:
+            attempt = self.kept[number]
+            why = sanitize_line(f": {attempt.reason}" if attempt.reason else "")
+            options.append(Option(Content.assemble((f"from attempt {number}", "bold"),
+                                                   (f"  its kept work ({attempt.outcome or 'kept'}{why})",
+                                                    "$text-muted"))))
+        with Vertical(classes="dialog"):
+            yield Static(Content.assemble("Retry ", (self.task_id, "bold"), " from where?"), classes="dialog-title")
+            yield OptionList(*options, id="retry-choices")
+            yield Static("↑/↓ choose · enter retry · esc do not retry", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        choices = self.query_one("#retry-choices", OptionList)
+        choices.highlighted = 0
+        choices.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self.choices[event.option_index])
 
 
 class QuitLiveRun(ModalScreen[str | None]):

@@ -28,9 +28,8 @@ class ConflictList(OptionList):
 
     def show(self, state: RunState) -> None:
         """Rebuild the list when what it shows changed (it seldom does)."""
-        trouble = tuple((t.id, t.state, tuple(t.files), tuple(t.undeclared)) for t in state.tasks.values()
-                        if t.state == "conflicted" or t.undeclared)
-        signature = (tuple(map(repr, state.conflicts)), trouble)
+        merge = tuple((t.id, tuple(t.files)) for t in state.tasks.values() if t.state == "conflicted")
+        signature = (tuple(map(repr, state.conflicts)), merge, tuple(state.undeclared().items()))
         if signature == self._signature:
             return
         self._signature = signature
@@ -42,7 +41,7 @@ class ConflictList(OptionList):
 
     def _entries(self, state: RunState) -> list[Option]:
         merge = [t for t in state.tasks.values() if t.state == "conflicted"]
-        undeclared = [t for t in state.tasks.values() if t.undeclared]
+        undeclared = state.undeclared()
         self.counts = (len(state.conflicts), len(merge), len(undeclared))
         options: list[Option] = []
         options.append(self._heading("Merge conflicts", len(merge)))
@@ -60,10 +59,10 @@ class ConflictList(OptionList):
                 "\n    ", (_files(list(conflict.get("files", []))), "$text-muted")),
                 id=f"overlap:{n}:{a}"))
         options.append(self._heading("Changed but not declared", len(undeclared)))
-        for n, task in enumerate(undeclared):
+        for n, (task_id, files) in enumerate(undeclared.items()):
             options.append(Option(Content.assemble(
-                ("! ", "$warning"), (task.id, "bold"), "  ", (_files(task.undeclared), "$text-muted")),
-                id=f"undeclared:{n}:{task.id}"))
+                ("! ", "$warning"), (task_id, "bold"), "  ", (_files(files), "$text-muted")),
+                id=f"undeclared:{n}:{task_id}"))
         return options
 
     @staticmethod
