@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -86,6 +85,7 @@ class WaveApp(App):
                  bell: bool = False) -> None:
         super().__init__()
         self.ring_bell = bell  # on a task failed, conflicted or denied, the budget reached, the run's end
+        self._terminal_lent = False  # a shell of the user's has the terminal (resolving by hand)
         # Makes a ProcessSampler, for the live app; the watcher shows no per-process figures (and imports no psutil).
         self.process_sampler = process_sampler
         self.feed = feed
@@ -172,7 +172,7 @@ class WaveApp(App):
                 self.screen.show(self.state, now)
         for notice in changes.notices:  # the run's record disagreed with git or the epic file: say so
             self.notify(sanitize_line(notice), title="Run notice", severity="warning", timeout=15)
-        if changes.attention and self.ring_bell:
+        if changes.attention and self.ring_bell and not self._terminal_lent:
             self.bell()
 
     # ---- actions that change the run ----
@@ -269,16 +269,22 @@ class WaveApp(App):
         env.update({"WAVEUI_TASK_ID": task_id, "WAVEUI_TITLE": task.title, "WAVEUI_EPIC": self.state.epic,
                     "WAVEUI_RUN_ID": self.state.run_id, "WAVEUI_WORKTREE": str(folder)})
         shell = os.environ.get("SHELL") or "/bin/sh"
+        self._terminal_lent = True  # no bell meanwhile: the shell has the terminal
         try:
-            # Blocking, as Textual wants it: the app must not draw while the shell has the terminal.
-            with self.suspend():
+            # The run goes on while the shell has the terminal (tasks finish, merges happen), so the
+            # shell is awaited, not run blocking; the batch keeps the app from drawing meanwhile
+            # (its output thread is stopped while suspended: a write then would wait for ever).
+            with self.batch_update(), self.suspend():
                 print(sanitize_line(f"waveui: resolve {task_id}'s merge here, in {folder}; exit the shell to merge it."),
                       flush=True)
-                subprocess.run([shell], cwd=folder, env=env)
+                shell_process = await asyncio.create_subprocess_exec(shell, cwd=folder, env=env)
+                await shell_process.wait()
         except (SuspendNotSupported, OSError) as error:
             self.notify(f"No shell for the merge ({error}); it is left in {folder}.", title=f"Cannot resolve {task_id}",
                         severity="error", timeout=10)
             return
+        finally:
+            self._terminal_lent = False
         why_not = await self.control.accept_resolution(task_id)
         if why_not:
             self.notify(sanitize_line(why_not), title=f"{task_id} stays conflicted", severity="warning", timeout=10)
