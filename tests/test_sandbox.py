@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -78,7 +79,11 @@ try 'echo x >> "$REPO/README.md"'
 try 'echo 0000000000000000000000000000000000000000 > "$REPO/.git/refs/heads/main"'
 try 'echo "echo pwned" > "$REPO/.git/hooks/pre-commit"'
 try 'echo "[alias] st = !echo pwned" >> "$REPO/.git/config"'
-try 'echo x > "$REPO/.waveui/worktrees/$OTHER_SLOT/planted.txt"'
+for _ in $(seq 100); do  # the other task's slot, made at the same time as this one
+  OTHER=$(ls -d "$REPO"/.waveui/worktrees/slot-? | grep -v "^$PWD\$" | head -n 1)
+  [ -n "$OTHER" ] && break; sleep 0.1
+done
+try "echo x > $OTHER/planted.txt"
 try 'echo x >> "$HOME/.bashrc"'
 try 'echo x > "$OUTSIDE/planted.txt"'
 try 'echo "gitdir: /elsewhere" > .git'
@@ -101,15 +106,16 @@ def test_every_write_outside_the_worktree_fails_and_the_work_is_merged(tmp_path,
         max_parallel = 2
         [[task]]
         id = "hostile"
-        command = 'REPO={repo} OUTSIDE={outside} OTHER_SLOT=1 sh {home}/hostile.sh; ls .waveui 2>/dev/null; true'
+        command = 'REPO={repo} OUTSIDE={outside} sh {home}/hostile.sh'
         [[task]]
         id = "neighbour"
-        command = "sleep 1; echo mine > neighbour.txt"
+        command = "sleep 2; echo mine > neighbour.txt"
         ''')
     engine = run_engine(epic, repo)
     log = (engine.run_dir / "logs" / "hostile.log").read_text()
     assert "WROTE" not in log, log
     assert log.count("refused:") == 8
+    assert "/.waveui/worktrees/slot-" in log  # the other slot was there to be refused
     assert state_of(engine, "hostile").state == "done"
     assert state_of(engine, "hostile").sandboxed
     assert git(repo, "show", "waveui/box:work.txt") == "done"
@@ -250,3 +256,133 @@ def test_an_agent_writes_its_session_files_under_its_own_folder(tmp_path, home, 
     assert (home / ".claude" / "session.json").read_text().strip() == '{"session": 1}'
     assert git(repo, "show", "waveui/agent:agent.txt") == "edited"
     assert (home / ".bashrc").read_text() == "# the user's\n"
+
+
+# ------------------------------------------------------------------ pause, timeout, cancel
+
+
+def _step_processes(engine: Engine, task_id: str) -> list[psutil.Process]:
+    """The step's process (bwrap, execed by its shell) and everything under it, sandboxed processes included."""
+    top = psutil.Process(engine.state.tasks[task_id].pid)
+    return [top, *top.children(recursive=True)]
+
+
+async def _statuses_once(processes: list[psutil.Process], wanted, tries: int = 200) -> list[str]:
+    """The processes' statuses once every one is ``wanted`` (or after ``tries`` looks, to fail the test)."""
+    for _ in range(tries):
+        statuses = [process.status() for process in processes if process.is_running()]
+        if all(wanted(status) for status in statuses):
+            break
+        await asyncio.sleep(0.05)
+    return statuses
+
+
+def _gone(processes: list[psutil.Process]) -> bool:
+    return not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in processes)
+
+
+@needs_bwrap
+def test_pause_resume_and_cancel_reach_every_sandboxed_process_and_leave_none(tmp_path, home):
+    repo = make_repo(tmp_path / "repo")
+    epic = write_epic(repo, '''
+        [epic]
+        name = "steer"
+        sandbox = true
+        [[task]]
+        id = "loop"
+        command = 'sh -c "while true; do echo tick >> ticks.txt; sleep 0.05; done" & wait'
+        ''')
+    engine = Engine(epic, repo, RunOptions(grace=0.5))
+    seen: dict[str, list] = {}
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+        while "loop" not in engine.state.tasks or engine.state.tasks["loop"].state != "running" or not (
+                Path(engine.state.tasks["loop"].worktree) / "ticks.txt").exists():
+            await asyncio.sleep(0.05)
+        processes = _step_processes(engine, "loop")
+        seen["processes"] = processes
+        assert "bwrap" in processes[0].name()
+        engine.pause_task("loop")  # the supervisor stops them when it gets the word
+        seen["paused"] = await _statuses_once(processes, lambda s: s == psutil.STATUS_STOPPED)
+        engine.resume_task("loop")
+        seen["resumed"] = await _statuses_once(processes, lambda s: s != psutil.STATUS_STOPPED)
+        engine.cancel("loop")
+        await run
+
+    asyncio.run(drive())
+    assert seen["paused"] and all(status == psutil.STATUS_STOPPED for status in seen["paused"])
+    assert psutil.STATUS_STOPPED not in seen["resumed"]
+    assert engine.state.tasks["loop"].state == "cancelled"
+    assert _gone(seen["processes"])
+
+
+@needs_bwrap
+def test_a_sandboxed_step_past_its_timeout_is_stopped_with_all_its_processes(tmp_path, home):
+    repo = make_repo(tmp_path / "repo")
+    epic = write_epic(repo, '''
+        [epic]
+        name = "late"
+        sandbox = true
+        [[task]]
+        id = "slow"
+        timeout = "1s"
+        command = 'sleep 313 & sleep 313'
+        ''')
+    engine = run_engine(epic, repo)
+    view = engine.state.tasks["slow"]
+    assert view.state == "failed" and "timed out" in view.reason
+    assert not [process for process in psutil.process_iter(["cmdline"]) if process.info["cmdline"] == ["sleep", "313"]]
+
+
+# ------------------------------------------------------------------ without bubblewrap
+
+
+def _path_without_bwrap(tmp_path: Path) -> str:
+    """A PATH holding git and nothing else: no bwrap on it."""
+    folder = tmp_path / "no-bwrap"
+    folder.mkdir()
+    (folder / "git").symlink_to(shutil.which("git"))
+    return str(folder)
+
+
+def test_plan_refuses_a_sandbox_without_bubblewrap_in_one_line(tmp_path, cli, monkeypatch):
+    (tmp_path / "waveui.toml").write_text('[epic]\nname = "x"\n\nsandbox = true\n[[task]]\nid = "a"\ncommand = "true"\n')
+    monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path))
+    result = cli("plan")
+    assert result.returncode == 2
+    assert len(result.error_lines) == 1
+    line = result.error_lines[0]
+    assert line.startswith("waveui: error: waveui.toml:4: sandbox = true, but bubblewrap (bwrap) is not installed")
+    assert "apt-get install bubblewrap" in line and "dnf install bubblewrap" in line
+    (tmp_path / "waveui.toml").write_text('[epic]\nname = "x"\nsandbox = "auto"\n[[task]]\nid = "a"\ncommand = "true"\n')
+    assert cli("plan").returncode == 0
+
+
+def test_run_refuses_it_too_and_starts_nothing(tmp_path, cli, monkeypatch):
+    repo = make_repo(tmp_path / "repo")
+    (repo / "waveui.toml").write_text('[epic]\nname = "x"\n[[task]]\nid = "a"\nsandbox = true\n'
+                                      'command = "echo ran > ran.txt"\n')
+    monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path))
+    result = cli("run", "--headless", cwd=repo)
+    assert result.returncode == 2
+    assert result.error_lines == [result.error_lines[0]] and "waveui.toml:5: sandbox = true" in result.stderr
+    assert not (repo / ".waveui").exists()
+
+
+def test_auto_runs_unsandboxed_with_a_notice_where_bubblewrap_is_missing(tmp_path, home, monkeypatch):
+    repo = make_repo(tmp_path / "repo")
+    epic = write_epic(repo, '''
+        [epic]
+        name = "fallback"
+        sandbox = "auto"
+        [[task]]
+        id = "a"
+        command = "echo ran > ran.txt"
+        ''')
+    monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path))
+    engine = run_engine(epic, repo)
+    assert engine.state.tasks["a"].state == "done"
+    assert not engine.state.tasks["a"].sandboxed
+    notices = [notice for notice in engine.state.notices if notice.kind == "sandbox"]
+    assert len(notices) == 1 and "bubblewrap (bwrap) is not installed" in notices[0].text
