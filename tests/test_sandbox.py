@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from tests.engine_helpers import git, make_repo, run_engine, write_epic
+from waveui.core import spec
 from waveui.engine.engine import Engine, RunOptions
 from waveui.executors import Sandbox
 from waveui.executors.local.sandbox import bwrap_arguments, unavailable, writable_paths
@@ -386,3 +387,23 @@ def test_auto_runs_unsandboxed_with_a_notice_where_bubblewrap_is_missing(tmp_pat
     assert not engine.state.tasks["a"].sandboxed
     notices = [notice for notice in engine.state.notices if notice.kind == "sandbox"]
     assert len(notices) == 1 and "bubblewrap (bwrap) is not installed" in notices[0].text
+
+
+# ------------------------------------------------------------------ the epic file
+
+
+def test_sandbox_settings_are_read_with_task_overrides_and_bad_values_named_by_line():
+    epic = spec.loads('[epic]\nname = "s"\nsandbox = "auto"\nsandbox_writable = ["~/.npm/"]\n'
+                      '[[task]]\nid = "a"\nsandbox = true\nsandbox_network = false\nsandbox_writable = ["/opt/x"]\n'
+                      '[[task]]\nid = "b"\n')
+    a, b = epic.tasks
+    assert epic.sandbox_of(a) == (True, False, ["~/.npm/", "/opt/x"])
+    assert epic.sandbox_of(b) == ("auto", True, ["~/.npm/"])
+    assert epic.sandbox_line == 7
+    with pytest.raises(spec.SpecError) as refused:
+        spec.loads('[epic]\nsandbox = "yes"\nsandbox_network = "no"\n[[task]]\nid = "a"\nsandbox_writable = ["rel/x"]\n')
+    assert [str(problem) for problem in refused.value.problems] == [
+        'waveui.toml:2: [epic] sandbox must be true, false or "auto", not \'yes\'',
+        "waveui.toml:3: [epic] sandbox_network must be true or false, not string 'no'",
+        "waveui.toml:6: task 'a': sandbox_writable holds 'rel/x': give absolute paths, or paths under ~/",
+    ]
