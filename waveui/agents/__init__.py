@@ -22,7 +22,10 @@ borrowed from :mod:`waveui.agents.base`:
 * ``KEEP_OUT``, gitignore-style patterns of the files it writes in the
   worktree for itself (its history, its caches), never committed;
 * ``GRANTS``, one line: what its recipe lets it do unattended (edit, run
-  commands, reach the network) and the flag that grants or narrows that.
+  commands, reach the network) and the flag that grants or narrows that;
+* ``SANDBOX_WRITABLE``, the paths outside the worktree it writes for itself
+  (settings, sessions, caches: ``~/...``, folders ending in ``/``), writable
+  in a sandboxed step.
 
 :data:`AGENTS` maps names to modules: a new agent is one new module and one
 line there.
@@ -70,6 +73,12 @@ RECIPES: dict[str, Recipe] = {name: Recipe(agent.COMMAND, agent.COMMENT, agent.R
 def agent_for(command: str) -> ModuleType | None:
     """The agent that ``command`` runs, the first in :data:`AGENTS` to recognise it; None for any other command."""
     return next((agent for agent in AGENTS.values() if agent.matches(command)), None)
+
+
+def sandbox_writable(command: str) -> tuple[str, ...]:
+    """The paths outside the worktree that the agent ``command`` runs writes for itself, as its module lists them."""
+    agent = agent_for(command)
+    return agent.SANDBOX_WRITABLE if agent is not None else ()
 
 
 def keep_out(command: str) -> tuple[str, ...]:

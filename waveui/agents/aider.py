@@ -20,6 +20,8 @@ COMMENT = "Aider: one message, no questions asked, no self-update; waveui commit
 GRANTS = ("edits the files it chooses; declines shell commands, so tests run only through "
           "`--test-cmd \"pytest -q\" --auto-test`; network only to its model")
 KEEP_OUT = (".aider*",)  # its chat and input history and tag cache, written in the worktree
+# ~/.aider/ holds its analytics id and caches (aider.chat/docs/more/analytics.html; aider/analytics.py).
+SANDBOX_WRITABLE = ("~/.aider/", "~/.cache/")
 # Each `Tokens:` line counts one message's tokens; the cost it gives for the session is already a total.
 SUMS = ("tokens_in", "tokens_cached", "tokens_out")
 

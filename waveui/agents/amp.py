@@ -23,6 +23,8 @@ GRANTS = ("uses every tool without asking, shell commands and the network includ
           "without it, tools its `amp.permissions` setting does not allow are refused")
 SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # threads are kept on Amp's servers and under ~/.config/amp
+# ~/.config/amp/: its user settings.json (ampcode.com/manual, "Configuration").
+SANDBOX_WRITABLE = ("~/.config/amp/", "~/.cache/")
 
 matches = base.runs_program(NAME)
 

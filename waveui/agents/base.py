@@ -18,6 +18,9 @@ from waveui.run import directives
 
 KEEP_OUT: tuple[str, ...] = ()  # an agent that writes no files of its own in the worktree
 GRANTS = ""
+# Where the agent writes for itself outside the worktree (its settings, sessions, credentials, caches), given
+# to a sandboxed step as writable: "~" is the step's home, a trailing "/" marks a folder (made when missing).
+SANDBOX_WRITABLE: tuple[str, ...] = ()
 
 
 # The prompt of every agent's resolver, double-quoted for the shell: the variables are expanded into

@@ -20,6 +20,9 @@ COMMENT = ("Claude Code, headless, every tool allowed (edits, shell, network) in
 GRANTS = ("edits, any shell command and network access, unasked (`--permission-mode bypassPermissions`); narrow it "
           "with `--permission-mode acceptEdits --allowedTools \"Bash(npm test:*)\" ...` (a tool not listed is denied)")
 KEEP_OUT = base.KEEP_OUT
+# ~/.claude/ (settings, sessions), ~/.claude.json (preferences, OAuth session, per-project state)
+# (code.claude.com/docs/en/settings, "Settings files"); ~/.cache/ for what its tools cache.
+SANDBOX_WRITABLE = ("~/.claude/", "~/.claude.json", "~/.cache/")
 SUMS = base.SUMS
 
 matches = base.runs_program(NAME)

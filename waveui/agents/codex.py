@@ -19,6 +19,9 @@ COMMENT = ("OpenAI Codex CLI, non-interactive, sandboxed to the worktree (no net
 GRANTS = ("edits and shell commands inside the worktree, no network (`--sandbox workspace-write`); allow the network "
           "with `-c sandbox_workspace_write.network_access=true`, narrow to reading with `--sandbox read-only`")
 KEEP_OUT = base.KEEP_OUT
+# CODEX_HOME, by default ~/.codex: config, auth, logs and sessions
+# (developers.openai.com/codex, config-file/environment-variables, "CODEX_HOME").
+SANDBOX_WRITABLE = ("~/.codex/", "~/.cache/")
 # `turn.completed` reports each turn's usage, not the thread's: waveui adds them up.
 SUMS = ("tokens_in", "tokens_cached", "tokens_out", "iterations")
 

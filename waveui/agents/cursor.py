@@ -24,6 +24,8 @@ GRANTS = ("edits files and runs any shell command not denied in `.cursor/cli.jso
           "without `--force` it only proposes commands, and `permissions.deny` there narrows it")
 SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # its chats and settings live under ~/.cursor
+# ~/.cursor/cli-config.json, which the CLI rewrites itself (cursor.com/docs/cli/reference/configuration).
+SANDBOX_WRITABLE = ("~/.cursor/", "~/.config/cursor/", "~/.cache/")
 
 matches = base.runs_program(NAME)
 

@@ -24,6 +24,9 @@ GRANTS = ("edits files, runs any shell command and fetches from the network with
           "`--approval-mode auto_edit` allows edits only, `--sandbox` runs its tools in a container")
 SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # it keeps its sessions and checkpoints under ~/.gemini, not in the worktree
+# ~/.gemini/: settings.json, trusted folders, chats and checkpoints
+# (geminicli.com/docs/reference/configuration, "Settings files").
+SANDBOX_WRITABLE = ("~/.gemini/", "~/.cache/")
 
 matches = base.runs_program(NAME)
 

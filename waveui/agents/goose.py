@@ -15,6 +15,9 @@ GRANTS = ("edits files and runs shell commands without approval (`GOOSE_MODE=aut
           "`GOOSE_MODE=chat` allows no tools, and the extensions it loads decide what else it can reach")
 SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()
+# ~/.config/goose/ (config.yaml, permissions: block.github.io/goose/docs/guides/config-files) and its
+# sessions and logs under ~/.local/share/goose/ and ~/.local/state/goose/ (`goose info` names them).
+SANDBOX_WRITABLE = ("~/.config/goose/", "~/.local/share/goose/", "~/.local/state/goose/", "~/.cache/")
 
 matches = base.runs_program(NAME)
 read_line = base.read_line

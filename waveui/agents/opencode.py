@@ -26,6 +26,9 @@ GRANTS = ("edits files, runs shell commands and fetches from the network unless 
           "without `--auto` every permission it asks for is refused, and `permission` in opencode.json narrows it")
 SUMS: tuple[str, ...] = ()  # what it reports are totals already
 KEEP_OUT: tuple[str, ...] = ()  # sessions are stored under ~/.local/share/opencode
+# ~/.config/opencode/ (opencode.ai/docs/config, "Global") and ~/.local/share/opencode/, its data folder
+# (auth.json and sessions, as its docs say: github.com/anomalyco/opencode/issues/5238).
+SANDBOX_WRITABLE = ("~/.config/opencode/", "~/.local/share/opencode/", "~/.cache/")
 
 matches = base.runs_program(NAME)
 

@@ -10,6 +10,7 @@ COMMENT = "a plain shell command: put your own script here; what it leaves in th
 RESOLVE = None
 GRANTS = "whatever your own command does, with your user's rights; waveui adds nothing and takes nothing away"
 KEEP_OUT = base.KEEP_OUT
+SANDBOX_WRITABLE = base.SANDBOX_WRITABLE
 SUMS = base.SUMS
 
 

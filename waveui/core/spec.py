@@ -84,6 +84,9 @@ class Task:
     max_turns: int | None = None  # turns its agent may take, for agents that take a limit
     on_conflict: str | None = None  # one of CONFLICT_POLICIES; None: the epic's
     resolve: str | None = None  # the command that resolves a conflicting merge; None: the epic's
+    sandbox: bool | str | None = None  # True, False or "auto"; None: the epic's
+    sandbox_network: bool | None = None  # None: the epic's
+    sandbox_writable: list[str] = field(default_factory=list)  # more paths its steps may write, besides the epic's
     line: int = field(default=0, compare=False)  # where its [[task]] table starts
 
 
@@ -113,6 +116,10 @@ class Epic:
     bell: bool = True  # the app rings the terminal bell on those events
     on_conflict: str = "stop"  # one of CONFLICT_POLICIES, for tasks that name none
     resolve: str | None = None  # the resolving command of tasks that give none
+    sandbox: bool | str = False  # True, False or "auto" (sandboxed where bubblewrap works), for tasks that say none
+    sandbox_network: bool = True  # whether sandboxed steps reach the network
+    sandbox_writable: list[str] = field(default_factory=list)  # paths every sandboxed step may write ("~" expanded)
+    sandbox_line: int = field(default=0, compare=False)  # where the first `sandbox = true` is, 0 if nowhere
     path: Path | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task:
@@ -129,6 +136,16 @@ class Epic:
         if policy != "resolve":
             return policy, None
         return policy, task.resolve or self.resolve
+
+    def sandbox_of(self, task: Task) -> tuple[bool | str, bool, list[str]]:
+        """Whether ``task`` runs sandboxed (True, False or "auto"), with network, and the paths it may write.
+
+        The task's own ``sandbox`` and ``sandbox_network`` win over the epic's;
+        its ``sandbox_writable`` adds to the epic's.
+        """
+        mode = self.sandbox if task.sandbox is None else task.sandbox
+        network = self.sandbox_network if task.sandbox_network is None else task.sandbox_network
+        return mode, network, self.sandbox_writable + task.sandbox_writable
 
     def _by_id(self) -> dict[str, Task]:
         return {t.id: t for t in self.tasks}
@@ -460,7 +477,7 @@ def _unknown_keys(check: _Checker, table: dict, known: list[str], where: str, li
 
 
 _TASK_KEYS = [f.name for f in dataclasses.fields(Task) if f.name != "line"]
-_EPIC_KEYS = [f.name for f in dataclasses.fields(Epic) if f.name not in ("tasks", "path")]
+_EPIC_KEYS = [f.name for f in dataclasses.fields(Epic) if f.name not in ("tasks", "path", "sandbox_line")]
 
 
 def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
@@ -521,6 +538,7 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
         value = check.boolean(raw["bell"], at("bell"), "[epic] bell")
         epic.bell = True if value is None else value
     _conflict_settings(check, epic, raw, at, "[epic]")
+    _sandbox_settings(check, epic, raw, at, "[epic]")
     return epic
 
 
@@ -536,6 +554,35 @@ def _conflict_settings(check: _Checker, owner: Epic | Task, raw: dict, at, what:
             check.add(at("resolve"), f"{what} resolve is empty: give the command that resolves a conflict, or leave it out")
         elif command is not None:
             owner.resolve = command
+
+
+def _sandbox_settings(check: _Checker, owner: Epic | Task, raw: dict, at, what: str) -> None:
+    """``sandbox`` (true, false or "auto"), ``sandbox_network`` and ``sandbox_writable`` of the epic or a task."""
+    if "sandbox" in raw:
+        value = raw["sandbox"]
+        if isinstance(value, bool) or value == "auto":
+            owner.sandbox = value
+        else:
+            check.add(at("sandbox"), f"{what} sandbox must be true, false or \"auto\", not {_show(value)}")
+    if "sandbox_network" in raw:
+        owner.sandbox_network = check.boolean(raw["sandbox_network"], at("sandbox_network"), f"{what} sandbox_network")
+    if "sandbox_writable" in raw:
+        paths = check.string_list(raw["sandbox_writable"], at("sandbox_writable"), f"{what} sandbox_writable")
+        for path in paths:
+            if not (path.startswith(("/", "~/")) or path == "~") or "\0" in path:
+                check.add(at("sandbox_writable"), f"{what} sandbox_writable holds {_show(path)}: give absolute "
+                                                  "paths, or paths under ~/")
+        owner.sandbox_writable = paths
+
+
+def _sandbox_line(check: _Checker, epic: Epic, index_of: dict[str, int]) -> int:
+    """The line of the first `sandbox = true` some task runs by, for the error when bubblewrap cannot run; 0 if none."""
+    for task in epic.tasks:
+        if task.sandbox is True:
+            return check.lines.task_key(index_of[task.id], "sandbox")
+        if task.sandbox is None and epic.sandbox is True:
+            return check.lines.epic_key("sandbox")
+    return 0
 
 
 def _check_resolvers(check: _Checker, epic: Epic, index_of: dict[str, int]) -> None:
@@ -613,6 +660,7 @@ def _task(check: _Checker, index: int, raw: Any) -> Task | None:
         task.expect_changes = True if value is None else value
     _budget(check, task, raw, at, f"task '{task_id}':")
     _conflict_settings(check, task, raw, at, f"task '{task_id}':")
+    _sandbox_settings(check, task, raw, at, f"task '{task_id}':")
     return task
 
 
@@ -722,6 +770,7 @@ def loads(text: str, path: str | Path = "waveui.toml") -> Epic:
     written = {raw.get("id") for raw in raw_tasks if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
     _check_graph(check, epic.tasks, index_of, written - set(index_of))
     _check_resolvers(check, epic, index_of)
+    epic.sandbox_line = _sandbox_line(check, epic, index_of)
     if check.problems:
         problems = sorted(check.problems, key=lambda p: p.line)
         if len(problems) > MAX_PROBLEMS:

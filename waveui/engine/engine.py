@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from waveui.engine.ready import SETTLED, STUCK_STATES, WAITING, ReadyQueue
 from waveui.engine.resume import Adoption, Resume
 from waveui.engine import attempts
 from waveui.engine.resolving import Conflicts
+from waveui.engine.sandboxing import Sandboxing
 from waveui.executors import Executor, ExecutorFactory, StepHandle
 from waveui.executors.local import LocalExecutor
 from waveui.git.guard import RepositoryGuard
@@ -103,6 +105,7 @@ class Engine:
         self.previous_events: list[Event] | None = None  # the journal of the run being resumed
         self.resume = Resume(self)
         self.conflicts = Conflicts(self)
+        self.sandboxing = Sandboxing(epic, self.repo_root)
         self.ready = ReadyQueue(waves=epic.strategy == "waves")
         self.executor: Executor | None = None  # built once the run folder is chosen
         self.journal: Journal | None = None
@@ -255,6 +258,9 @@ class Engine:
         if self._claimed:
             return
         check_repository(self.repo_root, self.git)
+        fallback = self.sandboxing.check()
+        if fallback:
+            self.notice(fallback, kind="sandbox")
         try:
             self._controller.acquire()
         except ControllerBusy as error:
@@ -588,7 +594,12 @@ class Engine:
         """Run the epic's setup in the worktree if its inputs changed; False when it failed."""
         env = self._env(task, attempt, worktree.path)
         began = self.clock()
-        setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env)
+        sandbox = await self._sandbox(task, self.epic.setup, worktree.path, env) if self.epic.setup else None
+        try:
+            setup = await asyncio.to_thread(self.pool.ensure_setup, worktree, env, None,
+                                            sandbox and functools.partial(self.executor.run_to_end, sandbox=sandbox))
+        finally:
+            await self.sandboxing.discard(task.id)
         if self.epic.setup:
             self.emit(SetupRan(t=self.clock(), worktree=str(worktree.path), task=task.id,
                                seconds=setup.seconds if setup.ran else self.clock() - began,
@@ -597,6 +608,11 @@ class Engine:
             await self._failed(task.id, f"setup failed (exit {setup.exit_code})", attempt)
             return False
         return True
+
+    async def _sandbox(self, task: Task, command: str, workdir: Path, env: dict[str, str]):
+        """The sandbox of the task's next step, or None when it runs unsandboxed."""
+        return await self.sandboxing.prepare(task, command, workdir, env,
+                                             self.integrator.repository if self.integrator else None)
 
     def _steps(self, task: Task) -> list[tuple[str, str | None]]:
         steps = [("running", task.command or self.epic.command)]
@@ -623,17 +639,22 @@ class Engine:
                 adopted = None
             else:
                 await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
+                sandbox = await self._sandbox(task, command, workdir, env)
                 process = await self.executor.start(task.id, state, command, workdir, env, timeout,
                                                     self.options.grace, self._on_directive(task.id),
-                                                    read_line=agents.line_reader(command))
+                                                    read_line=agents.line_reader(command), sandbox=sandbox)
                 reason = ""
             self._processes[task.id] = process
             if task.id in self._over_budget:  # its cost passed max_cost before it was known to be running
                 asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
             self._set_state(task.id, "paused" if process.paused else state, attempt=attempt, worker=slot,
                             worktree=str(workdir) if self.pool else "", pid=process.pid,
-                            pid_started=process.create_time, start_point=start_point, reason=reason)
-            result = await process.wait()
+                            pid_started=process.create_time, start_point=start_point, reason=reason,
+                            sandboxed=self.sandboxing.wanted(task))
+            try:
+                result = await process.wait()
+            finally:
+                await self.sandboxing.discard(task.id)
             self._processes.pop(task.id, None)
             if task.id in self._over_budget:
                 return self._over_budget[task.id]

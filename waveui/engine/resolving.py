@@ -137,15 +137,17 @@ class Conflicts:
             engine._set_state(task_id, "merging", reason=f"{step} the conflict in "
                                                          f"{', '.join(resolution.conflicted)}")
             await engine.journal.durable()
-            process = await engine.executor.start(task_id, step, step_command, resolution.path, env,
-                                                  task.timeout or engine.epic.timeout, engine.options.grace,
-                                                  engine._on_directive(task_id),
-                                                  read_line=agents.line_reader(step_command))
-            engine._processes[task_id] = process
+            sandbox = await engine._sandbox(task, step_command, resolution.path, env)
             try:
+                process = await engine.executor.start(task_id, step, step_command, resolution.path, env,
+                                                      task.timeout or engine.epic.timeout, engine.options.grace,
+                                                      engine._on_directive(task_id),
+                                                      read_line=agents.line_reader(step_command), sandbox=sandbox)
+                engine._processes[task_id] = process
                 result = await process.wait()
             finally:
                 engine._processes.pop(task_id, None)
+                await engine.sandboxing.discard(task_id)
             if engine._stopping:
                 return "waveui stopped"
             if result.timed_out or result.exit_code != 0:

@@ -15,11 +15,24 @@ in a thread.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 OnProgress = Callable[[dict], None]  # given the values of each ``::waveui`` line a step prints
 LineReader = Callable[[bytes], "dict | None"]  # one line of a step's output -> its progress values, if any
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How a step is confined: all it may write is its working folder and these paths; the rest is read-only."""
+
+    network: bool = True
+    writable: tuple[Path, ...] = ()  # besides the working folder: the agent's own folders, ``sandbox_writable``
+    # (a private copy, the path where the step sees it): the task's git admin folder, so that its git commands
+    # write to copies that waveui throws away, never to the repository's refs, config or objects
+    private: tuple[tuple[Path, Path], ...] = ()
+    visible: tuple[Path, ...] = ()  # read-only paths the step must see through its private /tmp (the repository)
 
 
 class StepEnd(Protocol):
@@ -65,8 +78,11 @@ class Executor(Protocol):
 
     async def start(self, task_id: str, step: str, command: str, cwd: Path, env: dict[str, str],
                     timeout: float | None, grace: float, on_progress: OnProgress,
-                    read_line: LineReader | None = None) -> StepHandle:
-        """Start ``command`` (``/bin/sh -c``) as the task's ``step``; ``read_line`` reads its output lines."""
+                    read_line: LineReader | None = None, sandbox: Sandbox | None = None) -> StepHandle:
+        """Start ``command`` (``/bin/sh -c``) as the task's ``step``; ``read_line`` reads its output lines.
+
+        With ``sandbox`` the step runs confined as it says, or not at all.
+        """
 
     def adopt(self, task_id: str, step: str, on_progress: OnProgress,
               read_line: LineReader | None = None) -> StepHandle | None:
@@ -88,7 +104,7 @@ class Executor(Protocol):
         """
 
     def run_to_end(self, command: str, cwd: Path, env: dict[str, str], log_path: Path | None,
-                   timeout: float | None = None) -> int:
+                   timeout: float | None = None, sandbox: Sandbox | None = None) -> int:
         """Run a command (the epic's setup) to its end, output to ``log_path``; its exit status; blocking."""
 
 

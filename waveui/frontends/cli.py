@@ -56,11 +56,21 @@ def _load(path: str):
     return spec.load(path)
 
 
+def _check_sandbox(epic) -> None:
+    """Refuse an epic that asks for a sandbox bubblewrap cannot give here, before anything is planned or run."""
+    from waveui.engine.sandboxing import refusal
+
+    refused = refusal(epic)
+    if refused:
+        raise UsageError(refused)
+
+
 def cmd_plan(args) -> int:
     from waveui.plan import make_plan
     from waveui.plan import report
 
     epic = _load(str(example_path("hybrid")) if args.example else args.file)
+    _check_sandbox(epic)
     plan = make_plan(epic, args.workers)
     if args.json:
         print(report.json_text(plan))
@@ -140,6 +150,7 @@ def cmd_run(args) -> int:
     if args.file is None:
         args.file = str(_find_epic_file() or EPIC_FILE)  # none found: the error names ./waveui.toml
     epic = _load(args.file)
+    _check_sandbox(epic)
     root = _repo_root(Path(args.file), epic.isolation)
     return _run_epic(epic, root, RunOptions(max_parallel=args.max_parallel, fresh=args.fresh), args.headless)
 

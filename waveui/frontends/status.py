@@ -27,7 +27,7 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     out["max_cost"] = state.max_cost
     out["tasks"] = [{"id": sanitize_line(t.id), "state": t.state, "cost": round(t.cost, 4),
                      "tokens_in": t.tokens_in, "tokens_out": t.tokens_out, "tokens_cached": t.tokens_cached,
-                     "denied": [sanitize_line(tool) for tool in t.denied],
+                     "denied": [sanitize_line(tool) for tool in t.denied], "sandboxed": t.sandboxed,
                      "kept_attempts": [{"attempt": a.number, "outcome": a.outcome, "ref": sanitize_line(a.ref),
                                         "commit": sanitize_line(a.commit), "base": sanitize_line(a.base)}
                                        for a in t.kept_attempts()],
@@ -77,6 +77,9 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
     if info["status"] == "running":
         figures.append(f"ETA {duration(info['eta'])}")
     lines.append(", ".join(figures))
+    sandboxed = [row["id"] for row in info.get("tasks", []) if row.get("sandboxed")]
+    if sandboxed:
+        lines.append(_cut(f"sandboxed: {', '.join(sandboxed)}", width))
     notices = info.get("notices", [])
     if notices:
         lines.append(style("notices", "warn"))

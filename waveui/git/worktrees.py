@@ -326,10 +326,12 @@ class WorktreePool:
                 slot.start = slot.task_commit = None
         return Released(cleaned, kept, kept and self._attempt_ref(wt, attempt))
 
-    def ensure_setup(self, wt: Worktree, env: dict, timeout: float | None = None) -> SetupResult:
+    def ensure_setup(self, wt: Worktree, env: dict, timeout: float | None = None,
+                     run_setup: Callable | None = None) -> SetupResult:
         """Run the setup command in ``wt`` unless this slot already ran it for the same inputs.
 
-        ``env`` is the complete environment of the command. The slot counts as
+        ``env`` is the complete environment of the command; ``run_setup``, if
+        given, runs it instead of the pool's own (confined in a sandbox, say). The slot counts as
         set up only after an exit status of 0; a failed setup runs again next
         time. What setup leaves among the ignored files (``node_modules/``,
         ``.venv/``) is recorded, and cleaning keeps exactly that.
@@ -344,7 +346,7 @@ class WorktreePool:
             return SetupResult(False, time.monotonic() - started, 0)
         # A setup cut short may have left half its files: not done until it succeeds.
         marker.unlink(missing_ok=True)
-        code = self._run_setup(wt, env, timeout)
+        code = self._run_setup(wt, env, timeout, run_setup or self.run_setup)
         if code == 0:
             checkout = self.checkout_of(wt)
             kept = _ignored_entries(checkout)
@@ -607,7 +609,7 @@ class WorktreePool:
             return "", []
         return (lines[0].strip() if lines else ""), [line for line in lines[1:] if line]
 
-    def _run_setup(self, wt: Worktree, env: dict, timeout: float | None) -> int:
+    def _run_setup(self, wt: Worktree, env: dict, timeout: float | None, run_setup: Callable) -> int:
         log = None
         if self.log_dir is not None:
             ensure_private_dir(self.log_dir)
@@ -615,7 +617,7 @@ class WorktreePool:
             with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
                 out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {wt.branch}: {self.setup}\n".encode())
         # The executor runs it as it runs a task's step: nothing the setup detaches outlives it.
-        code = self.run_setup(self.setup, wt.path, env, log, timeout)
+        code = run_setup(self.setup, wt.path, env, log, timeout)
         if log is not None:
             with open(os.open(log, os.O_WRONLY | os.O_APPEND), "ab") as out:
                 out.write(f"=== exit status {code}\n".encode())

@@ -84,6 +84,7 @@ class TaskStateChanged(Event):
     undeclared: list[str] = field(default_factory=list)  # changed but not in affected_files
     commit: str = ""
     start_point: str = ""  # the integration tip the attempt started from
+    sandboxed: bool = False  # the step starting now runs in a sandbox
 
 
 @dataclass

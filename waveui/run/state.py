@@ -74,6 +74,7 @@ class TaskView:
     earlier_tokens: tuple[int, int, int] = (0, 0, 0)
     failed: str = ""  # the agent's own words when the current attempt's result said it failed
     denied: list[str] = field(default_factory=list)  # tool calls the agent was refused in the current attempt
+    sandboxed: bool = False  # a step of the current attempt ran in a sandbox
     worker: int | None = None
     worktree: str = ""
     pid: int | None = None
@@ -301,6 +302,8 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.started = e.t
         task.attempts.append(Attempt(e.attempt, e.t))
         task.files, task.undeclared, task.exit_code = [], [], None
+        task.sandboxed = False
+    task.sandboxed = task.sandboxed or e.sandboxed
     if e.state in CLOCK_STATES and task.clock_since is None:
         task.clock_since = e.t
         state.clocked += 1

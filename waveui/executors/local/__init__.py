@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from waveui.executors import LineReader, OnProgress
+from waveui.executors import LineReader, OnProgress, Sandbox
 from waveui.executors.local import proctable, runner
+from waveui.executors.local.sandbox import sandboxed_command
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervision import LiveStep, StepFiles, SupervisedStep, live_steps, read_status
 from waveui.run.directives import read_directive
@@ -30,7 +31,9 @@ class LocalExecutor:
 
     async def start(self, task_id: str, step: str, command: str, cwd: Path, env: dict[str, str],
                     timeout: float | None, grace: float, on_progress: OnProgress,
-                    read_line: LineReader | None = None) -> SupervisedStep:
+                    read_line: LineReader | None = None, sandbox: Sandbox | None = None) -> SupervisedStep:
+        if sandbox is not None:
+            command = sandboxed_command(command, sandbox, cwd, env)
         # Without a reader of its own a step's output is read for ``::waveui`` lines.
         return await SupervisedStep.start(command, cwd, env, self._files(task_id, step), on_progress, timeout, grace,
                                           read_line=read_line or read_directive)
@@ -56,5 +59,7 @@ class LocalExecutor:
         return proctable.kill_leftover(pid, create_time)
 
     def run_to_end(self, command: str, cwd: Path, env: dict[str, str], log_path: Path | None,
-                   timeout: float | None = None) -> int:
+                   timeout: float | None = None, sandbox: Sandbox | None = None) -> int:
+        if sandbox is not None:
+            command = sandboxed_command(command, sandbox, cwd, env)
         return runner.run_to_end(command, cwd, env, log_path, timeout)

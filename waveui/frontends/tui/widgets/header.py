@@ -76,6 +76,8 @@ class RunHeader(Horizontal):
                 number = state.count(*states)
                 if number:
                     parts += [" · ", (f"{number} {label}", style)]
+        if any(notice.kind == "sandbox" for notice in state.notices):  # sandbox = "auto" fell back
+            parts += ["   ", ("⚠ unsandboxed: no bubblewrap", "bold $warning")]
         if figures.task_filter != "all":
             parts += ["   ", (f"filter: {figures.task_filter}", "$accent")]
         return Content.assemble(*parts)

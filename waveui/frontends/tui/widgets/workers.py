@@ -16,6 +16,7 @@ from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.text import fit
 
 # (key, label, width): fixed widths, so a changed cell never costs a layout pass.
+SANDBOXED = "▣"  # before the worktree of a task whose steps run sandboxed
 COLUMNS = (("slot", "#", 2), ("task", "Task", 18), ("worktree", "Tree", 7), ("pid", "PID", 7),
            ("cpu", "CPU%", 4), ("memory", "Mem", 5), ("elapsed", "Time", 6), ("attempt", "Try", 3))
 IDLE = ("· idle", "", "", "", "", "", "")
@@ -66,6 +67,8 @@ class WorkerTable(DataTable):
         used = usage.get(task.id)
         # Ids and worktrees come from the journal, which any process could have written to.
         worktree = sanitize_line(task.worktree.rstrip("/").rsplit("/", 1)[-1]) if task.worktree else "—"
+        if task.sandboxed:  # confined by bubblewrap: it can write nothing but its worktree
+            worktree = SANDBOXED + worktree
         # A task whose agent was denied tool calls is marked: it may be doing less than it was asked.
         label = f"{mark(task.state)}{'⚠' if task.denied else ' '}{sanitize_line(task.id)}"
         return (str(slot), fit(label, COLUMNS[1][2]), worktree,
