@@ -129,7 +129,9 @@ def test_the_run_folder_deleted_mid_run_reruns_no_command(tmp_path):
 
 def test_files_a_task_leaves_that_git_ignores_are_named_before_they_are_cleaned(tmp_path):
     repo = make_repo(tmp_path / "repo", {"README.md": "hi\n", ".gitignore": "NOTES.md\n__pycache__/\n"})
-    epic(repo, task("a", f"echo notes > NOTES.md; mkdir -p __pycache__; touch __pycache__/x.pyc; {WRITE}"),
+    # .pytest_cache is how pytest leaves its cache: a folder git ignores file by file through its own .gitignore.
+    cache = "mkdir -p .pytest_cache/v && echo '*' > .pytest_cache/.gitignore && touch .pytest_cache/v/x"
+    epic(repo, task("a", f"echo notes > NOTES.md; mkdir -p __pycache__; touch __pycache__/x.pyc; {cache}; {WRITE}"),
          extra='setup = "echo dep > dep.txt"')
     code, out = run(repo)
     assert code == 0, out

@@ -512,7 +512,8 @@ class WorktreePool:
         """Say which files a task left that git ignores: they are in no commit, and cleaning removes them."""
         _, kept = self._read_marker(self._setup_marker(slot.number))
         # Files only: folders of caches and build output (__pycache__/, .pytest_cache/, dist/) are expected.
-        left = [p for p in _ignored_entries(checkout) if p not in kept and not p.endswith("/")]
+        left = [p for p in _ignored_entries(checkout)
+                if p not in kept and not p.endswith("/") and not _in_cache_folder(checkout.work_tree, p)]
         if left:
             self.on_notice(f"{branch} left files git ignores ({some_paths(left)}): not committed, removed before the next "
                            "task; if they are work, un-ignore them")
@@ -747,6 +748,23 @@ def _ignored_entries(checkout: Checkout) -> list[str]:
     """The ignored files and folders in a worktree, folders as one entry ending in ``/``."""
     out = checkout.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory").out
     return sorted(p for p in out.split("\0") if p)
+
+
+def _in_cache_folder(root: Path, path: str) -> bool:
+    """Whether a file lies in a folder that marks itself a cache: a ``CACHEDIR.TAG``, or a ``.gitignore`` of
+    ``*`` (pytest's, mypy's and ruff's caches do both), so git ignores it file by file, not as a folder."""
+    parts = Path(path).parts[:-1]
+    for depth in range(1, len(parts) + 1):
+        folder = root.joinpath(*parts[:depth])
+        if (folder / "CACHEDIR.TAG").is_file():
+            return True
+        try:
+            rules = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace").split()
+        except OSError:
+            continue
+        if "*" in rules:
+            return True
+    return False
 
 
 def _escape_pattern(path: str) -> str:
