@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from waveui.engine.engine import Engine, RunOptions
-from waveui.run.events import AttemptKept, TaskStateChanged
+from waveui.run.events import AttemptKept, Notice, TaskStateChanged
 from waveui.run.journal import read_events
 
 from engine_helpers import git, make_repo, run_engine, write_epic
@@ -306,3 +306,32 @@ def test_a_conflict_names_the_task_that_changed_the_file_without_declaring_it(tm
     assert "merge conflict in notes.txt with culprit (culprit did not declare it)" in honest.reason
     assert "honest did not declare" not in honest.reason
     assert engine.state.undeclared() == {"culprit": ["notes.txt"]}
+
+
+def test_waveui_resolve_beside_a_live_run_hands_the_merge_to_it(tmp_path):
+    """The run is still open (a user at the app): `waveui resolve` leaves the merge, the run merges it and goes on."""
+    repo = make_repo(tmp_path / "repo", SAME_LINE)
+    epic = _same_line_epic(repo, "live", ["a", "b"], wait=" && sleep 0.5")
+    engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, stay_open=True))
+    outcome = {}
+
+    def resolve_by_hand() -> None:
+        shown = waveui(repo, "resolve", "b", "--print")
+        where = Path(shown.stdout.strip())
+        (where / "notes.txt").write_text("one\ntwo by both\nthree\n")
+        git(where, "add", "notes.txt")
+        outcome["handed"] = waveui(repo, "resolve", "b", "--print")
+
+    def user(event):
+        if isinstance(event, Notice) and event.kind == "idle":
+            loop = asyncio.get_running_loop()
+            if engine.state.tasks["b"].state == "conflicted" and "started" not in outcome:
+                outcome["started"] = loop.run_in_executor(None, resolve_by_hand)
+            elif engine.state.tasks["b"].state == "done":
+                loop.call_soon(engine.close)
+
+    engine.options.listeners.append(user)
+    state = asyncio.run(engine.run())
+    assert "the running waveui merges it" in outcome["handed"].stdout, outcome["handed"].stderr
+    assert state.tasks["b"].state == "done" and "resolved by hand with `waveui resolve`" in state.tasks["b"].reason
+    assert git(repo, "show", "waveui/live:notes.txt") == "one\ntwo by both\nthree"

@@ -152,7 +152,7 @@ def test_a_branch_made_by_hand_without_a_journal_is_refused(tmp_path):
 def test_an_integration_branch_moved_back_by_the_user_is_refused_until_put_back(tmp_path, clean_tree):
     """Moving waveui/<epic> back drops merged work: a rewrite, refused in one line; put back, the run goes on."""
     ledger = tmp_path / "ledger"
-    repo = ledger_repo(tmp_path / "repo", ledger, TASKS)
+    repo = ledger_repo(tmp_path / "repo", ledger, TASKS, sleep=1.0)  # still running when killed, on a loaded machine
     kill_after_done(repo, 3)
     merged_before = merged_by_trailer(repo)
     left = git(repo, "rev-parse", BRANCH)

@@ -178,6 +178,7 @@ class Engine:
         fields.setdefault("attempt", task.attempt)
         self.emit(TaskStateChanged(t=self.clock(), task=task_id, state=state, **fields))
         self.ready.track(task_id, before, state)
+        self._idle_said = False  # what is left changed: say it again once idle
         if state in ("failed", "conflicted") and before != state:
             event = notify.TASK_FAILED if state == "failed" else notify.TASK_CONFLICTED
             self._notify(event, fields.get("reason", ""), task_id)
@@ -387,8 +388,6 @@ class Engine:
                 if self._closing or not self.options.stay_open:
                     return
                 self._say_idle()
-            elif self._jobs:
-                self._idle_said = False
             timeout = self.ready.next_retry_in(self.clock())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
