@@ -23,6 +23,8 @@ from textual import events
 from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
@@ -35,10 +37,12 @@ from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.bridge import RunBridge
 from waveui.frontends.tui.feeds import EventFeed
 from waveui.frontends.tui.keys import RUN_ACTIONS, RUN_BINDINGS, action_name
+from waveui.frontends.tui.messages import TerminalLost, TerminateRequested
 from waveui.frontends.tui.screens.detail import TaskDetailScreen
 from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun, RetryFrom
 from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.screens.main import MainScreen
+from waveui.frontends.tui.terminal import TerminalDriver
 from waveui.frontends.tui.usage import Target, Usage
 from waveui.frontends.tui.themes import DEFAULT_THEME, STATE_COLOURS, load_themes, theme_folders
 
@@ -331,10 +335,29 @@ class WaveApp(App):
 
         def answered(answer: str | None) -> None:
             if answer is not None:
-                self.control.stop(leave_resumable=answer == "leave")
-                self.exit()
+                self._end(leave_resumable=answer == "leave")
 
         self.push_screen(QuitLiveRun(), answered)
+
+    def _end(self, *, leave_resumable: bool) -> None:
+        """Close the app; a live run is stopped first, or left for the next `waveui run` to go on with."""
+        if not (self.read_only or self.control is None or self.state.finished):
+            self.control.stop(leave_resumable=leave_resumable)
+        self.exit()
+
+    # ---- the terminal going away, the process told to end (from TerminalDriver), whatever screen is open ----
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        return TerminalDriver if driver is LinuxDriver else driver  # not a driver named in $TEXTUAL_DRIVER
+
+    def on_terminal_lost(self, message: TerminalLost) -> None:
+        # A closed window, a dropped ssh connection, a killed tmux session: the tasks go on for the next run.
+        self._end(leave_resumable=True)
+
+    def on_terminate_requested(self, message: TerminateRequested) -> None:
+        # As the headless run: the tasks are stopped and the run stays resumable.
+        self._end(leave_resumable=False)
 
     # ---- actions on the view ----
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -34,6 +35,20 @@ class EngineFeed:
         await asyncio.shield(self.finished)
 
 
+# How long the last line waits for the terminal to take it.
+TELL_SECONDS = 0.5
+
+
+def tell(line: str) -> None:
+    """Print ``line`` on stderr if the terminal takes it: one that is gone or stalled is not waited on for good."""
+    try:
+        _, writable, _ = select.select([], [sys.stderr], [], TELL_SECONDS)
+        if writable:
+            print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # EIO: the terminal hung up; a closed stderr
+        pass
+
+
 def run_live(engine: Engine) -> int:
     """Run the engine's epic under the full-screen app; the exit status."""
     from waveui.frontends.tui.app import WaveApp
@@ -59,10 +74,8 @@ def run_live(engine: Engine) -> int:
                 app.exit()
 
         engine_task.add_done_callback(engine_ended)
-        # A closed terminal leaves the tasks running for the next `waveui run` to adopt;
-        # SIGTERM stops them cleanly (the run stays resumable).
-        loop.add_signal_handler(signal.SIGHUP, lambda: (engine.stop(leave_resumable=True), app.exit()))
-        loop.add_signal_handler(signal.SIGTERM, lambda: (engine.stop(leave_resumable=False), app.exit()))
+        # SIGHUP and SIGTERM: the app's terminal driver hands them to the app, which stops the run
+        # or leaves it resumable (WaveApp.on_terminal_lost, on_terminate_requested).
         # SIGINT from outside (the keyboard's Ctrl-C reaches the app as a key): ask, as `q` does.
         loop.add_signal_handler(signal.SIGINT, lambda: app.call_later(app.run_action, "quit"))
         await app.run_async()
@@ -77,15 +90,15 @@ def run_live(engine: Engine) -> int:
             outcome["error"] = error
             return 2
         if state.finish_reason == "interrupted":
-            print("waveui: left resumable; run `waveui run` again to go on", file=sys.stderr)
+            tell("waveui: left resumable; run `waveui run` again to go on")
             return 130
-        print(f"waveui: run {state.finish_reason}: {state.done}/{state.total} done", file=sys.stderr)
+        tell(f"waveui: run {state.finish_reason}: {state.done}/{state.total} done")
         if state.finish_reason == BUDGET_REACHED:
             return EXIT_BUDGET
         return 0 if state.ok else 1
 
     status = asyncio.run(main())
     if "error" in outcome:
-        print(f"waveui: error: {outcome['error']}", file=sys.stderr)
+        tell(f"waveui: error: {outcome['error']}")
         return 2
     return status

@@ -1,4 +1,4 @@
-"""The Textual messages the app's widgets send to the screen that holds them."""
+"""The Textual messages the app's widgets send to the screen that holds them, and its terminal driver to the app."""
 
 from __future__ import annotations
 
@@ -23,3 +23,11 @@ class TaskOpened(Message):
 
 class FilterClosed(Message):
     """The user left the filter bar (Escape); the screen puts the focus back on its panes."""
+
+
+class TerminalLost(Message):
+    """The terminal went away (SIGHUP, or a write failed): nobody sees the app any more."""
+
+
+class TerminateRequested(Message):
+    """The process was told to end (SIGTERM)."""

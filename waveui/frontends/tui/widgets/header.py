@@ -46,7 +46,7 @@ class RunHeader(Horizontal):
         # Held, not queried: the app may flush before these are mounted.
         self._summary = Static(id="summary")
         self._load_view = Static(id="load")
-        self._shown: tuple | None = None
+        self._shown: dict[Static, tuple] = {}
 
     def compose(self) -> ComposeResult:
         yield self._summary
@@ -54,13 +54,12 @@ class RunHeader(Horizontal):
 
     def show(self, state: RunState, figures: HeaderFigures) -> None:
         summary = Content("\n").join([self._status_line(state, figures), self._figures_line(state, figures)])
-        load = self._load(state)
-        # An unchanged header costs no repaint (Content's == looks at the text only, not its styles).
-        key = tuple((c.plain, tuple(c.spans)) for c in (summary, load))
-        if key != self._shown:
-            self._shown = key
-            self._summary.update(summary, layout=False)  # fixed size: no layout pass for the whole screen
-            self._load_view.update(load, layout=False)
+        for view, content in ((self._summary, summary), (self._load_view, self._load(state))):
+            # An unchanged part costs no repaint (Content's == looks at the text only, not its styles).
+            key = (content.plain, tuple(content.spans))
+            if key != self._shown.get(view):
+                self._shown[view] = key
+                view.update(content, layout=False)  # fixed size: no layout pass for the whole screen
 
     def _status_line(self, state: RunState, figures: HeaderFigures) -> Content:
         parts: list = []

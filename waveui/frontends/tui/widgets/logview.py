@@ -84,7 +84,9 @@ class TaskLog(Log):
             self.write_line("── the log started over ──")
         if text:
             self.write(sanitize(text))
-        self.border_subtitle = self._note()
+        note = self._note()
+        if note != self.border_subtitle:  # setting it repaints the whole pane, four times a second
+            self.border_subtitle = note
 
     def _note(self) -> str:
         if self.task_id is None:

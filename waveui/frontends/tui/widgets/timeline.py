@@ -129,7 +129,13 @@ class WaveTimeline(CachedLinesView, can_focus=True):
         self._refresh_row(self._wave_row[task.wave])
 
     def _refresh_row(self, row: int) -> None:
-        self._cache.pop(row, None)
+        """Redraw ``row`` if it would look different: a running clock changes its text once a second, not at every flush."""
+        shown = self._cache.pop(row, None)
+        if shown is not None:
+            strip = self._row_strip(row, shown.cell_length)
+            self._cache[row] = strip
+            if strip == shown:
+                return
         self.refresh_line(row)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -198,13 +204,14 @@ class WaveTimeline(CachedLinesView, can_focus=True):
             return Strip.blank(width, self.base_style)
         strip = self._cache.get(row)
         if strip is None or strip.cell_length != width:
-            item = self._rows[row]
-            if isinstance(item, int):
-                strip = self._wave_strip(item, width)
-            else:
-                strip = self._task_strip(self.state.tasks[item], width)
-            self._cache[row] = strip
+            strip = self._cache[row] = self._row_strip(row, width)
         return strip
+
+    def _row_strip(self, row: int, width: int) -> Strip:
+        item = self._rows[row]
+        if isinstance(item, int):
+            return self._wave_strip(item, width)
+        return self._task_strip(self.state.tasks[item], width)
 
     def _empty_line(self, y: int, width: int) -> Strip:
         if y != 1:
