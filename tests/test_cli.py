@@ -317,6 +317,20 @@ def test_init_writes_a_starter_that_plans_cleanly(cli, tmp_path):
     assert cli("graph").returncode == 0
 
 
+def test_the_starter_runs_as_written(cli, tmp_path):
+    """`waveui init`, commit, `waveui run`: every task done, with no edit in between."""
+    from engine_helpers import git, make_repo
+
+    repo = make_repo(tmp_path / "project")
+    assert cli("init", cwd=repo).returncode == 0
+    git(repo, "add", "waveui.toml")
+    git(repo, "commit", "-q", "-m", "epic")
+    result = cli("run", "--headless", cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run complete: 3/3 done" in result.stdout
+    assert git(repo, "show", "waveui/my-epic:notes/api.md") == "Add the API endpoints over the models"
+
+
 def test_init_refuses_to_overwrite(cli, tmp_path):
     target = tmp_path / "waveui.toml"
     target.write_text("# mine\n", encoding="utf-8")
