@@ -90,7 +90,10 @@ def test_status_json(cli, repo):
                                        "attempt": 1, "exit_code": 1}
     assert info["conflicted_tasks"] == [{"id": "analytics-events", "reason": "merge conflict",
                                         "files": ["src/events/bus.py", "src/events/schema.py"]}]
-    assert info["blocked_tasks"] == [{"id": "search-ui", "reason": "search-index failed"}]
+    assert info["blocked_tasks"] == [{"id": "search-ui", "reason": "search-index failed",
+                                      "waiting_on": ["search-index"]}]
+    assert sum(info["breakdown"].values()) == info["total"]  # every task counted once
+    assert info["breakdown"]["failed"] == 2 and info["breakdown"]["blocked"] == 1
 
 
 def test_a_running_run_has_an_eta(cli, repo):

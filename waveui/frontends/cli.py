@@ -315,7 +315,8 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        width = shutil.get_terminal_size((100, 24)).columns
+        # Cut to the terminal's width; piped, whole lines (a script or a file wants every reason in full).
+        width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
         print(status.text(info, width=width, style=_styler(sys.stdout)))
     return 0
 

@@ -8,11 +8,12 @@ before it reaches the terminal.
 from __future__ import annotations
 
 from waveui.plan.eta import estimate_remaining
-from waveui.run.metrics import duration, money, projected_cost, tokens
-from waveui.run.state import RunState
+from waveui.run.metrics import duration, money, projected_cost, tally, tokens
+from waveui.run.state import Breakdown, RunState
 from waveui.core.sanitize import sanitize_line
 
 TROUBLE = ("failed", "conflicted", "blocked")
+LISTED = (*TROUBLE, "cancelled")  # the tasks listed one by one, with why
 SHOWN_PER_LIST = 10  # tasks listed per kind of trouble: the summary has to fit one screen
 
 
@@ -23,6 +24,7 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     for key in ("epic", "status", "run"):
         out[key] = sanitize_line(out[key])
     out["active"] = state.active
+    out["breakdown"] = state.breakdown().as_dict()
     out["tokens_in"], out["tokens_out"], out["tokens_cached"] = state.tokens_in, state.tokens_out, state.tokens_cached
     out["max_cost"] = state.max_cost
     out["tasks"] = [{"id": sanitize_line(t.id), "state": t.state, "cost": round(t.cost, 4),
@@ -36,7 +38,7 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     out["projected_cost"] = round(projected, 4) if projected is not None else None
     eta = estimate_remaining(state, now) if running else None
     out["eta"] = round(eta, 1) if eta is not None else None
-    for kind in TROUBLE:
+    for kind in LISTED:
         rows = []
         for task in state.tasks.values():
             if task.state != kind:
@@ -46,30 +48,34 @@ def report(state: RunState, summary: dict, now: float) -> dict:
                 row["attempt"], row["exit_code"] = task.attempt, task.exit_code
             if kind == "conflicted":
                 row["files"] = [sanitize_line(f) for f in task.files]
+            if kind == "blocked":  # the requirements it waits on that will not get done by themselves
+                row["waiting_on"] = [sanitize_line(dep) for dep in task.requires
+                                     if dep in state.tasks and state.tasks[dep].state in LISTED]
             rows.append(row)
         out[f"{kind}_tasks"] = rows
     out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices]
     return out
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+def _cut(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[:max(0, width - 1)] + "…"
 
 
-def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
-    """The report as a few lines of text; ``style(text, tag)`` may colour it."""
+def text(info: dict, width: int | None = 100, style=lambda s, _tag: s) -> str:
+    """The report as a few lines of text, each cut to ``width`` (None: whole); ``style(text, tag)`` may colour it."""
     lines = [style(_cut(f"{info['epic']}  run {info['run']}  {info['status']}", width), "title")]
-    counts = [f"{info['done']}/{info['total']} done", f"{info['active']} active"]
-    counts += [f"{len(info[f'{k}_tasks'])} {k}" for k in TROUBLE if info[f"{k}_tasks"]]
-    lines.append(", ".join(counts))
-    cost = f"cost {money(info['cost'])}"
-    if info.get("max_cost") is not None:
-        cost += f" of budget {money(info['max_cost'])}"
+    lines.append(", ".join(tally(Breakdown(**info["breakdown"]))))
+    figures = []
+    if info["cost"] or info.get("max_cost") is not None:  # no task reports a cost and there is no budget: no word of it
+        cost = f"cost {money(info['cost'])}"
+        if info.get("max_cost") is not None:
+            cost += f" of budget {money(info['max_cost'])}"
+        if info["projected_cost"] is not None and info["status"] != "complete":
+            cost += f" (projected {money(info['projected_cost'])})"
+        figures.append(cost)
     if info.get("tokens_in") or info.get("tokens_out"):
-        cost += f", tokens {tokens(info['tokens_in'])} in / {tokens(info['tokens_out'])} out"
-    if info["projected_cost"] is not None and info["status"] != "complete":
-        cost += f" (projected {money(info['projected_cost'])})"
-    figures = [cost, f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
+        figures.append(f"tokens {tokens(info['tokens_in'])} in / {tokens(info['tokens_out'])} out")
+    figures += [f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
     if info["status"] == "running":
         figures.append(f"ETA {duration(info['eta'])}")
     lines.append(", ".join(figures))
@@ -85,7 +91,7 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
         lines.append(style("denied tool calls", "warn"))
         for row in denied[:SHOWN_PER_LIST]:
             lines.append(_cut(f"  {row['id']}  {', '.join(row['denied'])}", width))
-    for kind in TROUBLE:
+    for kind in LISTED:
         rows = info[f"{kind}_tasks"]
         if not rows:
             continue

@@ -46,6 +46,7 @@ class Attempt:
     ref: str = ""  # where its work is kept (refs/waveui/<epic>/<task>/<n>), once kept
     commit: str = ""
     base: str = ""  # the commit it started from: `git diff base commit` is its work
+    seconds: float = 0.0  # its task's clock when it ended (see TaskView.elapsed)
 
 
 @dataclass
@@ -96,9 +97,53 @@ class TaskView:
         return [attempt for attempt in self.attempts if attempt.ref]
 
     def elapsed(self, now: float) -> float:
-        """Running time of the current attempt, pauses excluded."""
+        """Running time of the current attempt, pauses excluded: the one clock every view shows for a task."""
         running = now - self.clock_since if self.clock_since is not None else 0.0
         return self.busy_seconds + max(0.0, running)
+
+
+# The groups of task states a summary counts, in the order it names them. Every state belongs to exactly
+# one, and a state this version does not know counts as "other": the parts always add up to the total.
+BREAKDOWN_GROUPS: dict[str, frozenset[str]] = {
+    "done": frozenset({"done"}),
+    "active": ACTIVE_STATES,
+    "waiting": frozenset({"pending", "ready"}),
+    "failed": frozenset({"failed"}),
+    "conflicted": frozenset({"conflicted"}),
+    "blocked": frozenset({"blocked"}),
+    "cancelled": frozenset({"cancelled"}),
+}
+GROUP_OF_STATE = {state: group for group, states in BREAKDOWN_GROUPS.items() for state in states}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """How many tasks are in each group of states; every task is in exactly one, so the parts add up to the total."""
+
+    done: int = 0
+    active: int = 0
+    waiting: int = 0
+    failed: int = 0
+    conflicted: int = 0
+    blocked: int = 0
+    cancelled: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.parts())
+
+    @property
+    def problems(self) -> int:
+        """Tasks that need the user: failed, conflicted, or blocked by one that did."""
+        return self.failed + self.conflicted + self.blocked
+
+    def parts(self) -> list[tuple[str, int]]:
+        """Every group with its count, done first, in the order summaries name them."""
+        return [(group, getattr(self, group)) for group in (*BREAKDOWN_GROUPS, "other")]
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.parts())
 
 
 @dataclass
@@ -122,6 +167,7 @@ class RunState:
     ok: bool = False
     finish_reason: str = ""
     resumes: int = 0
+    away_seconds: float = 0.0  # between one controller's last event and the next one's start: no one's run time
     capacity_seconds: float = 0.0  # worker slots available, integrated over time
     busy_seconds: float = 0.0  # worker slots in use (clock running), integrated over time
     clocked: int = 0  # tasks whose clock runs now (kept by _stop_clock/_start_clock: no scan per event)
@@ -142,6 +188,13 @@ class RunState:
     @property
     def total(self) -> int:
         return len(self.tasks)
+
+    def breakdown(self) -> Breakdown:
+        """The tasks counted by group of states: what every summary of the run shows."""
+        counts = dict.fromkeys((*BREAKDOWN_GROUPS, "other"), 0)
+        for task in self.tasks.values():
+            counts[GROUP_OF_STATE.get(task.state, "other")] += 1
+        return Breakdown(**counts)
 
     @property
     def done(self) -> int:
@@ -180,9 +233,10 @@ class RunState:
         return sum(t.iterations for t in self.tasks.values())
 
     def elapsed(self, now: float | None = None) -> float:
+        """The run's time so far (up to ``now``, else its last event), the time between its controllers left out."""
         if self.started is None:
             return 0.0
-        return max(0.0, (self.now if now is None else max(now, self.now)) - self.started)
+        return max(0.0, (self.now if now is None else max(now, self.now)) - self.started - self.away_seconds)
 
     def efficiency(self, now: float | None = None) -> float:
         """Busy worker time / (elapsed × capacity), capacity integrated as the limit changed."""
@@ -220,9 +274,10 @@ def _start_run(state: RunState, e: RunStarted) -> None:
     state.finished = False
     if e.resumed and state.tasks:
         # Resuming: tasks keep what was done; the engine re-sends states of the
-        # rest. Clocks stopped when the last controller fell silent.
-        for task in state.tasks.values():
-            _stop_clock(state, task, state.now)
+        # rest. A running task's clock runs on: its supervisor outlives waveui,
+        # so it went on while no controller watched (adopted, its time counts
+        # in full; rerun, its attempt ends when this run says so).
+        state.away_seconds += max(0.0, e.t - state.now)
         state.now = max(state.now, e.t)
         state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
         state.limit, state.max_parallel = e.limit, e.max_parallel
@@ -241,6 +296,9 @@ def _start_run(state: RunState, e: RunStarted) -> None:
             task.critical = info.critical  # priority stays: the user may have changed it during the run
             task.after = list(info.after)
             state.tasks[info.id] = task
+        for task_id, task in earlier.items():
+            if task_id not in state.tasks:  # removed: no longer anyone's clock
+                _stop_clock(state, task, state.now)
         state.dependents, state.followers = _dependents(state.tasks)
         return
     state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
@@ -316,6 +374,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
             task.finished = e.t
         if task.attempts and task.attempts[-1].ended is None:  # pending: it ended to be retried
             task.attempts[-1].ended = e.t
+            task.attempts[-1].seconds = task.busy_seconds  # its clock stopped above: not in CLOCK_STATES
             task.attempts[-1].outcome = "retried" if e.state == "pending" else e.state
             task.attempts[-1].reason = e.reason
     if e.state == "done":

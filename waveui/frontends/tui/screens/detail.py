@@ -132,15 +132,15 @@ class TaskDetailScreen(Screen):
         return Content("\n").join(lines)
 
     def _fill_attempts(self) -> None:
-        attempts = tuple((a.number, a.started, a.ended, a.outcome, a.reason) for a in self.task.attempts)
+        attempts = tuple((a.number, a.started, a.ended, a.seconds, a.outcome, a.reason) for a in self.task.attempts)
         if attempts == self._attempts_shown:
             return
         self._attempts_shown = attempts
         table = self.attempts_table
         table.clear()
         start = self.state.started or 0.0
-        for number, started, ended, outcome, reason in attempts:
-            ran = metrics.duration(ended - started) if ended is not None else "running"
+        for number, started, ended, seconds, outcome, reason in attempts:
+            ran = metrics.duration(seconds) if ended is not None else "running"  # the clock the summary's "ran" is
             table.add_row(Text(str(number)), Text(f"+{metrics.duration(started - start)}"), Text(ran),
                           Text(outcome or self.task.state), Text(sanitize_line(reason)))
 
