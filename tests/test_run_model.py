@@ -38,8 +38,8 @@ def runs(draw):
         t += draw(st.floats(0, 100))
         kind = draw(st.sampled_from(["state", "state", "state", "resume", "finish"]))
         if kind == "state":
-            events.append(TaskStateChanged(t=t, task=draw(st.sampled_from(TASK_IDS)), state=draw(st.sampled_from(STATES)),
-                                           attempt=draw(st.integers(0, 3))))
+            task_id, state = draw(st.sampled_from(TASK_IDS)), draw(st.sampled_from(STATES))
+            events.append(TaskStateChanged(t=t, task=task_id, state=state, attempt=draw(st.integers(0, 3))))
         elif kind == "resume":
             events.append(started(draw(st.lists(st.sampled_from(TASK_IDS), min_size=1, unique=True)), t, True))
         else:
@@ -62,7 +62,7 @@ def test_the_parts_of_every_summary_add_up_to_the_tasks(events):
     assert sum(numbers(", ".join(tally(counts)))) == len(state.tasks)
     # status --json and its text, and the headless summary, from the same breakdown
     summary = {"run": "r", "epic": "e", "status": "stopped", "done": state.done, "total": state.total,
-               "cost": 0.0, "started": state.started, "elapsed": 0.0}
+               "breakdown": counts.as_dict(), "cost": 0.0, "started": state.started, "elapsed": 0.0}
     info_ = status.report(state, summary, state.now)
     assert sum(info_["breakdown"].values()) == info_["total"] == len(state.tasks)
     listed = sum(len(info_[f"{kind}_tasks"]) for kind in status.LISTED)

@@ -24,7 +24,6 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     for key in ("epic", "status", "run"):
         out[key] = sanitize_line(out[key])
     out["active"] = state.active
-    out["breakdown"] = state.breakdown().as_dict()
     out["tokens_in"], out["tokens_out"], out["tokens_cached"] = state.tokens_in, state.tokens_out, state.tokens_cached
     out["max_cost"] = state.max_cost
     out["tasks"] = [{"id": sanitize_line(t.id), "state": t.state, "cost": round(t.cost, 4),

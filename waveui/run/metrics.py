@@ -35,15 +35,16 @@ def committed_cost(state: RunState) -> float:
     return state.cost + ahead
 
 
-def plural(count: int, word: str) -> str:
-    """``1 task``, ``2 tasks``: a count with its noun."""
-    return f"{count} {word}{'s' if count != 1 else ''}"
+def plural(count: float, one: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``, ``1.5 points``: a count with its noun (``many`` when not just ``one`` + s)."""
+    return f"{count:g} {one if count == 1 else many or one + 's'}"
 
 
 def tally(counts: Breakdown) -> list[str]:
     """The run's tasks as plain text, every one counted: ``3/12 done``, ``1 active``, then each other group there is."""
     parts = [f"{counts.done}/{counts.total} done", f"{counts.active} active"]
-    return parts + [f"{number} {group}" for group, number in counts.parts() if number and group not in ("done", "active")]
+    return parts + [f"{number} {group}" for group, number in counts.parts()
+                    if number and group not in ("done", "active")]
 
 
 def duration(seconds: float | None) -> str:

@@ -31,9 +31,11 @@ class LocalExecutor:
     async def start(self, task_id: str, step: str, command: str, cwd: Path, env: dict[str, str],
                     timeout: float | None, grace: float, on_progress: OnProgress,
                     read_line: LineReader | None = None) -> SupervisedStep:
-        # Without a reader of its own a step's output is read for ``::waveui`` lines.
+        # Without a reader of its own a step's output is read for ``::waveui`` lines. Every attempt's steps
+        # go to one log: each starts under a line saying which it is.
+        heading = f"--- attempt {env.get('WAVEUI_ATTEMPT', '1')} ({step}) ---"
         return await SupervisedStep.start(command, cwd, env, self._files(task_id, step), on_progress, timeout, grace,
-                                          read_line=read_line or read_directive)
+                                          read_line=read_line or read_directive, heading=heading)
 
     def adopt(self, task_id: str, step: str, on_progress: OnProgress,
               read_line: LineReader | None = None) -> SupervisedStep | None:

@@ -143,10 +143,16 @@ class SupervisedStep:
     @classmethod
     async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
                     on_directive: Callable[[dict], None], timeout: float | None, grace: float,
-                    read_line: LineReader = read_directive) -> SupervisedStep:
-        """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output."""
+                    read_line: LineReader = read_directive, heading: str = "") -> SupervisedStep:
+        """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output.
+
+        ``heading``, a line put in the log first, tells this step's output from the earlier ones' it follows.
+        """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
+        if heading:
+            with files.log.open("a", encoding="utf-8") as log:
+                log.write(heading + "\n")
         offset = files.log.stat().st_size if files.log.exists() else 0
         supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
