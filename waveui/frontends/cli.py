@@ -302,7 +302,7 @@ def cmd_watch(args) -> int:
     from waveui.frontends.tui.app import WaveApp
     from waveui.frontends.tui.feeds import JournalFeed
 
-    WaveApp(JournalFeed(run_dir / "events.jsonl"), None, log_dir=run_dir / "logs", repo_root=root,
+    WaveApp(JournalFeed(run_dir / "events.jsonl", repo_root=root), None, log_dir=run_dir / "logs", repo_root=root,
             read_only=True).run()
     return 0
 

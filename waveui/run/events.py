@@ -183,6 +183,28 @@ class Notice(Event):
     kind: str = ""  # what it is about: "journal", "epic", "git", "refs", "worktree"
 
 
+# What a read-only watcher sees for itself, of a run whose controller is gone. Never journaled (a watcher
+# writes nothing to a run), so not in EVENT_TYPES: a journal line claiming one is not believed.
+
+
+@dataclass
+class ControllerGone(Event):
+    """No waveui holds the run any more, though its journal has no end; ``t`` is the journal's last event."""
+
+    type: ClassVar[str] = "controller_gone"
+
+
+@dataclass
+class StepEnded(Event):
+    """A task's step ended under its supervisor with no controller to journal it (from the step's status file)."""
+
+    type: ClassVar[str] = "step_ended"
+    task: str = ""
+    step: str = ""  # running | verifying
+    exit_code: int | None = None
+    timed_out: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (RunStarted, TaskStateChanged, AttemptKept, TaskProgress, SetupRan, LimitChanged, MetricsSample,

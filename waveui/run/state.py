@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from waveui.run.events import (
     AttemptKept,
+    ControllerGone,
     Event,
     LimitChanged,
     MetricsSample,
@@ -21,6 +22,7 @@ from waveui.run.events import (
     Notice,
     RunStarted,
     SetupRan,
+    StepEnded,
     TaskProgress,
     TaskStateChanged,
 )
@@ -179,6 +181,7 @@ class RunState:
     followers: dict[str, list[str]] = field(default_factory=dict)  # task -> the tasks only ordered after it
     tip: str = ""  # the integration branch as waveui last left it
     max_cost: float | None = None  # the run's budget in dollars, when it has one
+    controller_gone: float | None = None  # a watcher's: the last event of a controller that is gone, unfinished
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -396,6 +399,21 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.start_point = e.start_point
 
 
+def _step_ended(state: RunState, e: StepEnded) -> None:
+    """A step that ended with no controller to hear it: its clock stops; done well, it is shown finished."""
+    task = state.tasks.get(e.task)
+    if task is None or task.state != e.step:
+        return
+    _stop_clock(state, task, e.t)
+    task.exit_code = e.exit_code
+    what = "verify" if e.step == "verifying" else "command"
+    if e.exit_code == 0 and not e.timed_out:
+        task.progress = 100.0
+        task.message = f"{what} ended well; `waveui run` takes it from there"
+    else:
+        task.message = f"{what} " + ("timed out" if e.timed_out else f"failed (exit {e.exit_code})")
+
+
 def _progress(state: RunState, e: TaskProgress) -> None:
     task = state.tasks.get(e.task)
     if task is None:
@@ -427,6 +445,7 @@ def fold(state: RunState, event: Event) -> RunState:
         _advance(state, event.t)
     state.events += 1
     if isinstance(event, RunStarted):
+        state.controller_gone = None
         _start_run(state, event)
     elif isinstance(event, TaskStateChanged):
         _task_state(state, event)
@@ -434,6 +453,10 @@ def fold(state: RunState, event: Event) -> RunState:
         _progress(state, event)
     elif isinstance(event, AttemptKept):
         _attempt_kept(state, event)
+    elif isinstance(event, StepEnded):
+        _step_ended(state, event)
+    elif isinstance(event, ControllerGone):
+        state.controller_gone = None if state.finished else event.t
     elif isinstance(event, LimitChanged):
         state.limit, state.limit_reason = event.limit, event.reason
     elif isinstance(event, MetricsSample):

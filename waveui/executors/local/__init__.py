@@ -13,7 +13,8 @@ from pathlib import Path
 from waveui.executors import LineReader, OnProgress
 from waveui.executors.local import proctable, runner
 from waveui.executors.local.runner import ExitResult
-from waveui.executors.local.supervision import LiveStep, StepFiles, SupervisedStep, live_steps, read_status
+from waveui.executors.local.supervision import LiveStep, SupervisedStep, live_steps
+from waveui.executors.steps import StepFiles, read_status
 from waveui.run.directives import read_directive
 from waveui.run.journal import runs_dir
 

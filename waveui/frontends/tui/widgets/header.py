@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -88,6 +89,9 @@ class RunHeader(Horizontal):
             if state.ok:
                 return ("✓ finished", "bold $success")
             return (f"■ {sanitize_line(state.finish_reason) or 'ended'}", "bold $error")
+        if state.controller_gone is not None:
+            since = time.strftime("%H:%M", time.localtime(state.controller_gone))
+            return (f"■ controller gone since {since} — `waveui run` to resume", "bold $error")
         if figures.read_only and figures.now - state.now > STALE_AFTER:
             return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
         if state.paused:
@@ -96,7 +100,8 @@ class RunHeader(Horizontal):
 
     def _figures_line(self, state: RunState, figures: HeaderFigures) -> Content:
         now = figures.now
-        elapsed = state.elapsed(None if state.finished else now)
+        stopped = state.finished or state.controller_gone is not None  # no one runs it: its clock and ETA stand still
+        elapsed = state.elapsed(None if stopped else now)
         limit = f"{state.limit}/{state.max_parallel}"
         parts: list = [("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}"]
         if state.cost or state.max_cost is not None:  # no task reports a cost and there is no budget: no word of it
@@ -110,7 +115,9 @@ class RunHeader(Horizontal):
             parts += [("   tokens ", "$text-muted"),
                       f"{metrics.tokens(state.tokens_in)} in {metrics.tokens(state.tokens_out)} out"]
         parts += [("   elapsed ", "$text-muted"), metrics.duration(elapsed)]
-        if state.paused and not state.finished:
+        if state.controller_gone is not None and not state.finished:
+            parts += [("   ETA ", "$text-muted"), ("— no controller", "$error")]
+        elif state.paused and not state.finished:
             parts += [("   ETA ", "$text-muted"), ("paused", "$task-paused")]
         elif not state.finished:
             parts += [("   ETA ", "$text-muted"), metrics.duration(figures.eta)]
