@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from waveui.frontends import status
 from waveui.frontends.headless import HeadlessReporter
-from waveui.run.events import RunFinished, RunStarted, TaskInfo, TaskProgress, TaskStateChanged
+from waveui.run.events import (ControllerGone, RunFinished, RunStarted, StepEnded, TaskInfo, TaskProgress,
+                               TaskStateChanged)
 from waveui.run.metrics import tally
 from waveui.run.state import replay
 
@@ -116,3 +117,22 @@ def test_run_time_leaves_out_the_time_between_controllers():
                     TaskStateChanged(t=1010, task="a", state="running", attempt=2)])
     assert state.elapsed() == 10.0
     assert state.elapsed(1020) == 20.0
+
+
+# ----------------------------------------------------- what a watcher sees for itself
+
+
+def test_a_step_ended_unheard_stops_its_clock_until_a_controller_takes_it_on():
+    events = [started(["a", "b"]),
+              TaskStateChanged(t=1, task="a", state="running", attempt=1),
+              TaskStateChanged(t=1, task="b", state="running", attempt=1),
+              ControllerGone(t=1),
+              StepEnded(t=5, task="a", step="running", exit_code=0),
+              StepEnded(t=6, task="b", step="verifying", exit_code=1)]  # not the step it is in: ignored
+    state = replay(events)
+    a, b = state.tasks["a"], state.tasks["b"]
+    assert state.controller_gone == 1
+    assert (a.elapsed(100), a.progress, a.exit_code) == (4.0, 100.0, 0)
+    assert b.clock_since is not None and b.exit_code is None
+    state = replay([*events, started(["a", "b"], t=50, resumed=True)])
+    assert state.controller_gone is None  # a controller again

@@ -95,7 +95,7 @@ command = 'sleep 2'
 
 [[task]]
 id = "slow"
-command = 'sleep 30'
+command = 'sleep 2; echo "::waveui progress=40 message=\\"half way\\""; sleep 30'
 """
 
 
@@ -140,7 +140,9 @@ async def test_watch_sees_the_controller_gone_and_what_its_steps_do_meanwhile(tm
             quick, slow = app.state.tasks["quick"], app.state.tasks["slow"]
             assert await until(pilot, app, lambda: quick.progress == 100)
             assert quick.clock_since is None and quick.exit_code == 0 and "ended well" in quick.message
-            assert slow.clock_since is not None and slow.progress < 100  # still running under its supervisor
+            # the slow one goes on under its supervisor, and what it reports meanwhile is shown
+            assert await until(pilot, app, lambda: slow.progress == 40)
+            assert slow.clock_since is not None and slow.message == "half way"
             assert "100%" in app.main_screen.timeline._task_strip(quick, 160).text
         assert (run_dir / "events.jsonl").read_bytes() == journal_before  # the watcher wrote nothing to the run
     finally:

@@ -9,7 +9,6 @@ first, folded into :attr:`Engine.state` next, then passed to listeners.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -62,7 +61,6 @@ MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried aga
 BUDGET_REACHED = "budget reached"  # the reason a run ends with when [epic] max_cost stopped it
 EXIT_BUDGET = 3  # `waveui run`'s exit status then: it resumes once the budget is raised
 STUCK_WORDS = {"failed": "failed", "conflicted": "is in conflict", "cancelled": "was cancelled"}
-PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
 
 __all__ = ["BUDGET_REACHED", "EXIT_BUDGET", "Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
 
@@ -445,9 +443,8 @@ class Engine:
         task = self.tasks[task_id]
 
         def record(values: dict) -> None:
-            known = {key: value for key, value in values.items() if key in PROGRESS_FIELDS}
-            self.emit(TaskProgress(t=self.clock(), task=task_id, **known))
-            if task.max_cost is not None and "cost" in known:
+            self.emit(TaskProgress.reported(self.clock(), task_id, values))
+            if task.max_cost is not None and "cost" in values:
                 self._check_task_budget(task_id, task.max_cost)
         return record
 

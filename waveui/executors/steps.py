@@ -31,6 +31,14 @@ class StepFiles:
             path.unlink(missing_ok=True)
 
 
+HEADING_START = "--- attempt "
+
+
+def heading(attempt: str, step: str) -> str:
+    """The line a step's output starts under in the task's log, which holds every attempt's steps one after another."""
+    return f"{HEADING_START}{attempt} ({step}) ---"
+
+
 def read_json(path: Path) -> dict | None:
     for attempt in range(3):
         try:

@@ -122,6 +122,14 @@ class TaskProgress(Event):
     failed: str | None = None
     denied: list[str] | None = None
 
+    @classmethod
+    def reported(cls, t: float, task: str, values: dict) -> TaskProgress:
+        """The progress a line of output reported (``values`` from a line reader; keys it does not know are left)."""
+        return cls(t=t, task=task, **{key: value for key, value in values.items() if key in _PROGRESS_FIELDS})
+
+
+_PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
+
 
 @dataclass
 class SetupRan(Event):

@@ -14,7 +14,7 @@ from waveui.executors import LineReader, OnProgress
 from waveui.executors.local import proctable, runner
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervision import LiveStep, SupervisedStep, live_steps
-from waveui.executors.steps import StepFiles, read_status
+from waveui.executors.steps import StepFiles, heading, read_status
 from waveui.run.directives import read_directive
 from waveui.run.journal import runs_dir
 
@@ -34,9 +34,9 @@ class LocalExecutor:
                     read_line: LineReader | None = None) -> SupervisedStep:
         # Without a reader of its own a step's output is read for ``::waveui`` lines. Every attempt's steps
         # go to one log: each starts under a line saying which it is.
-        heading = f"--- attempt {env.get('WAVEUI_ATTEMPT', '1')} ({step}) ---"
         return await SupervisedStep.start(command, cwd, env, self._files(task_id, step), on_progress, timeout, grace,
-                                          read_line=read_line or read_directive, heading=heading)
+                                          read_line=read_line or read_directive,
+                                          heading=heading(env.get("WAVEUI_ATTEMPT", "1"), step))
 
     def adopt(self, task_id: str, step: str, on_progress: OnProgress,
               read_line: LineReader | None = None) -> SupervisedStep | None:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Protocol
 
 from waveui.engine.locks import controller_holder
-from waveui.executors.steps import StepFiles, read_status
-from waveui.run.events import ControllerGone, Event, RunFinished, RunStarted, StepEnded, TaskStateChanged
+from waveui.executors.steps import HEADING_START, StepFiles, read_status
+from waveui.run.directives import read_directive
+from waveui.run.events import ControllerGone, Event, RunFinished, RunStarted, StepEnded, TaskProgress, TaskStateChanged
 from waveui.run.journal import JournalTail
 
 # Hand the loop back after this many events so a long backlog never freezes the screen.
@@ -47,8 +48,9 @@ class ScriptedFeed:
 class Unattended:
     """What a watcher sees of a run whose controller went away before its end: that it is gone, and its steps' ends.
 
-    The steps run on under their supervisors, which leave each step's status
-    in the run's logs folder when it ends: read here, never written.
+    The steps run on under their supervisors, which append their output to
+    the task's log (its ``::waveui`` lines say how far they got) and leave the
+    step's status in the run's logs folder when it ends: read here, never written.
     """
 
     def __init__(self, repo_root: Path, logs: Path):
@@ -59,6 +61,7 @@ class Unattended:
         self.last_event = 0.0
         self.steps: dict[str, str] = {}  # task -> the supervised step its last state says runs
         self.ended: set[tuple[str, str]] = set()  # steps whose end was told already
+        self.read_to: dict[str, int] = {}  # task -> how far its log has been read for progress
 
     def note(self, event: Event) -> None:
         """Follow the journal: whether the run is open, which steps run."""
@@ -69,6 +72,7 @@ class Unattended:
             self.open = False
         elif isinstance(event, TaskStateChanged):
             self.ended = {(task, step) for task, step in self.ended if task != event.task}
+            self.read_to.pop(event.task, None)
             if event.state in SUPERVISED_STEPS:
                 self.steps[event.task] = event.state
             else:
@@ -88,12 +92,33 @@ class Unattended:
         seen: list[Event] = [] if self.gone else [ControllerGone(t=self.last_event)]
         self.gone = True
         for task, step in self.steps.items():
+            seen += self._reported(task, StepFiles.of(self.logs, task, step).log)
             status = None if (task, step) in self.ended else read_status(StepFiles.of(self.logs, task, step))
             if status is not None:
                 self.ended.add((task, step))
                 seen.append(StepEnded(t=float(status.get("ended") or self.last_event), task=task, step=step,
                                       exit_code=status.get("exit_code"), timed_out=bool(status.get("timed_out"))))
         return seen
+
+    def _reported(self, task: str, log: Path) -> list[Event]:
+        """What the task's ``::waveui`` lines reported since the last look; at first, all its current attempt's.
+
+        Reading the attempt's lines again from its heading repeats nothing that
+        matters: each reports the figures so far, not an increment.
+        """
+        try:
+            with log.open("rb") as stream:
+                if task not in self.read_to:  # from the last heading's line on (none: from the top)
+                    self.read_to[task] = stream.read().rfind(b"\n" + HEADING_START.encode()) + 1
+                stream.seek(self.read_to[task])
+                data = stream.read()
+        except OSError:
+            return []
+        complete = data[:data.rfind(b"\n") + 1]  # a line still being written is read whole next time
+        self.read_to[task] += len(complete)
+        now = time.time()
+        return [TaskProgress.reported(now, task, values)
+                for values in map(read_directive, complete.splitlines()) if values]
 
 
 class JournalFeed:
