@@ -108,9 +108,12 @@ class SupervisedStep:
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
-        if heading:
-            with files.log.open("a", encoding="utf-8") as log:
-                log.write(heading + "\n")
+        if heading:  # the log is the owner's only, as the supervisor would make it
+            log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(log, (heading + "\n").encode())
+            finally:
+                os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
         supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
