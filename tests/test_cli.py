@@ -213,6 +213,12 @@ def test_plan_json(cli, tmp_path):
     assert data["critical_path"] == {"tasks": ["001", "002", "003", "005"], "length": 10}
     assert data["lower_bound"] == 10
     assert set(data["estimated_makespan"]) >= {"eager", "waves"}
+    # story points and makespans are floats every time, whole or not: one type per field for typed readers
+    raw = json.loads(result.stdout, parse_int=lambda text: f"int {text}")
+    assert raw["critical_path"]["length"] == raw["lower_bound"] == 10.0
+    figures = [*raw["slack"].values(), raw["conflicts"][0]["serialise"]["critical_path_growth"],
+               *(raw["estimated_makespan"][key] for key in ("eager", "waves", "fifo"))]
+    assert all(isinstance(figure, float) for figure in figures)
     assert data["estimated_makespan"]["eager"] >= data["lower_bound"]
     assert data["workers"] == 3
 
@@ -305,6 +311,14 @@ def test_graph_mermaid_marks_the_critical_path(cli, tmp_path):
 # -------------------------------------------------------------------- init
 
 
+def test_plan_text_counts_in_the_singular_too(cli, tmp_path):
+    (tmp_path / "waveui.toml").write_text('[epic]\nname = "one"\nmax_parallel = 1\n\n[[task]]\nid = "a"\n'
+                                          'story_points = 1\n', encoding="utf-8")
+    out = cli("plan").stdout
+    assert "1 task, 0 dependencies, 1 worker" in out
+    assert "Critical path (1 point): a" in out and "Makespan on 1 worker " in out
+
+
 def test_init_writes_a_starter_that_plans_cleanly(cli, tmp_path):
     result = cli("init")
     assert result.returncode == 0, result.stderr
@@ -315,6 +329,20 @@ def test_init_writes_a_starter_that_plans_cleanly(cli, tmp_path):
     data = json.loads(planned.stdout)
     assert data["epic"] == "my-epic" and len(data["dispatch_order"]) >= 2
     assert cli("graph").returncode == 0
+
+
+def test_the_starter_runs_as_written(cli, tmp_path):
+    """`waveui init`, commit, `waveui run`: every task done, with no edit in between."""
+    from engine_helpers import git, make_repo
+
+    repo = make_repo(tmp_path / "project")
+    assert cli("init", cwd=repo).returncode == 0
+    git(repo, "add", "waveui.toml")
+    git(repo, "commit", "-q", "-m", "epic")
+    result = cli("run", "--headless", cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run complete: 3/3 done" in result.stdout
+    assert git(repo, "show", "waveui/my-epic:notes/api.md") == "Add the API endpoints over the models"
 
 
 def test_init_refuses_to_overwrite(cli, tmp_path):

@@ -214,10 +214,28 @@ def test_hybrid_example_is_hybrid():
     assert plan.shape.widest_wave < len(plan.graph) / 2
 
 
+# The three kinds of graph as the project's first description drew them: a chain; independent tasks;
+# and 001, 002 -> 003 -> 005, 006 with 004 alone, which it calls hybrid with medium parallelisation.
+NAMED_SHAPES = {
+    "chain": [task("001"), task("002", 1, ["001"]), task("003", 1, ["002"]), task("004", 1, ["003"])],
+    "broad": [task("001"), task("002"), task("003"), task("004"), task("005")],
+    "hybrid": [task("001"), task("002"), task("003", 1, ["001", "002"]), task("004"),
+               task("005", 1, ["003"]), task("006", 1, ["003"])],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NAMED_SHAPES))
+def test_the_three_named_examples_get_their_names(kind):
+    shape = make_plan(epic_of(*NAMED_SHAPES[kind]), workers=4).shape
+    assert shape.kind == kind
+    assert shape.level == {"chain": "none", "broad": "high", "hybrid": "medium"}[kind]
+
+
 def test_classify_thresholds():
     waves_of = lambda *sizes: [list(range(s)) for s in sizes]  # noqa: E731
     assert classify(4, 5, 4, waves_of(1, 1, 2)).kind == "chain"  # 1.25
-    assert classify(6, 9, 6, waves_of(1, 3, 1, 1)).kind == "broad"  # 1.5, widest 3 of 6
+    assert classify(6, 9, 6, waves_of(1, 3, 1, 1)).kind == "broad"  # 1.5, widest 3 of 6, the only wide one
+    assert classify(6, 6, 3, waves_of(3, 1, 2)).kind == "hybrid"  # 2.0, widest 3 of 6 but another wave is wide
     assert classify(8, 12, 6, waves_of(2, 3, 2, 1)).kind == "hybrid"  # 2.0, widest 3 of 8
     assert classify(3, 6, 2, waves_of(3)).level == "high"
     assert classify(4, 5, 4, waves_of(4)).level == "low"

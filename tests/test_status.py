@@ -90,7 +90,10 @@ def test_status_json(cli, repo):
                                        "attempt": 1, "exit_code": 1}
     assert info["conflicted_tasks"] == [{"id": "analytics-events", "reason": "merge conflict",
                                         "files": ["src/events/bus.py", "src/events/schema.py"]}]
-    assert info["blocked_tasks"] == [{"id": "search-ui", "reason": "search-index failed"}]
+    assert info["blocked_tasks"] == [{"id": "search-ui", "reason": "search-index failed",
+                                      "waiting_on": ["search-index"]}]
+    assert sum(info["breakdown"].values()) == info["total"]  # every task counted once
+    assert info["breakdown"]["failed"] == 2 and info["breakdown"]["blocked"] == 1
 
 
 def test_a_running_run_has_an_eta(cli, repo):
@@ -168,6 +171,59 @@ def test_status_lists_kept_attempts_and_undeclared_files(cli, tmp_path):
     assert tasks["cart-service"]["kept_attempts"] == []
     assert tasks["user-model"]["undeclared"] == ["src/db/seed.sql"]
     assert tasks["cart-service"]["undeclared"] == []
+
+
+def test_piped_reasons_are_whole_and_cancelled_tasks_are_listed(cli, tmp_path):
+    long_reason = "verify failed: " + "x" * 300
+    events = sample_events()
+    events += [TaskStateChanged(t=START + 1490, task="rate-limits", state="failed", attempt=1, reason=long_reason),
+               TaskStateChanged(t=START + 1491, task="search-index", state="cancelled", reason="cancelled by the user")]
+    write_run(tmp_path, events=events)
+    out = cli("status").stdout  # a pipe, 100 columns in COLUMNS
+    assert long_reason in out and "…" not in out
+    counts = out.splitlines()[1]
+    assert "1 cancelled" in counts and "search-index" in out.split("cancelled\n", 1)[1]
+    assert sum(int(part.split()[0].split("/")[0]) for part in counts.split(", ")) == 19  # every task counted
+
+
+def test_no_word_of_cost_when_no_task_reports_one(cli, tmp_path):
+    events = [event for event in sample_events() if not getattr(event, "cost", None)]
+    write_run(tmp_path, events=events)
+    assert "cost" not in cli("status").stdout
+
+
+def test_watch_list_columns_line_up(cli, repo):
+    write_run(repo, "20250616-080000-x-cd34", events=sample_events()[:1])
+    lines = cli("watch", "--list").stdout.splitlines()
+    assert lines[0].split() == ["run", "epic", "started", "tasks", "status"]
+    for column in ("epic", "started", "tasks", "status"):
+        start = lines[0].index(column)
+        assert all(line[start - 2:start] == "  " and line[start] != " " for line in lines[1:]), column
+    assert "6/19 done, 3 active, " in lines[1] and "2 failed" in lines[1]
+
+
+def test_a_failed_verify_keeps_its_exit_code_and_each_attempt_is_headed_in_the_log(cli, tmp_path):
+    from engine_helpers import make_repo, write_epic
+
+    repo = make_repo(tmp_path / "repo")
+    write_epic(repo, """
+        [epic]
+        name = "checked"
+        [[task]]
+        id = "t"
+        command = 'echo work > out.txt; echo "did the work"'
+        verify = 'echo "checking"; exit 3'
+        retries = 1
+    """)
+    result = cli("run", "--headless", cwd=repo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    info = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert info["failed_tasks"] == [{"id": "t", "reason": "verify failed (exit 3)", "attempt": 2, "exit_code": 3}]
+    [run_dir] = (repo / ".waveui" / "runs").iterdir()
+    log = (run_dir / "logs" / "t.log").read_text()
+    assert log.splitlines() == ["--- attempt 1 (running) ---", "did the work", "--- attempt 1 (verifying) ---",
+                                "checking", "--- attempt 2 (running) ---", "did the work",
+                                "--- attempt 2 (verifying) ---", "checking"]
 
 
 # ------------------------------------------------- colour and terminals

@@ -23,7 +23,8 @@ import pytest
 
 from tests.faults.helpers import git, make_repo, run, write_epic
 from waveui.executors.local.runner import TIMED_OUT_EXIT, run_to_end
-from waveui.executors.local.supervision import StepFiles, SupervisedStep
+from waveui.executors.local.supervision import SupervisedStep
+from waveui.executors.steps import StepFiles
 
 DEADLINE = 30.0  # generous: only ever waited out when something is broken
 

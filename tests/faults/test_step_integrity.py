@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from waveui.core.occupancy import slot_in_use
-from waveui.executors.local.supervision import StepFiles, SupervisedStep, live_steps, read_status
+from waveui.executors.local.supervision import SupervisedStep, live_steps
+from waveui.executors.steps import StepFiles, read_status
 
 DEADLINE = 30.0
 WAIT_THEN_EXIT_7 = "while [ ! -e go ]; do sleep 0.05; done; exit 7"

@@ -9,7 +9,6 @@ first, folded into :attr:`Engine.state` next, then passed to listeners.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import os
 import time
@@ -64,7 +63,6 @@ MERGE_RETRY_SECONDS = (1.0, 30.0)  # a merge that cannot happen yet is tried aga
 BUDGET_REACHED = "budget reached"  # the reason a run ends with when [epic] max_cost stopped it
 EXIT_BUDGET = 3  # `waveui run`'s exit status then: it resumes once the budget is raised
 STUCK_WORDS = {"failed": "failed", "conflicted": "is in conflict", "cancelled": "was cancelled"}
-PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
 
 __all__ = ["BUDGET_REACHED", "EXIT_BUDGET", "Engine", "EngineError", "RunAlreadyComplete", "RunOptions"]
 
@@ -459,9 +457,8 @@ class Engine:
         task = self.tasks[task_id]
 
         def record(values: dict) -> None:
-            known = {key: value for key, value in values.items() if key in PROGRESS_FIELDS}
-            self.emit(TaskProgress(t=self.clock(), task=task_id, **known))
-            if task.max_cost is not None and "cost" in known:
+            self.emit(TaskProgress.reported(self.clock(), task_id, values))
+            if task.max_cost is not None and "cost" in values:
                 self._check_task_budget(task_id, task.max_cost)
         return record
 
@@ -505,8 +502,10 @@ class Engine:
             outcome = await self._run_commands(task, attempt, slot, workdir, start_point, adopted)
             await self._guard_repository(task_id)
             if outcome is not None:
+                reason, exit_code = outcome
                 # a retry would only spend past the budget again
-                await self._failed(task_id, outcome, attempt, retry=task_id not in self._over_budget)
+                await self._failed(task_id, reason, attempt, retry=task_id not in self._over_budget,
+                                   exit_code=exit_code)
                 return
             if not self.pool:
                 self._set_state(task_id, "done", reason="commands succeeded")
@@ -621,8 +620,11 @@ class Engine:
         return steps
 
     async def _run_commands(self, task: Task, attempt: int, slot: int, workdir: Path, start_point: str,
-                            adopted: Adoption | None) -> str | None:
-        """Run the task's command, then its verify, each as a step of the executor; None on success, else why not."""
+                            adopted: Adoption | None) -> tuple[str, int | None] | None:
+        """Run the task's command, then its verify, each as a step of the executor.
+
+        None on success, else why not and the exit code of the step that failed (None when none exited).
+        """
         env = self._env(task, attempt, workdir)
         timeout = task.timeout or self.epic.timeout
         steps = self._steps(task)
@@ -630,9 +632,9 @@ class Engine:
             steps = steps[[name for name, _ in steps].index(adopted.step):]
         for state, command in steps:
             if not command:
-                return "no command: set one on the task or in [epic]"
+                return "no command: set one on the task or in [epic]", None
             if self._stopping or self.state.tasks[task.id].state == "cancelled":
-                return "stopped"
+                return "stopped", None
             if adopted and state == adopted.step:
                 process, reason = adopted.process, "adopted: it went on while waveui was away"
                 adopted = None
@@ -656,19 +658,19 @@ class Engine:
                 await self.sandboxing.discard(task.id)
             self._processes.pop(task.id, None)
             if task.id in self._over_budget:
-                return self._over_budget[task.id]
+                return self._over_budget[task.id], None
             if self.state.tasks[task.id].state == "cancelled" or self._stopping:
-                return "stopped"
+                return "stopped", None
             if result.timed_out:
-                return f"timed out after {timeout:g}s"
+                return f"timed out after {timeout:g}s", None
             if result.exit_code != 0:
                 what = "verify" if state == "verifying" else "command"
                 how = f"killed by signal {result.signal}" if result.signal else f"exit {result.exit_code}"
-                return f"{what} failed ({how})"
+                return f"{what} failed ({how})", result.exit_code
             if state == "running":
                 why = self._agent_outcome(task.id)
                 if why:
-                    return why
+                    return why, result.exit_code
         return None
 
     def _agent_outcome(self, task_id: str) -> str | None:
@@ -767,7 +769,8 @@ class Engine:
             await asyncio.sleep(min(0.2, deadline - time.monotonic()))
         return bool(self._stopping)
 
-    async def _failed(self, task_id: str, reason: str, attempt: int, retry: bool = True) -> None:
+    async def _failed(self, task_id: str, reason: str, attempt: int, retry: bool = True,
+                      exit_code: int | None = None) -> None:
         if reason == "stopped" or self.state.tasks[task_id].state == "cancelled":
             return
         task = self.tasks[task_id]
@@ -776,9 +779,9 @@ class Engine:
             delay = self.options.backoff * 2 ** (attempt - 1)
             self.ready.retry_at[task_id] = self.clock() + delay
             self._set_state(task_id, "pending", reason=f"attempt {attempt} {reason}; retrying in {delay:g}s",
-                            attempt=attempt)
+                            attempt=attempt, exit_code=exit_code)
         else:
-            self._set_state(task_id, "failed", reason=reason, attempt=attempt)
+            self._set_state(task_id, "failed", reason=reason, attempt=attempt, exit_code=exit_code)
 
     # ------------------------------------------------------------ sampling
 

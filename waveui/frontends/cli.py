@@ -256,7 +256,8 @@ def _run_summary(run_dir: Path, state=None) -> dict:
     else:
         status = "running" if _controller_alive(run_dir) else "stopped without an end (resumable)"
     return {"run": run_dir.name, "epic": state.epic, "status": status, "done": state.done, "total": state.total,
-            "failed": state.count("failed", "conflicted"), "cost": round(state.cost, 4),
+            "failed": state.count("failed", "conflicted"), "breakdown": state.breakdown().as_dict(),
+            "cost": round(state.cost, 4),
             "started": state.started, "elapsed": round(state.elapsed(), 1)}
 
 
@@ -295,19 +296,24 @@ def cmd_watch(args) -> int:
             print(json.dumps(rows, indent=2))
             return 0
         from waveui.core.sanitize import sanitize_line
+        from waveui.run.metrics import tally
+        from waveui.run.state import Breakdown
 
-        print(f"{'run':<44} {'epic':<20} {'done':>9}  status")
+        table = [("run", "epic", "started", "tasks", "status")]
         for row in rows:
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["started"])) if row["started"] else ""
             # The run's name, epic and end reason come from its folder and journal: never raw to the terminal.
             run, epic, status = (sanitize_line(str(row[key])) for key in ("run", "epic", "status"))
-            print(f"{run:<44} {epic:<20} {row['done']:>4}/{row['total']:<4}  {status}  {started}")
+            table.append((run, epic, started, ", ".join(tally(Breakdown(**row["breakdown"]))), status))
+        widths = [max(len(line[column]) for line in table) for column in range(4)]
+        for line in table:
+            print("  ".join(f"{cell:<{width}}" for cell, width in zip(line, widths)) + "  " + line[4])
         return 0
     run_dir = _pick_run(root, args.run)
     from waveui.frontends.tui.app import WaveApp
     from waveui.frontends.tui.feeds import JournalFeed
 
-    WaveApp(JournalFeed(run_dir / "events.jsonl"), None, log_dir=run_dir / "logs", repo_root=root,
+    WaveApp(JournalFeed(run_dir / "events.jsonl", repo_root=root), None, log_dir=run_dir / "logs", repo_root=root,
             read_only=True).run()
     return 0
 
@@ -326,7 +332,8 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        width = shutil.get_terminal_size((100, 24)).columns
+        # Cut to the terminal's width; piped, whole lines (a script or a file wants every reason in full).
+        width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
         print(status.text(info, width=width, style=_styler(sys.stdout)))
     return 0
 

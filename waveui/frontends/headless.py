@@ -8,7 +8,7 @@ from typing import TextIO
 
 from waveui.run.events import Event, LimitChanged, Notice, RunFinished, RunPaused, RunStarted, TaskStateChanged
 from waveui.plan.eta import estimate_remaining
-from waveui.run.metrics import duration, money, projected_cost, tokens
+from waveui.run.metrics import duration, money, projected_cost, tally, tokens
 from waveui.run.state import RunState, fold
 from waveui.core.sanitize import sanitize
 
@@ -62,7 +62,7 @@ class HeadlessReporter:
         if e.state in ("running", "preparing") and e.attempt > 1:
             detail.append(f"attempt {e.attempt}")
         if e.state == "done" and task is not None:
-            detail.append(f"{duration(task.busy_seconds)}")
+            detail.append(duration(task.elapsed(e.t)))
             if e.files:
                 detail.append(f"{len(e.files)} file{'s' if len(e.files) != 1 else ''} changed")
             if e.undeclared:
@@ -76,21 +76,15 @@ class HeadlessReporter:
 
     def summary(self, now: float) -> str:
         s = self.state
-        eta = estimate_remaining(s, now)
-        parts = [
-            f"{s.done}/{s.total} done",
-            f"{s.active} active",
-            f"efficiency {100 * s.efficiency(now):.0f}%",
-            f"cost {money(s.cost)}" + (f" of {money(s.max_cost)}" if s.max_cost is not None else "")
-            + (f" (projected {money(projected_cost(s))})" if s.cost and not s.finished else ""),
-            f"elapsed {duration(s.elapsed(now))}",
-        ]
-        if s.blocked:
-            parts.insert(2, f"{s.blocked} blocked")
+        parts = tally(s.breakdown()) + [f"efficiency {100 * s.efficiency(now):.0f}%"]
+        if s.cost or s.max_cost is not None:  # no task reports a cost and there is no budget: no word of it
+            parts.append(f"cost {money(s.cost)}" + (f" of {money(s.max_cost)}" if s.max_cost is not None else "")
+                         + (f" (projected {money(projected_cost(s))})" if s.cost and not s.finished else ""))
         if s.tokens_in or s.tokens_out:
-            parts.insert(-1, f"tokens {tokens(s.tokens_in)} in / {tokens(s.tokens_out)} out")
+            parts.append(f"tokens {tokens(s.tokens_in)} in / {tokens(s.tokens_out)} out")
+        parts.append(f"elapsed {duration(s.elapsed(now))}")
         if not s.finished:
-            parts.append(f"ETA {duration(eta)}")
+            parts.append(f"ETA {duration(estimate_remaining(s, now))}")
         return ", ".join(parts)
 
     def _final_lines(self) -> None:

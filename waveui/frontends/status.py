@@ -8,11 +8,12 @@ before it reaches the terminal.
 from __future__ import annotations
 
 from waveui.plan.eta import estimate_remaining
-from waveui.run.metrics import duration, money, projected_cost, tokens
-from waveui.run.state import RunState
+from waveui.run.metrics import duration, money, projected_cost, tally, tokens
+from waveui.run.state import Breakdown, RunState
 from waveui.core.sanitize import sanitize_line
 
 TROUBLE = ("failed", "conflicted", "blocked")
+LISTED = (*TROUBLE, "cancelled")  # the tasks listed one by one, with why
 SHOWN_PER_LIST = 10  # tasks listed per kind of trouble: the summary has to fit one screen
 
 
@@ -40,7 +41,7 @@ def report(state: RunState, summary: dict, now: float) -> dict:
     out["projected_cost"] = round(projected, 4) if projected is not None else None
     eta = estimate_remaining(state, now) if running else None
     out["eta"] = round(eta, 1) if eta is not None else None
-    for kind in TROUBLE:
+    for kind in LISTED:
         rows = []
         for task in state.tasks.values():
             if task.state != kind:
@@ -50,30 +51,34 @@ def report(state: RunState, summary: dict, now: float) -> dict:
                 row["attempt"], row["exit_code"] = task.attempt, task.exit_code
             if kind == "conflicted":
                 row["files"] = [sanitize_line(f) for f in task.files]
+            if kind == "blocked":  # the requirements it waits on that will not get done by themselves
+                row["waiting_on"] = [sanitize_line(dep) for dep in task.requires
+                                     if dep in state.tasks and state.tasks[dep].state in LISTED]
             rows.append(row)
         out[f"{kind}_tasks"] = rows
     out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices]
     return out
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+def _cut(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[:max(0, width - 1)] + "…"
 
 
-def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
-    """The report as a few lines of text; ``style(text, tag)`` may colour it."""
+def text(info: dict, width: int | None = 100, style=lambda s, _tag: s) -> str:
+    """The report as a few lines of text, each cut to ``width`` (None: whole); ``style(text, tag)`` may colour it."""
     lines = [style(_cut(f"{info['epic']}  run {info['run']}  {info['status']}", width), "title")]
-    counts = [f"{info['done']}/{info['total']} done", f"{info['active']} active"]
-    counts += [f"{len(info[f'{k}_tasks'])} {k}" for k in TROUBLE if info[f"{k}_tasks"]]
-    lines.append(", ".join(counts))
-    cost = f"cost {money(info['cost'])}"
-    if info.get("max_cost") is not None:
-        cost += f" of budget {money(info['max_cost'])}"
+    lines.append(", ".join(tally(Breakdown(**info["breakdown"]))))
+    figures = []
+    if info["cost"] or info.get("max_cost") is not None:  # no task reports a cost and there is no budget: no word of it
+        cost = f"cost {money(info['cost'])}"
+        if info.get("max_cost") is not None:
+            cost += f" of budget {money(info['max_cost'])}"
+        if info["projected_cost"] is not None and info["status"] != "complete":
+            cost += f" (projected {money(info['projected_cost'])})"
+        figures.append(cost)
     if info.get("tokens_in") or info.get("tokens_out"):
-        cost += f", tokens {tokens(info['tokens_in'])} in / {tokens(info['tokens_out'])} out"
-    if info["projected_cost"] is not None and info["status"] != "complete":
-        cost += f" (projected {money(info['projected_cost'])})"
-    figures = [cost, f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
+        figures.append(f"tokens {tokens(info['tokens_in'])} in / {tokens(info['tokens_out'])} out")
+    figures += [f"efficiency {100 * info['efficiency']:.0f}%", f"elapsed {duration(info['elapsed'])}"]
     if info["status"] == "running":
         figures.append(f"ETA {duration(info['eta'])}")
     lines.append(", ".join(figures))
@@ -99,7 +104,7 @@ def text(info: dict, width: int = 100, style=lambda s, _tag: s) -> str:
         for row in undeclared[:SHOWN_PER_LIST]:
             lines.append(_cut(f"  {row['id']}  {', '.join(row['undeclared'])}", width))
         _more(lines, len(undeclared), style)
-    for kind in TROUBLE:
+    for kind in LISTED:
         rows = info[f"{kind}_tasks"]
         if not rows:
             continue

@@ -29,6 +29,7 @@ import json
 from typing import Any
 
 from waveui.plan import Plan
+from waveui.run.metrics import plural
 
 RESOLUTION_WORDS = {
     "serialise": "serialised",
@@ -52,7 +53,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
             "tasks": [ids[c.a], ids[c.b]],
             "files": list(c.files),
             "resolution": mode,
-            "serialise": {"before": ids[s.before], "after": ids[s.after], "critical_path_growth": s.growth},
+            "serialise": {"before": ids[s.before], "after": ids[s.after], "critical_path_growth": float(s.growth)},
         })
     return {
         "epic": plan.epic.name,
@@ -60,19 +61,19 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "dependencies": plan.declared.edge_count,
         "workers": plan.workers,
         "graph_type": plan.shape.kind,
-        "parallelism": round(plan.shape.parallelism, 4),
+        "parallelism": float(round(plan.shape.parallelism, 4)),
         "parallelism_level": plan.shape.level,
         "useful_workers": plan.shape.useful_workers,
         "strategy": plan.shape.strategy,
         "verdict": plan.shape.verdict,
         "waves": [plan.ids(w) for w in plan.waves],
-        "critical_path": {"tasks": plan.ids(plan.critical.tasks), "length": plan.critical.length},
-        "slack": {task_id: plan.critical.slack[i] for i, task_id in enumerate(ids)},
-        "lower_bound": plan.lower_bound,
+        "critical_path": {"tasks": plan.ids(plan.critical.tasks), "length": float(plan.critical.length)},
+        "slack": {task_id: float(plan.critical.slack[i]) for i, task_id in enumerate(ids)},
+        "lower_bound": float(plan.lower_bound),
         "estimated_makespan": {
-            "eager": plan.eager.makespan,
-            "waves": plan.wave_barriers.makespan,
-            "fifo": plan.fifo.makespan,
+            "eager": float(plan.eager.makespan),
+            "waves": float(plan.wave_barriers.makespan),
+            "fifo": float(plan.fifo.makespan),
             "rule": plan.eager.rule,
         },
         "estimates_honour_locks": plan.locked,
@@ -105,8 +106,8 @@ def text(plan: Plan, width: int = 100, style=lambda s, _tag: s) -> str:
     ids = plan.graph.ids
     lines = []
     add = lines.append
-    add(style(f"{plan.epic.name}", "title") + f"  {len(plan.graph)} tasks, {plan.declared.edge_count} dependencies, "
-        f"{plan.workers} workers")
+    add(style(f"{plan.epic.name}", "title") + f"  {plural(len(plan.graph), 'task')}, "
+        f"{plural(plan.declared.edge_count, 'dependency', 'dependencies')}, {plural(plan.workers, 'worker')}")
     add(plan.shape.verdict)
     add("")
     add(style(f"Waves ({len(plan.waves)})", "head"))
@@ -121,11 +122,12 @@ def text(plan: Plan, width: int = 100, style=lambda s, _tag: s) -> str:
     path = [ids[t] for t in plan.critical.tasks]
     if len(path) > 12:
         path = path[:6] + [f"… {len(path) - 11} more"] + path[-5:]
-    add(style("Critical path", "head") + f" ({_points(plan.critical.length)} points): " + " → ".join(path))
+    length = _points(plan.critical.length) + (" point" if plan.critical.length == 1 else " points")
+    add(style("Critical path", "head") + f" ({length}): " + " → ".join(path))
     add("")
     best = plan.eager.makespan
     honoured = "; locked tasks never run at the same time in any of them" if plan.locked else ""
-    add(style(f"Makespan on {plan.workers} workers", "head") + f" (story points{honoured})")
+    add(style(f"Makespan on {plural(plan.workers, 'worker')}", "head") + f" (story points{honoured})")
     add(f"  lower bound      {_points(plan.lower_bound):>8}")
     add(f"  eager (waveui)   {_points(best):>8}   dispatch rule: {plan.eager.rule}")
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 CHAIN_PARALLELISM = 1.5  # below it, the critical path holds two thirds of the work or more
-BROAD_WAVE_SHARE = 0.5  # a wave holding at least this share of the tasks makes the graph broad
+BROAD_WAVE_SHARE = 0.5  # a broad graph's one wide wave holds at least this share of the tasks
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,12 @@ def classify(task_count: int, total_work: float, span: float, waves: list[list[i
     * **chain** when ``parallelism < 1.5``: the critical path (or the locked
       tasks' turns) holds two thirds of the work or more, so the tasks mostly wait for one another (a pure
       chain has exactly 1.0).
-    * **broad** otherwise, when one wave holds at least half of the tasks:
-      most work is independent (a pure fan-out, or fan-out then fan-in).
-    * **hybrid** in every other case: parallel branches joined by dependencies.
+    * **broad** otherwise, when the tasks that can run side by side all sit
+      in one wave, holding at least half of the tasks: most work is
+      independent (a pure fan-out, or fan-out then fan-in).
+    * **hybrid** in every other case: parallel branches joined by
+      dependencies, side by side at more than one depth (two tasks, then
+      their join, then two more is hybrid, though its first wave holds half).
 
     Parallelisation level: none (1.0), low (< 1.5), medium (< 3), high (>= 3).
     ``useful_workers`` is ceil(parallelism) but no more than the widest wave:
@@ -53,7 +56,7 @@ def classify(task_count: int, total_work: float, span: float, waves: list[list[i
     if parallelism < CHAIN_PARALLELISM:
         kind = "chain"
         strategy = "sequential: one or two workers are enough; split long tasks to create parallelism"
-    elif task_count and widest >= BROAD_WAVE_SHARE * task_count:
+    elif task_count and widest >= BROAD_WAVE_SHARE * task_count and sum(len(w) > 1 for w in waves) == 1:
         kind = "broad"
         strategy = f"wide parallel: run up to {useful} tasks at once and watch for shared files"
     else:

@@ -123,6 +123,14 @@ class TaskProgress(Event):
     failed: str | None = None
     denied: list[str] | None = None
 
+    @classmethod
+    def reported(cls, t: float, task: str, values: dict) -> TaskProgress:
+        """The progress a line of output reported (``values`` from a line reader; keys it does not know are left)."""
+        return cls(t=t, task=task, **{key: value for key, value in values.items() if key in _PROGRESS_FIELDS})
+
+
+_PROGRESS_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskProgress)) - {"t", "task"}
+
 
 @dataclass
 class SetupRan(Event):
@@ -182,6 +190,28 @@ class Notice(Event):
     text: str = ""
     task: str = ""
     kind: str = ""  # what it is about: "journal", "epic", "git", "refs", "worktree"
+
+
+# What a read-only watcher sees for itself, of a run whose controller is gone. Never journaled (a watcher
+# writes nothing to a run), so not in EVENT_TYPES: a journal line claiming one is not believed.
+
+
+@dataclass
+class ControllerGone(Event):
+    """No waveui holds the run any more, though its journal has no end; ``t`` is the journal's last event."""
+
+    type: ClassVar[str] = "controller_gone"
+
+
+@dataclass
+class StepEnded(Event):
+    """A task's step ended under its supervisor with no controller to journal it (from the step's status file)."""
+
+    type: ClassVar[str] = "step_ended"
+    task: str = ""
+    step: str = ""  # running | verifying
+    exit_code: int | None = None
+    timed_out: bool = False
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

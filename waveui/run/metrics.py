@@ -5,7 +5,7 @@ The ETA, which needs the planner's scheduling, is :mod:`waveui.plan.eta`.
 
 from __future__ import annotations
 
-from waveui.run.state import SLOT_STATES, RunState
+from waveui.run.state import SLOT_STATES, Breakdown, RunState
 
 
 def projected_cost(state: RunState) -> float | None:
@@ -33,6 +33,18 @@ def committed_cost(state: RunState) -> float:
     ahead = sum(max(0.0, t.story_points * per_point - (t.cost - t.earlier_cost))
                 for t in state.tasks.values() if t.state in SLOT_STATES)
     return state.cost + ahead
+
+
+def plural(count: float, one: str, many: str | None = None) -> str:
+    """``1 task``, ``2 tasks``, ``1.5 points``: a count with its noun (``many`` when not just ``one`` + s)."""
+    return f"{count:g} {one if count == 1 else many or one + 's'}"
+
+
+def tally(counts: Breakdown) -> list[str]:
+    """The run's tasks as plain text, every one counted: ``3/12 done``, ``1 active``, then each other group there is."""
+    parts = [f"{counts.done}/{counts.total} done", f"{counts.active} active"]
+    return parts + [f"{number} {group}" for group, number in counts.parts()
+                    if number and group not in ("done", "active")]
 
 
 def duration(seconds: float | None) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from waveui.run.events import (
     AttemptKept,
+    ControllerGone,
     Event,
     LimitChanged,
     MetricsSample,
@@ -21,6 +22,7 @@ from waveui.run.events import (
     Notice,
     RunStarted,
     SetupRan,
+    StepEnded,
     TaskProgress,
     TaskStateChanged,
 )
@@ -46,6 +48,7 @@ class Attempt:
     ref: str = ""  # where its work is kept (refs/waveui/<epic>/<task>/<n>), once kept
     commit: str = ""
     base: str = ""  # the commit it started from: `git diff base commit` is its work
+    seconds: float = 0.0  # its task's clock when it ended (see TaskView.elapsed)
 
 
 @dataclass
@@ -97,9 +100,53 @@ class TaskView:
         return [attempt for attempt in self.attempts if attempt.ref]
 
     def elapsed(self, now: float) -> float:
-        """Running time of the current attempt, pauses excluded."""
+        """Running time of the current attempt, pauses excluded: the one clock every view shows for a task."""
         running = now - self.clock_since if self.clock_since is not None else 0.0
         return self.busy_seconds + max(0.0, running)
+
+
+# The groups of task states a summary counts, in the order it names them. Every state belongs to exactly
+# one, and a state this version does not know counts as "other": the parts always add up to the total.
+BREAKDOWN_GROUPS: dict[str, frozenset[str]] = {
+    "done": frozenset({"done"}),
+    "active": ACTIVE_STATES,
+    "waiting": frozenset({"pending", "ready"}),
+    "failed": frozenset({"failed"}),
+    "conflicted": frozenset({"conflicted"}),
+    "blocked": frozenset({"blocked"}),
+    "cancelled": frozenset({"cancelled"}),
+}
+GROUP_OF_STATE = {state: group for group, states in BREAKDOWN_GROUPS.items() for state in states}
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """How many tasks are in each group of states; every task is in exactly one, so the parts add up to the total."""
+
+    done: int = 0
+    active: int = 0
+    waiting: int = 0
+    failed: int = 0
+    conflicted: int = 0
+    blocked: int = 0
+    cancelled: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(count for _, count in self.parts())
+
+    @property
+    def problems(self) -> int:
+        """Tasks that need the user: failed, conflicted, or blocked by one that did."""
+        return self.failed + self.conflicted + self.blocked
+
+    def parts(self) -> list[tuple[str, int]]:
+        """Every group with its count, done first, in the order summaries name them."""
+        return [(group, getattr(self, group)) for group in (*BREAKDOWN_GROUPS, "other")]
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.parts())
 
 
 @dataclass
@@ -123,6 +170,7 @@ class RunState:
     ok: bool = False
     finish_reason: str = ""
     resumes: int = 0
+    away_seconds: float = 0.0  # between one controller's last event and the next one's start: no one's run time
     capacity_seconds: float = 0.0  # worker slots available, integrated over time
     busy_seconds: float = 0.0  # worker slots in use (clock running), integrated over time
     clocked: int = 0  # tasks whose clock runs now (kept by _stop_clock/_start_clock: no scan per event)
@@ -134,6 +182,7 @@ class RunState:
     followers: dict[str, list[str]] = field(default_factory=dict)  # task -> the tasks only ordered after it
     tip: str = ""  # the integration branch as waveui last left it
     max_cost: float | None = None  # the run's budget in dollars, when it has one
+    controller_gone: float | None = None  # a watcher's: the last event of a controller that is gone, unfinished
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -143,6 +192,13 @@ class RunState:
     @property
     def total(self) -> int:
         return len(self.tasks)
+
+    def breakdown(self) -> Breakdown:
+        """The tasks counted by group of states: what every summary of the run shows."""
+        counts = dict.fromkeys((*BREAKDOWN_GROUPS, "other"), 0)
+        for task in self.tasks.values():
+            counts[GROUP_OF_STATE.get(task.state, "other")] += 1
+        return Breakdown(**counts)
 
     @property
     def done(self) -> int:
@@ -181,9 +237,10 @@ class RunState:
         return sum(t.iterations for t in self.tasks.values())
 
     def elapsed(self, now: float | None = None) -> float:
+        """The run's time so far (up to ``now``, else its last event), the time between its controllers left out."""
         if self.started is None:
             return 0.0
-        return max(0.0, (self.now if now is None else max(now, self.now)) - self.started)
+        return max(0.0, (self.now if now is None else max(now, self.now)) - self.started - self.away_seconds)
 
     def efficiency(self, now: float | None = None) -> float:
         """Busy worker time / (elapsed × capacity), capacity integrated as the limit changed."""
@@ -221,9 +278,10 @@ def _start_run(state: RunState, e: RunStarted) -> None:
     state.finished = False
     if e.resumed and state.tasks:
         # Resuming: tasks keep what was done; the engine re-sends states of the
-        # rest. Clocks stopped when the last controller fell silent.
-        for task in state.tasks.values():
-            _stop_clock(state, task, state.now)
+        # rest. A running task's clock runs on: its supervisor outlives waveui,
+        # so it went on while no controller watched (adopted, its time counts
+        # in full; rerun, its attempt ends when this run says so).
+        state.away_seconds += max(0.0, e.t - state.now)
         state.now = max(state.now, e.t)
         state.strategy, state.conflict_mode = e.strategy, e.conflict_mode
         state.limit, state.max_parallel = e.limit, e.max_parallel
@@ -242,6 +300,9 @@ def _start_run(state: RunState, e: RunStarted) -> None:
             task.critical = info.critical  # priority stays: the user may have changed it during the run
             task.after = list(info.after)
             state.tasks[info.id] = task
+        for task_id, task in earlier.items():
+            if task_id not in state.tasks:  # removed: no longer anyone's clock
+                _stop_clock(state, task, state.now)
         state.dependents, state.followers = _dependents(state.tasks)
         return
     state.run_id, state.epic, state.branch, state.base = e.run_id, e.epic, e.branch, e.base
@@ -319,6 +380,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
             task.finished = e.t
         if task.attempts and task.attempts[-1].ended is None:  # pending: it ended to be retried
             task.attempts[-1].ended = e.t
+            task.attempts[-1].seconds = task.busy_seconds  # its clock stopped above: not in CLOCK_STATES
             task.attempts[-1].outcome = "retried" if e.state == "pending" else e.state
             task.attempts[-1].reason = e.reason
     if e.state == "done":
@@ -338,6 +400,21 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
             state.tip = e.commit  # a task is done once merged: its commit is the branch's new tip
     if e.start_point:
         task.start_point = e.start_point
+
+
+def _step_ended(state: RunState, e: StepEnded) -> None:
+    """A step that ended with no controller to hear it: its clock stops; done well, it is shown finished."""
+    task = state.tasks.get(e.task)
+    if task is None or task.state != e.step:
+        return
+    _stop_clock(state, task, e.t)
+    task.exit_code = e.exit_code
+    what = "verify" if e.step == "verifying" else "command"
+    if e.exit_code == 0 and not e.timed_out:
+        task.progress = 100.0
+        task.message = f"{what} ended well; `waveui run` takes it from there"
+    else:
+        task.message = f"{what} " + ("timed out" if e.timed_out else f"failed (exit {e.exit_code})")
 
 
 def _progress(state: RunState, e: TaskProgress) -> None:
@@ -371,6 +448,7 @@ def fold(state: RunState, event: Event) -> RunState:
         _advance(state, event.t)
     state.events += 1
     if isinstance(event, RunStarted):
+        state.controller_gone = None
         _start_run(state, event)
     elif isinstance(event, TaskStateChanged):
         _task_state(state, event)
@@ -378,6 +456,10 @@ def fold(state: RunState, event: Event) -> RunState:
         _progress(state, event)
     elif isinstance(event, AttemptKept):
         _attempt_kept(state, event)
+    elif isinstance(event, StepEnded):
+        _step_ended(state, event)
+    elif isinstance(event, ControllerGone):
+        state.controller_gone = None if state.finished else event.t
     elif isinstance(event, LimitChanged):
         state.limit, state.limit_reason = event.limit, event.reason
     elif isinstance(event, MetricsSample):

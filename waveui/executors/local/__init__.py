@@ -14,7 +14,8 @@ from waveui.executors import LineReader, OnProgress, Sandbox
 from waveui.executors.local import proctable, runner
 from waveui.executors.local.sandbox import sandboxed_command
 from waveui.executors.local.runner import ExitResult
-from waveui.executors.local.supervision import LiveStep, StepFiles, SupervisedStep, live_steps, read_status
+from waveui.executors.local.supervision import LiveStep, SupervisedStep, live_steps
+from waveui.executors.steps import StepFiles, heading, read_status
 from waveui.run.directives import read_directive
 from waveui.run.journal import runs_dir
 
@@ -34,9 +35,11 @@ class LocalExecutor:
                     read_line: LineReader | None = None, sandbox: Sandbox | None = None) -> SupervisedStep:
         if sandbox is not None:
             command = sandboxed_command(command, sandbox, cwd, env)
-        # Without a reader of its own a step's output is read for ``::waveui`` lines.
+        # Without a reader of its own a step's output is read for ``::waveui`` lines. Every attempt's steps
+        # go to one log: each starts under a line saying which it is.
         return await SupervisedStep.start(command, cwd, env, self._files(task_id, step), on_progress, timeout, grace,
-                                          read_line=read_line or read_directive)
+                                          read_line=read_line or read_directive,
+                                          heading=heading(env.get("WAVEUI_ATTEMPT", "1"), step))
 
     def adopt(self, task_id: str, step: str, on_progress: OnProgress,
               read_line: LineReader | None = None) -> SupervisedStep | None:

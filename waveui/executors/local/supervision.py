@@ -15,7 +15,6 @@ run of a repository.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -28,6 +27,7 @@ import psutil
 from waveui.core.pids import CREATE_TIME_TOLERANCE
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
+from waveui.executors.steps import StepFiles, read_json, read_status
 from waveui.run.directives import LineReader, read_directive
 from waveui.run.journal import runs_dir
 
@@ -36,48 +36,6 @@ POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
 READ_CHUNK = 1 << 20
 LONGEST_LINE = 1 << 20  # longer lines are logged but not parsed
-
-
-@dataclass(frozen=True)
-class StepFiles:
-    """Where one step (``running`` or ``verifying``) of a task keeps its log, pid file and status."""
-
-    log: Path
-    pidfile: Path
-    status: Path
-
-    @classmethod
-    def of(cls, logs_dir: Path, task_id: str, step: str) -> StepFiles:
-        return cls(logs_dir / f"{task_id}.log", logs_dir / f"{task_id}.{step}.pid",
-                   logs_dir / f"{task_id}.{step}.status")
-
-    def clear(self) -> None:
-        """Forget an earlier attempt's pid and status (its log is kept and appended to)."""
-        for path in (self.pidfile, self.status):
-            path.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict | None:
-    for attempt in range(3):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else None
-        except OSError:
-            return None
-        except ValueError:
-            # Caught half way through the supervisor writing the status into the pid file in place.
-            time.sleep(0.01 * (attempt + 1))
-    return None
-
-
-def read_status(files: StepFiles) -> dict | None:
-    """The step's status, wherever the supervisor managed to leave it; None while it has none yet."""
-    status = _read_json(files.status)
-    if status is not None:
-        return status
-    record = _read_json(files.pidfile)
-    status = record.get("status") if record is not None else None
-    return status if isinstance(status, dict) else None
 
 
 def _alive(pid: int | None, started: float | None) -> bool:
@@ -143,16 +101,25 @@ class SupervisedStep:
     @classmethod
     async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
                     on_directive: Callable[[dict], None], timeout: float | None, grace: float,
-                    read_line: LineReader = read_directive) -> SupervisedStep:
-        """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output."""
+                    read_line: LineReader = read_directive, heading: str = "") -> SupervisedStep:
+        """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output.
+
+        ``heading``, a line put in the log first, tells this step's output from the earlier ones' it follows.
+        """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
+        if heading:  # the log is the owner's only, as the supervisor would make it
+            log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(log, (heading + "\n").encode())
+            finally:
+                os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
         supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
         delay = 0.0005  # a supervisor is up within milliseconds: look often at first
         while time.monotonic() < deadline:
-            record = _read_json(files.pidfile)
+            record = read_json(files.pidfile)
             if record and "pid" in record:
                 return cls(files, record, on_directive, True, offset, read_line)
             status = read_status(files)
@@ -171,7 +138,7 @@ class SupervisedStep:
 
         The whole log is read again, so progress and cost come back as they were.
         """
-        record = _read_json(files.pidfile)
+        record = read_json(files.pidfile)
         if record is None:
             return None
         if "pid" not in record:
@@ -356,7 +323,7 @@ def live_steps(repo_root: Path) -> list[LiveStep]:
         if step not in STEPS or not task_id:
             continue
         files = StepFiles.of(pidfile.parent, task_id, step)
-        record = _read_json(pidfile)
+        record = read_json(pidfile)
         if record is None or read_status(files) is not None:
             continue
         if not _alive(record.get("supervisor"), record.get("supervisor_started")):

@@ -146,7 +146,8 @@ class TaskDetailScreen(Screen):
         return Content("\n").join(lines)
 
     def _fill_attempts(self) -> None:
-        attempts = tuple((a.number, a.started, a.ended, a.outcome, a.reason, a.ref) for a in self.task.attempts)
+        attempts = tuple((a.number, a.started, a.ended, a.seconds, a.outcome, a.reason, a.ref)
+                         for a in self.task.attempts)
         if attempts == self._attempts_shown:
             return
         self._attempts_shown = attempts
@@ -154,8 +155,8 @@ class TaskDetailScreen(Screen):
         row = table.cursor_row
         table.clear()
         start = self.state.started or 0.0
-        for number, started, ended, outcome, reason, ref in attempts:
-            ran = metrics.duration(ended - started) if ended is not None else "running"
+        for number, started, ended, seconds, outcome, reason, ref in attempts:
+            ran = metrics.duration(seconds) if ended is not None else "running"  # the clock the summary's "ran" is
             # The ref as git's short form: `git log waveui/<epic>/<task>/<n>` finds it.
             table.add_row(Text(str(number)), Text(f"+{metrics.duration(started - start)}"), Text(ran),
                           Text(outcome or self.task.state), Text(sanitize_line(ref.removeprefix("refs/")) or "—"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from textual.app import ComposeResult
@@ -11,7 +12,6 @@ from textual.widgets import Static
 
 from waveui.run.state import RunState
 from waveui.run import metrics
-from waveui.frontends.tui.look import ACTIVE_STATES, STATE_GROUPS
 from waveui.core.sanitize import sanitize_line
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -68,13 +68,15 @@ class RunHeader(Horizontal):
         epic = sanitize_line(state.epic) or "waveui"
         parts += [(epic, "bold"), "  ", self._run_state(state, figures), "  "]
         if state.tasks:
-            parts += [(f"{state.done}/{state.total} done", "bold $task-done")]
-            for label, states, style in (("active", ACTIVE_STATES, "$task-running"),
-                                         ("problems", STATE_GROUPS["problems"], "$task-failed"),
-                                         ("waiting", STATE_GROUPS["waiting"], "$task-waiting")):
-                number = state.count(*states)
+            counts = state.breakdown()
+            parts += [(f"{counts.done}/{counts.total} done", "bold $task-done")]
+            for text, number, style in ((f"{counts.active} active", counts.active, "$task-running"),
+                                        (metrics.plural(counts.problems, "problem"), counts.problems, "$task-failed"),
+                                        (f"{counts.waiting} waiting", counts.waiting, "$task-waiting"),
+                                        (f"{counts.cancelled} cancelled", counts.cancelled, "$task-blocked"),
+                                        (f"{counts.other} other", counts.other, "$text-muted")):
                 if number:
-                    parts += [" · ", (f"{number} {label}", style)]
+                    parts += [" · ", (text, style)]
         if any(notice.kind == "sandbox" for notice in state.notices):  # sandbox = "auto" fell back
             parts += ["   ", ("⚠ unsandboxed: no bubblewrap", "bold $warning")]
         if figures.task_filter != "all":
@@ -88,6 +90,9 @@ class RunHeader(Horizontal):
             if state.ok:
                 return ("✓ finished", "bold $success")
             return (f"■ {sanitize_line(state.finish_reason) or 'ended'}", "bold $error")
+        if state.controller_gone is not None:
+            since = time.strftime("%H:%M", time.localtime(state.controller_gone))
+            return (f"■ controller gone since {since} — `waveui run` to resume", "bold $error")
         if figures.read_only and figures.now - state.now > STALE_AFTER:
             return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
         if state.paused:
@@ -96,22 +101,24 @@ class RunHeader(Horizontal):
 
     def _figures_line(self, state: RunState, figures: HeaderFigures) -> Content:
         now = figures.now
-        elapsed = state.elapsed(None if state.finished else now)
+        stopped = state.finished or state.controller_gone is not None  # no one runs it: its clock and ETA stand still
+        elapsed = state.elapsed(None if stopped else now)
         limit = f"{state.limit}/{state.max_parallel}"
-        parts: list = [
-            ("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}",
-            ("   cost ", "$text-muted"), metrics.money(state.cost),
-        ]
-        if state.max_cost is not None:  # spent / budget
-            over = state.cost >= state.max_cost
-            parts += [(" / ", "$text-muted"), (metrics.money(state.max_cost), "bold $error" if over else "")]
+        parts: list = [("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}"]
+        if state.cost or state.max_cost is not None:  # no task reports a cost and there is no budget: no word of it
+            parts += [("   cost ", "$text-muted"), metrics.money(state.cost)]
+            if state.max_cost is not None:  # spent / budget
+                over = state.cost >= state.max_cost
+                parts += [(" / ", "$text-muted"), (metrics.money(state.max_cost), "bold $error" if over else "")]
+            if figures.projected is not None and not state.finished:
+                parts += [(" of ≈", "$text-muted"), (metrics.money(figures.projected), "$text-muted")]
         if state.tokens_in or state.tokens_out:
             parts += [("   tokens ", "$text-muted"),
                       f"{metrics.tokens(state.tokens_in)} in {metrics.tokens(state.tokens_out)} out"]
-        if figures.projected is not None and not state.finished:
-            parts += [(" of ≈", "$text-muted"), (metrics.money(figures.projected), "$text-muted")]
         parts += [("   elapsed ", "$text-muted"), metrics.duration(elapsed)]
-        if state.paused and not state.finished:
+        if state.controller_gone is not None and not state.finished:
+            parts += [("   ETA ", "$text-muted"), ("— no controller", "$error")]
+        elif state.paused and not state.finished:
             parts += [("   ETA ", "$text-muted"), ("paused", "$task-paused")]
         elif not state.finished:
             parts += [("   ETA ", "$text-muted"), metrics.duration(figures.eta)]

@@ -222,11 +222,12 @@ class WaveTimeline(CachedLinesView, can_focus=True):
 
     def _wave_strip(self, wave: int, width: int) -> Strip:
         members = [self.state.tasks[t] for t in self._wave_members.get(wave, [])]
-        counts = [f"{len(members)} task{'s' if len(members) != 1 else ''}"]
-        for label, states in (("done", {"done"}), ("running", ACTIVE_STATES), ("problems", STATE_GROUPS["problems"])):
+        counts = [metrics.plural(len(members), "task")]
+        for one, many, states in (("done", "done", {"done"}), ("running", "running", ACTIVE_STATES),
+                                  ("problem", "problems", STATE_GROUPS["problems"])):
             number = sum(1 for t in members if t.state in states)
             if number:
-                counts.append(f"{number} {label}")
+                counts.append(metrics.plural(number, one, many))
         style = component(self, "timeline--wave")
         text = f"━━ Wave {wave + 1} ━━ {' · '.join(counts)} "
         return Strip([Segment(fit(text, width), style)]).adjust_cell_length(width, style)
