@@ -84,6 +84,8 @@ class TaskStateChanged(Event):
     undeclared: list[str] = field(default_factory=list)  # changed but not in affected_files
     commit: str = ""
     start_point: str = ""  # the integration tip the attempt started from
+    host: str = ""  # the machine it runs on, when that is not this one (a Dask worker)
+    remote: str = ""  # the name a cluster holds the attempt under, so that a later waveui can collect it
 
 
 @dataclass
