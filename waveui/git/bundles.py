@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def fetch_bundle(repository: Repository, path: Path, refs: dict[str, str]) -> No
     BundleRefused, and nothing fetched, when it does not apply (the commits it
     builds on are missing here) or names none of ``refs``.
     """
-    verified = repository.run_on_history("bundle", "verify", "--quiet", str(path), ok=(0, 1, 128))
+    verified = repository.run_on_history("bundle", "verify", str(path), ok=(0, 1, 128))
     if verified.status != 0:
         said = " ".join(verified.err.split()) or "not a bundle"
         raise BundleRefused(f"the bundle does not apply: {said}")
@@ -108,13 +109,14 @@ class WorkerClone:
     def receive(self, bundle: bytes | None, ref: str, start_point: str) -> str | None:
         """Take in a bundle of ``ref`` (None: nothing new was sent); why ``start_point`` is still missing, or None."""
         if bundle is not None:
+            incoming = f"{RECEIVED}incoming-{uuid.uuid4().hex}"  # attempts on this machine receive at once
             try:
-                fetch_bundle_bytes(self.repository, bundle, {ref: RECEIVED + "incoming"})
+                fetch_bundle_bytes(self.repository, bundle, {ref: incoming})
             except BundleRefused as refused:
                 return refused.message
-            tip = self.repository.resolve(RECEIVED + "incoming")
+            tip = self.repository.resolve(incoming)
             self.repository.run("update-ref", RECEIVED + tip, tip)
-            self.repository.run("update-ref", "-d", RECEIVED + "incoming")
+            self.repository.run("update-ref", "-d", incoming)
         if self.repository.resolve(start_point) is None:
             return f"the clone does not have the start point {start_point[:12]}"
         return None

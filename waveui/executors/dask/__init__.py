@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -88,6 +89,10 @@ class DaskExecutor(LocalExecutor):
 
         SchedulerGone when the scheduler cannot be reached.
         """
+        # What goes wrong is told in the run's own words; distributed's log lines would cover the app.
+        for name in ["distributed", *logging.root.manager.loggerDict]:
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         local = LOCAL_CLUSTER.fullmatch(self.address)
         try:
             if local:
@@ -144,11 +149,10 @@ class DaskExecutor(LocalExecutor):
             try:
                 await asyncio.wait_for(self._read_workers(on_capacity), self.gone_after)
                 unreachable_since = None
-            except Exception as error:  # a closed comm, a timeout: the scheduler may be back in a moment
+            except Exception:  # a closed comm, a timeout, a client closed: the scheduler may be back in a moment
                 unreachable_since = unreachable_since or time.monotonic()
                 if time.monotonic() - unreachable_since >= self.gone_after:
-                    self.gone = (f"the Dask scheduler at {self.address} is gone "
-                                 f"({type(error).__name__}: {error or 'no answer'})")
+                    self.gone = f"the Dask scheduler at {self.address} is gone (no answer for {self.gone_after:g}s)"
                     self._changed.set()
                     on_gone(self.gone)
                     return
@@ -217,31 +221,28 @@ class DaskExecutor(LocalExecutor):
 
     async def _collect(self, key: str, future: distributed.Future) -> RemoteOutcome:
         """Wait for the attempt to end, or to be lost with its worker; then let the cluster forget it."""
-        result = asyncio.ensure_future(self._result(future))
-        try:
-            while not result.done():
-                await asyncio.wait({result}, timeout=WATCH_SECONDS)
-                if result.done():
-                    break
-                if self.gone:
-                    raise SchedulerGone(self.gone)
-                worker = self._running.get(key)
-                status = (await self.client.scheduler.get_task_status(keys=[key])).get(key)
-                if status in LOST_STATES or (worker is not None and worker not in self._slots):
-                    await self.client.cancel([future], force=True)
-                    await self._forget(key)
-                    return RemoteOutcome(lost=True, reason="its Dask worker went away")
-            ended = result.result()
-        except SchedulerGone:
-            result.cancel()
-            raise
-        except asyncio.CancelledError:
-            result.cancel()
-            self._running.pop(key, None)  # the controller stops following; the cluster holds it for the next
-            raise
-        except Exception as error:  # the function failed on the worker in a way it could not report
-            await self._forget(key)
-            return RemoteOutcome(reason=f"failed on its Dask worker: {type(error).__name__}: {error}")
+        while True:
+            try:
+                ended = await self._wait(key, future)
+                break
+            except distributed.client.FutureCancelledError:
+                # The client cancels every future when its connection to the scheduler drops: either the
+                # scheduler comes back (and still holds the attempt) or it is gone for good.
+                while self.client.status != "running":
+                    if self.gone:
+                        raise SchedulerGone(self.gone) from None
+                    await asyncio.sleep(WATCH_SECONDS)
+                try:
+                    future = await distributed.Variable(key, client=self.client).get(timeout=1)
+                except (asyncio.TimeoutError, TimeoutError):
+                    return await self._lost(key, None, "the cluster no longer holds it (its scheduler restarted?)")
+            except (SchedulerGone, asyncio.CancelledError):
+                raise
+            except Exception as error:  # the function failed on the worker in a way it could not report
+                await self._forget(key)
+                return RemoteOutcome(reason=f"failed on its Dask worker: {type(error).__name__}: {error}")
+        if ended is None:
+            return await self._lost(key, future, "its Dask worker went away")
         worker = self._running.get(key)
         outcome = RemoteOutcome(commit=ended.get("commit"), reason=ended.get("reason"), kept=ended.get("kept"),
                                 host=ended.get("host", ""), stale=bool(ended.get("stale")),
@@ -253,6 +254,36 @@ class DaskExecutor(LocalExecutor):
             self._known[worker] = outcome.tips
         await self._forget(key)
         return outcome
+
+    async def _wait(self, key: str, future: distributed.Future) -> dict | None:
+        """The attempt's result once it ends; None if it never will (its worker went away)."""
+        result = asyncio.ensure_future(self._result(future))
+        try:
+            while not result.done():
+                await asyncio.wait({result}, timeout=WATCH_SECONDS)
+                if result.done():
+                    break
+                if self.gone:
+                    raise SchedulerGone(self.gone)
+                if self.client.status != "running":
+                    continue  # the future is cancelled in a moment; _collect waits for the scheduler
+                worker = self._running.get(key)
+                status = (await self.client.scheduler.get_task_status(keys=[key]) or {}).get(key)
+                if status in LOST_STATES or (worker is not None and worker not in self._slots):
+                    return None
+            return result.result()
+        except BaseException:
+            result.cancel()
+            if not result.cancelled() and result.done():
+                result.exception()  # retrieved: it is reported by the caller, not as "never retrieved"
+            raise
+
+    async def _lost(self, key: str, future: distributed.Future | None, why: str) -> RemoteOutcome:
+        if future is not None:
+            with contextlib.suppress(Exception):
+                await self.client.cancel([future], force=True)
+        await self._forget(key)
+        return RemoteOutcome(lost=True, reason=why)
 
     @staticmethod
     async def _result(future: distributed.Future) -> dict:
