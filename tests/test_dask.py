@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,12 +60,20 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def add_worker(self, slots: int = 2, env: dict | None = None) -> subprocess.Popen:
-        folder = self.root / f"worker-{len(self.workers)}"
-        folder.mkdir()
-        worker = self._start([str(DASK), "worker", self.address, "--no-nanny", "--nthreads", str(slots),
-                              "--resources", f"waveui={slots}", "--local-directory", str(folder),
-                              "--no-dashboard"], env)
+    def add_worker(self, slots: int = 2, env: dict | None = None, user: str | None = None) -> subprocess.Popen:
+        """A worker process with ``slots`` waveui resources; as ``user`` (a folder of its own in /tmp) if given."""
+        if user is None:
+            folder = self.root / f"worker-{len(self.workers)}"
+            folder.mkdir()
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="waveui-worker-"))
+            shutil.chown(folder, user)
+        command = [str(DASK), "worker", self.address, "--no-nanny", "--nthreads", str(slots),
+                   "--resources", f"waveui={slots}", "--local-directory", str(folder), "--no-dashboard"]
+        if user is not None:
+            command = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}",
+                       f"HOME={folder}", *command]
+        worker = self._start(command, env)
         self.workers.append(worker)
         return worker
 
@@ -233,6 +242,33 @@ def test_the_scheduler_gone_is_one_line_and_the_run_resumes_on_a_new_one(tmp_pat
     assert git(repo, "show", "waveui/gone:t.txt") == "t"
 
 
+def test_workers_that_cannot_read_the_repository_still_run_its_tasks(tmp_path, cluster):
+    """Workers as another user, who cannot read the controller's repository: only Dask carries the work."""
+    user = "nobody"
+    probe = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "import waveui, distributed"],
+                           capture_output=True, text=True, env=os.environ)
+    if os.geteuid() != 0 or probe.returncode != 0:
+        pytest.skip(f"cannot run this Python as {user}: {probe.stderr.strip()[:200]}")
+    repo = make_repo(tmp_path / "repo")
+    os.chmod(tmp_path, 0o700)
+    write_epic(repo, """
+        [epic]
+        name = "apart"
+        base = "main"
+
+        [[task]]
+        id = "a"
+        command = 'cat README.md > a.txt; id -un >> a.txt'
+    """)
+    cluster.add_worker(user=user)
+    cluster.wait_for_workers(1)
+
+    done = waveui(repo, "--dask", cluster.address)
+
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "waveui/apart:a.txt") == f"hello\n{user}"
+
+
 def test_a_bundle_that_does_not_apply_is_refused_with_its_reason(tmp_path):
     """A clone sent only the last commit of a history it lacks says so; nothing is fetched."""
     repo = make_repo(tmp_path / "repo")
@@ -254,3 +290,49 @@ def test_a_bundle_that_does_not_apply_is_refused_with_its_reason(tmp_path):
     assert clone.receive(bundle_bytes(repository, "refs/heads/main"), "refs/heads/main", first) is None
     assert clone.tips() == [git(repo, "rev-parse", "HEAD")]
     assert bundle_bytes(repository, "refs/heads/main", clone.tips()) is None
+
+
+def test_a_task_on_a_worker_is_paused_resumed_and_cancelled_from_the_controller(tmp_path, cluster):
+    """The app's pause and cancel reach the step on the worker; the cancelled attempt's work still comes back."""
+    import asyncio
+
+    from waveui.engine.engine import Engine, RunOptions
+    from waveui.engine.remote import dask_executor
+
+    repo = make_repo(tmp_path / "repo")
+    ticks = tmp_path / "ticks"
+    epic = write_epic(repo, f"""
+        [epic]
+        name = "ctl"
+        base = "main"
+
+        [[task]]
+        id = "t"
+        command = 'echo begun > begun.txt; while true; do echo . >> "{ticks}"; sleep 0.2; done'
+    """)
+    cluster.add_worker()
+    cluster.wait_for_workers(1)
+    engine = Engine(epic, repo, RunOptions(executor=dask_executor(cluster.address), grace=0.5, backoff=0.05))
+
+    def ticked() -> int:
+        return len(ticks.read_text()) if ticks.is_file() else 0
+
+    async def drive() -> None:
+        run = asyncio.create_task(engine.run())
+        while engine.state.tasks.get("t") is None or engine.state.tasks["t"].state != "running" or not ticked():
+            await asyncio.sleep(0.1)
+        engine.pause_task("t")
+        await asyncio.sleep(2.5)  # the worker asks once a second
+        paused_at = ticked()
+        await asyncio.sleep(1.0)
+        assert ticked() <= paused_at + 1  # stopped ticking (one tick may have been on its way)
+        engine.resume_task("t")
+        while ticked() <= paused_at + 3:
+            await asyncio.sleep(0.1)
+        engine.cancel("t")
+        await asyncio.wait_for(run, WAIT)
+
+    asyncio.run(drive())
+
+    assert engine.state.tasks["t"].state == "cancelled"
+    assert git(repo, "show", "refs/waveui/ctl/t/1:begun.txt") == "begun"

@@ -75,21 +75,26 @@ def _slots_in_use(engine: Engine) -> list[int]:
 
 
 class RemoteStep:
-    """An attempt running on a worker, as the engine controls a step: it can be stopped, not paused."""
+    """An attempt running on a worker, controlled as the engine controls a step: paused, resumed, stopped."""
 
-    pid = None
+    pid = None  # none of this machine's: nothing here may be signalled or sampled for it
     create_time = None
-    paused = False
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.key = ""
+        self.key = ""  # the cluster's name for the attempt, once submitted
+        self.paused = False
 
     def pause(self) -> None:
-        pass
+        self._set_paused(True)
 
     def resume(self) -> None:
-        pass
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        if self.key:
+            self.paused = paused
+            asyncio.get_running_loop().create_task(self.engine.executor.pause(self.key, paused))
 
     async def terminate(self, grace: float) -> None:
         if self.key:
@@ -123,8 +128,7 @@ async def run_attempt(engine: Engine, task_id: str, slot: int, attempt: int, ado
                 steps=tuple((step, command) for step, command in engine._steps(task) if command),
                 variables=variables, timeout=task.timeout or engine.epic.timeout, grace=engine.options.grace,
                 message=engine._merge_message(task_id), keep_out=agents.keep_out(task.command or engine.epic.command or ""),
-                setup=engine.epic.setup, setup_inputs=tuple(engine.epic.setup_inputs),
-                stop=f"{engine.executor.topic}-{task_id}-{attempt}-stop", workspace=WorkerClone,
+                setup=engine.epic.setup, setup_inputs=tuple(engine.epic.setup_inputs), workspace=WorkerClone,
                 line_reader=agents.line_reader)
             if not job.steps:
                 await engine._failed(task_id, "no command: set one on the task or in [epic]", attempt)
@@ -174,7 +178,7 @@ async def _take_in(engine: Engine, task_id: str, attempt: int, start_point: str,
         engine._set_state(task_id, "pending", attempt=attempt,
                           reason=f"attempt {attempt} lost{where}: {outcome.reason}; it runs again elsewhere")
         return
-    why = outcome.reason or engine._agent_outcome(task_id)
+    why = engine._over_budget.get(task_id) or outcome.reason or engine._agent_outcome(task_id)
     if why is not None:
         await engine._failed(task_id, why, attempt, retry=task_id not in engine._over_budget)
         return
@@ -215,12 +219,12 @@ class _Follower:
                               start_point=self.start_point, remote=self.key, reason=f"on {self.host}")
         elif kind == STEP:
             engine._set_state(self.task_id, str(message.get("step")), attempt=self.attempt, worker=self.slot,
-                              host=self.host or view.host, worktree=f"{self.host or view.host}:",
+                              host=self.host or view.host,
                               start_point=self.start_point, remote=self.key)
         elif kind == PROGRESS and isinstance(message.get("values"), dict):
             self.on_progress(message["values"])
         elif kind == SETUP:
-            engine.emit(SetupRan(t=engine.clock(), worktree=f"{self.host}:", task=self.task_id,
+            engine.emit(SetupRan(t=engine.clock(), worktree=self.host, task=self.task_id,
                                  seconds=float(message.get("seconds", 0.0)), skipped=not message.get("ran"),
                                  exit_code=int(message.get("exit_code", 0))))
         elif kind == LOG and isinstance(message.get("data"), bytes):

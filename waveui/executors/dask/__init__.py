@@ -175,7 +175,8 @@ class DaskExecutor(LocalExecutor):
                 known = [] if resend else self._known.get(worker, [])
                 bundle = await asyncio.to_thread(bundle_for, known)
                 key = f"{self.topic}-{job.task_id}-{job.attempt}" + (f"-{resend + 1}" if resend else "")
-                future = self.client.submit(run_attempt, replace(job, bundle=bundle), key=key, workers=[worker],
+                future = self.client.submit(run_attempt, replace(job, bundle=bundle, control=key), key=key,
+                                            workers=[worker],
                                             allow_other_workers=False, resources={RESOURCE: 1}, pure=False)
                 self._running[key] = worker
                 await distributed.Variable(key, client=self.client).set(future)
@@ -203,6 +204,11 @@ class DaskExecutor(LocalExecutor):
     async def stop(self, key: str) -> None:
         """Ask the attempt to stop its step; what it did so far still comes back."""
         await distributed.Event(key + "-stop", client=self.client).set()
+
+    async def pause(self, key: str, paused: bool) -> None:
+        """Ask the attempt to pause its step (its timeout stands still meanwhile), or to go on."""
+        event = distributed.Event(key + "-pause", client=self.client)
+        await (event.set() if paused else event.clear())
 
     async def _free_worker(self) -> str:
         """The worker with the most free slots (among those whose clone is known first); waits for one."""

@@ -73,10 +73,10 @@ class RemoteAttempt:
     keep_out: tuple[str, ...]  # files the agent writes for itself, left out of the commit
     setup: str | None
     setup_inputs: tuple[str, ...]
-    stop: str  # the name of the Dask Event that asks it to stop
     workspace: WorkspaceFactory
     line_reader: Callable[[str], LineReader]  # a step's command -> how to read its output lines
     bundle: bytes | None = None  # the start point's history the worker's clone lacks; None: it has it all
+    control: str = ""  # the Dask Events "<control>-pause" and "<control>-stop" ask it to pause or stop
 
 
 @dataclass

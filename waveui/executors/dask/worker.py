@@ -26,7 +26,7 @@ from waveui.executors.local import runner
 
 LOG_CHUNK = 64 * 1024  # the most of a log one event carries
 LOG_SECONDS = 0.3  # how often a step's new output is sent
-STOP_POLL_SECONDS = 1.0  # how often a step asks whether the controller wants it stopped
+CONTROL_POLL_SECONDS = 1.0  # how often a step asks whether the controller wants it paused or stopped
 
 _workspaces: dict[Path, Workspace] = {}  # one per clone in this worker process: its pool lends each worktree once
 _workspaces_lock = threading.Lock()
@@ -97,7 +97,6 @@ async def _steps(job: RemoteAttempt, cwd: Path, env: dict[str, str], log: Path, 
     """Run the command, then its verify; None when both succeeded, else why not."""
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch()
-    stop = distributed.Event(job.stop)
     for step, command in job.steps:
         offset = log.stat().st_size
         process = await runner.start_task(command, cwd, env, log,
@@ -105,7 +104,7 @@ async def _steps(job: RemoteAttempt, cwd: Path, env: dict[str, str], log: Path, 
                                           read_line=job.line_reader(command))
         channel.post(STEP, step=step)
         following = [asyncio.create_task(_send_log(log, offset, channel)),
-                     asyncio.create_task(_stop_when_asked(stop, process, job.grace))]
+                     asyncio.create_task(_follow_controls(job, process))]
         try:
             end = await process.wait(timeout=job.timeout, grace=job.grace)
         finally:
@@ -134,8 +133,19 @@ async def _send_log(log: Path, offset: int, channel: Channel, once: bool = False
         await asyncio.sleep(LOG_SECONDS)
 
 
-async def _stop_when_asked(stop: distributed.Event, process: runner.TaskProcess, grace: float) -> None:
-    """End when the controller asks for the attempt to stop (a cancel, or `waveui` stopping the run), stopping it."""
+async def _follow_controls(job: RemoteAttempt, process: runner.TaskProcess) -> None:
+    """Pause, resume or stop the step as the controller asks (a user's pause or cancel, the run stopping).
+
+    Returns only once the step was stopped.
+    """
+    stop, pause = distributed.Event(job.control + "-stop"), distributed.Event(job.control + "-pause")
     while not await asyncio.to_thread(stop.is_set):
-        await asyncio.sleep(STOP_POLL_SECONDS)
-    await process.terminate(grace)
+        paused = await asyncio.to_thread(pause.is_set)
+        if paused and not process.paused:
+            process.pause()  # its timeout's clock stops with it, as on the controller
+        elif process.paused and not paused:
+            process.resume()
+        await asyncio.sleep(CONTROL_POLL_SECONDS)
+    if process.paused:
+        process.resume()
+    await process.terminate(grace=job.grace)
