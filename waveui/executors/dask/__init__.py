@@ -175,8 +175,9 @@ class DaskExecutor(LocalExecutor):
                 known = [] if resend else self._known.get(worker, [])
                 bundle = await asyncio.to_thread(bundle_for, known)
                 key = f"{self.topic}-{job.task_id}-{job.attempt}" + (f"-{resend + 1}" if resend else "")
-                future = self.client.submit(run_attempt, replace(job, bundle=bundle, control=key), key=key,
-                                            workers=[worker],
+                # Sent to the worker straight, not through the scheduler with the task: it may be large.
+                data = await self.client.scatter(bundle, workers=[worker]) if bundle is not None else None
+                future = self.client.submit(run_attempt, replace(job, control=key), data, key=key, workers=[worker],
                                             allow_other_workers=False, resources={RESOURCE: 1}, pure=False)
                 self._running[key] = worker
                 await distributed.Variable(key, client=self.client).set(future)

@@ -75,7 +75,6 @@ class RemoteAttempt:
     setup_inputs: tuple[str, ...]
     workspace: WorkspaceFactory
     line_reader: Callable[[str], LineReader]  # a step's command -> how to read its output lines
-    bundle: bytes | None = None  # the start point's history the worker's clone lacks; None: it has it all
     control: str = ""  # the Dask Events "<control>-pause" and "<control>-stop" ask it to pause or stop
 
 

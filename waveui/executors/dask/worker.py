@@ -44,14 +44,17 @@ class Channel:
                                                "kind": kind, **fields})
 
 
-def run_attempt(job: RemoteAttempt) -> dict:
-    """Run one attempt on this worker; how it ended, as a dict of plain values (see RemoteOutcome)."""
+def run_attempt(job: RemoteAttempt, bundle: bytes | None) -> dict:
+    """Run one attempt on this worker; how it ended, as a dict of plain values (see RemoteOutcome).
+
+    ``bundle`` holds the start point's history this worker's clone lacks (None: it has it all).
+    """
     worker = distributed.get_worker()
     channel = Channel(worker, job)
     host = socket.gethostname()
     channel.post(STARTED, host=host, worker=worker.address)
     try:
-        ended = asyncio.run(_attempt(job, worker, channel))
+        ended = asyncio.run(_attempt(job, bundle, worker, channel))
     except Exception as error:  # reported as the attempt's failure, never as a task error the controller cannot read
         ended = {"reason": f"internal error on {host}: {type(error).__name__}: {getattr(error, 'message', error)}"}
     return {"host": host, **ended}
@@ -65,10 +68,10 @@ def _workspace(folder: Path, job: RemoteAttempt) -> Workspace:
         return _workspaces[folder]
 
 
-async def _attempt(job: RemoteAttempt, worker: distributed.Worker, channel: Channel) -> dict:
+async def _attempt(job: RemoteAttempt, bundle: bytes | None, worker: distributed.Worker, channel: Channel) -> dict:
     folder = Path(worker.local_directory) / "waveui" / job.repo_id
     workspace = await asyncio.to_thread(_workspace, folder, job)
-    missing = await asyncio.to_thread(workspace.receive, job.bundle, job.bundle_ref, job.start_point)
+    missing = await asyncio.to_thread(workspace.receive, bundle, job.bundle_ref, job.start_point)
     if missing:
         return {"reason": missing, "stale": True, "tips": await asyncio.to_thread(workspace.tips)}
     worktree = await asyncio.to_thread(workspace.acquire, job.task_id, job.start_point)
