@@ -336,3 +336,13 @@ def test_a_task_on_a_worker_is_paused_resumed_and_cancelled_from_the_controller(
 
     assert engine.state.tasks["t"].state == "cancelled"
     assert git(repo, "show", "refs/waveui/ctl/t/1:begun.txt") == "begun"
+
+
+def test_a_scheduler_address_that_is_none_is_one_line(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    write_epic(repo, '[epic]\nname = "x"\n\n[[task]]\nid = "a"\ncommand = "true"\n')
+
+    done = waveui(repo, "--dask", "scheduler:8786")
+
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("waveui: error: --dask 'scheduler:8786' is no scheduler address")

@@ -49,21 +49,23 @@ async def connect(engine: Engine) -> None:
     from waveui.executors.dask import SchedulerGone
 
     executor = engine.executor
+    cap = engine.options.max_parallel  # `--max-parallel`: the user's cap, below whatever the cluster offers
     try:
-        await executor.open(lambda total, why: _capacity(engine, total, why), engine._halt)
+        await executor.open(lambda total, why: _capacity(engine, min(total, cap or total), why), engine._halt)
     except SchedulerGone as error:
         raise EngineError(str(error)) from None
     # The first limit, before the run's first event; attempts a resumed run left on the cluster each keep a slot.
     in_flight = sum(1 for task in engine.state.tasks.values() if task.remote)
-    engine.options.max_parallel = max(executor.capacity, in_flight, 1)
+    engine.options.max_parallel = max(min(executor.capacity, cap or executor.capacity), in_flight, 1)
     if engine.epic.adaptive:  # a CPU and memory rule for this machine says nothing of the cluster's
         engine.epic = dataclasses.replace(engine.epic, adaptive=False)
         engine.notice("adaptive is off on a cluster: the limit follows the workers' waveui resources", level="info")
 
 
 def _capacity(engine: Engine, total: int, why: str) -> None:
-    if engine.journal is None:
-        return  # the first reading: the run starts with it as its limit
+    """The cluster's capacity changed: it is the run's limit now, with slot numbers enough for it."""
+    if engine.journal is None or total == engine.state.limit:
+        return  # the first reading (the run starts with it as its limit), or a change the cap hides
     highest = max(engine._free_slots + [slot for slot in _slots_in_use(engine)], default=-1)
     engine._free_slots.extend(range(highest + 1, total))  # numbers for the slots of workers that joined
     engine.emit(LimitChanged(t=engine.clock(), limit=total, reason=why))
