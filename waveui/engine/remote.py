@@ -129,7 +129,8 @@ async def run_attempt(engine: Engine, task_id: str, slot: int, attempt: int, ado
                 task_id=task_id, attempt=attempt, start_point=start_point, bundle_ref=engine.integrator.ref,
                 steps=tuple((step, command) for step, command in engine._steps(task) if command),
                 variables=variables, timeout=task.timeout or engine.epic.timeout, grace=engine.options.grace,
-                message=engine._merge_message(task_id), keep_out=agents.keep_out(task.command or engine.epic.command or ""),
+                message=engine._merge_message(task_id),
+                keep_out=agents.keep_out(task.command or engine.epic.command or ""),
                 setup=engine.epic.setup, setup_inputs=tuple(engine.epic.setup_inputs), workspace=WorkerClone,
                 line_reader=agents.line_reader)
             if not job.steps:
@@ -144,8 +145,7 @@ async def run_attempt(engine: Engine, task_id: str, slot: int, attempt: int, ado
 
             await engine.journal.durable()  # its "preparing" is on disk before anything starts
             outcome = await engine.executor.run_attempt(
-                job, lambda known: bundle_bytes(repository, job.bundle_ref, known),
-                follower, submitted)
+                job, lambda known: bundle_bytes(repository, job.bundle_ref, known), follower, submitted)
     except SchedulerGone as gone:
         engine._halt(str(gone))
         return

@@ -73,9 +73,8 @@ class DaskExecutor(LocalExecutor):
         self.client: distributed.Client | None = None
         self.cluster: distributed.LocalCluster | None = None
         self.capacity = 0
-        self.hosts: dict[str, str] = {}  # worker address -> its host name, as its attempts report it
         self._slots: dict[str, int] = {}  # worker address -> its waveui resource
-        self._running: dict[str, str] = {}  # attempt key -> the worker it is pinned to (None-free: pinned at once)
+        self._running: dict[str, str] = {}  # attempt key -> the worker it is pinned to
         self._known: dict[str, list[str]] = {}  # worker address -> the commits its clone reported it holds
         self._followers: dict[tuple[str, int], OnEvent] = {}
         self._watcher: asyncio.Task | None = None
