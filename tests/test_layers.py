@@ -22,7 +22,9 @@ def test_import_contracts_are_kept():
 @pytest.mark.parametrize("module, absent", [
     ("waveui.frontends.status", {"textual", "psutil", "git"}),  # `waveui status`: a journal read, nothing more
     ("waveui.frontends.tui.app", {"psutil", "git"}),  # `waveui watch` without the live sampler
-    ("waveui.engine.engine", {"textual", "git"}),  # the engine knows nothing of the screen, nor of GitPython
+    # the engine knows nothing of the screen, nor of GitPython; Dask is loaded by runs on a cluster only
+    ("waveui.engine.engine", {"textual", "git", "distributed", "dask"}),
+    ("waveui.frontends.cli", {"distributed", "dask"}),
     ("waveui.run.state", {"textual", "psutil", "git", "networkx"}),  # the run model: plain data
 ])
 def test_an_entry_point_loads_only_what_it_needs(module, absent):

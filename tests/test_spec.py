@@ -715,3 +715,17 @@ def test_every_task_left_without_a_resolver_is_named_at_its_own_line():
     assert [(p.line, p.message.split(":")[0]) for p in problems_of(text)] == [
         (2, '[epic] on_conflict is "resolve" but no resolve command is given (set resolve in [epic])'),
         (7, "task 'b'")]
+
+
+def test_a_dask_executor_needs_a_scheduler_address_that_reads_as_one():
+    base = '[[task]]\nid = "a"\n'
+    epic = spec.loads('[epic]\nexecutor = "dask"\ndask_scheduler = "tcp://10.0.0.5:8786"\n' + base)
+    assert (epic.executor, epic.dask_scheduler) == ("dask", "tcp://10.0.0.5:8786")
+    assert spec.loads('[epic]\nexecutor = "dask"\ndask_scheduler = "local:4x2"\n' + base).dask_scheduler == "local:4x2"
+    missing = only_problem('[epic]\nexecutor = "dask"\n' + base)
+    assert missing.line == 2 and "no dask_scheduler" in missing.message
+    wrong = only_problem('[epic]\nexecutor = "dask"\ndask_scheduler = "scheduler:8786"\n' + base)
+    assert wrong.line == 3 and "tcp://HOST:PORT" in wrong.message
+    stray = only_problem('[epic]\ndask_scheduler = "local:2"\n' + base)
+    assert stray.line == 2 and 'executor is not "dask"' in stray.message
+    assert "executor" in only_problem('[epic]\nexecutor = "cloud"\n' + base).message

@@ -31,6 +31,8 @@ MAX_PROBLEMS = 50
 CONFLICT_MODES = ("serialise", "lock", "defer")
 STRATEGIES = ("eager", "waves")
 ISOLATIONS = ("worktree", "none")
+EXECUTORS = ("local", "dask")
+LOCAL_CLUSTER = re.compile(r"local:([1-9][0-9]*)(?:x([1-9][0-9]*))?")  # N worker processes here, S tasks each
 # What happens to a task whose merge conflicts: "stop" leaves it conflicted for you, "retry" runs it
 # again on the new tip of the integration branch, "resolve" runs the ``resolve`` command on the merge.
 CONFLICT_POLICIES = ("retry", "resolve", "stop")
@@ -120,6 +122,8 @@ class Epic:
     sandbox_network: bool = True  # whether sandboxed steps reach the network
     sandbox_writable: list[str] = field(default_factory=list)  # paths every sandboxed step may write ("~" expanded)
     sandbox_line: int = field(default=0, compare=False)  # where the first `sandbox = true` is, 0 if nowhere
+    executor: str = "local"  # one of EXECUTORS: where tasks run
+    dask_scheduler: str | None = None  # with executor = "dask": tcp://HOST:PORT, or local:N for a cluster here
     path: Path | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task:
@@ -539,7 +543,36 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
         epic.bell = True if value is None else value
     _conflict_settings(check, epic, raw, at, "[epic]")
     _sandbox_settings(check, epic, raw, at, "[epic]")
+    _executor_settings(check, epic, raw, at)
     return epic
+
+
+def _executor_settings(check: _Checker, epic: Epic, raw: dict, at) -> None:
+    """``executor`` and, for a Dask cluster, ``dask_scheduler`` (which needs the other)."""
+    if "executor" in raw:
+        epic.executor = check.choice(raw["executor"], at("executor"), "[epic] executor", EXECUTORS) or epic.executor
+    if "dask_scheduler" in raw:
+        address = check.string(raw["dask_scheduler"], at("dask_scheduler"), "[epic] dask_scheduler")
+        problem = scheduler_problem(address) if address is not None else None
+        if problem:
+            check.add(at("dask_scheduler"), f"[epic] dask_scheduler {problem}")
+        epic.dask_scheduler = address
+        if epic.executor != "dask":
+            check.add(at("dask_scheduler"), '[epic] dask_scheduler is set but executor is not "dask"')
+    elif epic.executor == "dask":
+        check.add(at("executor"), '[epic] executor is "dask" but no dask_scheduler is given '
+                                  '(tcp://HOST:PORT, or local:N)')
+
+
+def scheduler_problem(address: str) -> str | None:
+    """What is wrong with a Dask scheduler's address, as ``--dask`` or ``dask_scheduler`` gives it; None if nothing."""
+    if LOCAL_CLUSTER.fullmatch(address):
+        return None
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in ("tcp", "tls", "ws", "wss", "inproc") or not rest:
+        return (f"{address!r} is no scheduler address: give tcp://HOST:PORT (as `dask scheduler` prints it), "
+                "or local:N (N worker processes here), local:NxS (S tasks each)")
+    return None
 
 
 def _conflict_settings(check: _Checker, owner: Epic | Task, raw: dict, at, what: str) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +37,10 @@ from waveui.run.events import (
 from waveui.engine.errors import EngineError, RunAlreadyComplete
 from waveui.engine.ready import SETTLED, STUCK_STATES, WAITING, ReadyQueue
 from waveui.engine.resume import Adoption, Resume
-from waveui.engine import attempts
+from waveui.engine import attempts, remote
 from waveui.engine.resolving import Conflicts
 from waveui.engine.sandboxing import Sandboxing
-from waveui.executors import Executor, ExecutorFactory, StepHandle
+from waveui.executors import Executor, ExecutorFactory, StepHandle, step_failure
 from waveui.executors.local import LocalExecutor
 from waveui.git.guard import RepositoryGuard
 from waveui.run.journal import Journal, ensure_private_dir, new_run_id, runs_dir
@@ -228,6 +228,8 @@ class Engine:
             self.state = replay(previous)
         ensure_private_dir(self.run_dir / "logs")
         self.executor = self.options.executor(self.repo_root, self.run_dir.name)
+        if self.executor.remote:
+            await remote.connect(self)
         if self.git:
             try:
                 self.integrator = Integrator(self.repo_root, self.epic.name, self.epic.base)
@@ -321,6 +323,8 @@ class Engine:
         finally:
             if sampler:
                 sampler.cancel()
+            if self.executor is not None and self.executor.remote:
+                await self.executor.close()  # attempts it holds go on, for the next waveui of the run to collect
             if not self._detached:
                 for process in list(self._processes.values()):
                     await process.terminate(self.options.grace)
@@ -480,6 +484,9 @@ class Engine:
         self._over_budget.pop(task_id, None)
         self._worktrees[task_id] = adopted.worktree if adopted else None
         try:
+            if self.executor.remote:  # the whole attempt runs on another machine; its commit comes back
+                await remote.run_attempt(self, task_id, slot, attempt, adopted)
+                return
             start_point = adopted.start_point if adopted else ""
             if not adopted:
                 self._set_state(task_id, "preparing", attempt=attempt, worker=slot, reason=self._order_note(task_id))
@@ -661,12 +668,9 @@ class Engine:
                 return self._over_budget[task.id], None
             if self.state.tasks[task.id].state == "cancelled" or self._stopping:
                 return "stopped", None
-            if result.timed_out:
-                return f"timed out after {timeout:g}s", None
-            if result.exit_code != 0:
-                what = "verify" if state == "verifying" else "command"
-                how = f"killed by signal {result.signal}" if result.signal else f"exit {result.exit_code}"
-                return f"{what} failed ({how})", result.exit_code
+            failure = step_failure(state, result, timeout)
+            if failure:
+                return failure, result.exit_code
             if state == "running":
                 why = self._agent_outcome(task.id)
                 if why:
@@ -687,9 +691,18 @@ class Engine:
 
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
         """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must)."""
-        message = self._merge_message(task.id)
-        commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, message,
+        commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, self._merge_message(task.id),
                                          agents.keep_out(task.command or self.epic.command or ""))
+
+        async def free_worktree() -> None:
+            # The work is on its branch now: the worktree can go to the next task while the merge waits.
+            self._worktrees.pop(task.id, None)
+            await self._release(task.id, worktree, attempt)
+        await self._merge_commit(task, commit, start_point, attempt, free_worktree)
+
+    async def _merge_commit(self, task: Task, commit: str | None, start_point: str, attempt: int,
+                            free_worktree: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Merge the commit an attempt left on the task's branch; None: it changed nothing, which may fail it."""
         if commit is None:
             denied = self.state.tasks[task.id].denied
             if denied and task.expect_changes:  # what it was refused is likely why it did nothing
@@ -704,10 +717,9 @@ class Engine:
         undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
         self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
         await self.journal.durable()  # resume must know a merge may have happened
-        # The work is on its branch now: the worktree can go to the next task while the merge waits.
-        self._worktrees.pop(task.id, None)
-        await self._release(task.id, worktree, attempt)
-        await self._merge(task.id, worktree.branch, message, changed, undeclared)
+        if free_worktree is not None:
+            await free_worktree()
+        await self._merge(task.id, self._branch(task.id), self._merge_message(task.id), changed, undeclared)
 
     async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],
                      undeclared: list[str]) -> None:

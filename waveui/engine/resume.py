@@ -37,7 +37,7 @@ class Adoption:
     """A step an earlier waveui started, followed from where it is."""
 
     step: str  # "running" or "verifying"
-    process: StepHandle
+    process: StepHandle | None  # None for an attempt a remote executor holds
     worktree: object | None
     start_point: str
     attempt: int
@@ -326,6 +326,8 @@ class Resume:
     async def _adopt(self, task) -> bool:
         """Follow a task a killed waveui left running (or that finished meanwhile) instead of rerunning it."""
         engine = self.engine
+        if engine.executor.remote:  # an attempt held on the cluster is followed there, by the name journaled
+            return bool(task.remote) and self._follow(task, task.state, None, None)
         step = "running" if task.state == "preparing" else task.state  # it may have started unrecorded
         if step == "paused":
             step = "verifying" if engine.executor.began(task.id, "verifying") else "running"
@@ -342,6 +344,11 @@ class Resume:
             return False
         if task.state == "paused":
             process.pause()  # still stopped from before; now this waveui can resume it
+        return self._follow(task, step, process, worktree)
+
+    def _follow(self, task, step: str, process: StepHandle | None, worktree) -> bool:
+        """Take a slot and a job for a task adopted in flight; True."""
+        engine = self.engine
         slot = engine._free_slots.pop(0)
         engine.locks.acquire(task.id)
         adoption = Adoption(step, process, worktree, task.start_point, task.attempt)

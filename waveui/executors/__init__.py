@@ -74,7 +74,15 @@ class LiveStep(Protocol):
 
 
 class Executor(Protocol):
-    """Runs the steps of one run's tasks."""
+    """Runs the steps of one run's tasks.
+
+    A ``remote`` executor runs whole attempts elsewhere (see
+    :mod:`waveui.executors.dask`): the engine hands it an attempt and gets a
+    commit back instead of starting steps in worktrees of its own. Its other
+    methods still run what the controller runs itself (a conflict's resolver).
+    """
+
+    remote: bool
 
     async def start(self, task_id: str, step: str, command: str, cwd: Path, env: dict[str, str],
                     timeout: float | None, grace: float, on_progress: OnProgress,
@@ -106,6 +114,17 @@ class Executor(Protocol):
     def run_to_end(self, command: str, cwd: Path, env: dict[str, str], log_path: Path | None,
                    timeout: float | None = None, sandbox: Sandbox | None = None) -> int:
         """Run a command (the epic's setup) to its end, output to ``log_path``; its exit status; blocking."""
+
+
+def step_failure(step: str, end: StepEnd, timeout: float | None) -> str | None:
+    """Why a step that ended so fails its task, in the words a run shows; None when it succeeded."""
+    if end.timed_out:
+        return f"timed out after {timeout:g}s"
+    if end.exit_code != 0:
+        what = "verify" if step == "verifying" else "command"
+        how = f"killed by signal {end.signal}" if end.signal else f"exit {end.exit_code}"
+        return f"{what} failed ({how})"
+    return None
 
 
 ExecutorFactory = Callable[[Path, str], Executor]  # (repository root, run id) -> that run's executor

@@ -152,7 +152,28 @@ def cmd_run(args) -> int:
     epic = _load(args.file)
     _check_sandbox(epic)
     root = _repo_root(Path(args.file), epic.isolation)
-    return _run_epic(epic, root, RunOptions(max_parallel=args.max_parallel, fresh=args.fresh), args.headless)
+    options = RunOptions(max_parallel=args.max_parallel, fresh=args.fresh)
+    address = args.dask or (epic.dask_scheduler if epic.executor == "dask" else None)
+    if address:
+        options.executor = _dask_executor(address, epic.isolation)
+    return _run_epic(epic, root, options, args.headless)
+
+
+def _dask_executor(address: str, isolation: str):
+    """The executor factory of a run on the Dask cluster at ``address``; UsageError when it cannot be."""
+    from waveui.core.spec import scheduler_problem
+    from waveui.engine.remote import dask_executor
+
+    problem = scheduler_problem(address)
+    if problem:
+        raise UsageError(f"--dask {problem}")
+    if isolation != "worktree":
+        raise UsageError('--dask needs isolation = "worktree": tasks on a cluster run in clones, never in place')
+    try:
+        import distributed  # noqa: F401  (only to say clearly that it is missing)
+    except ImportError:
+        raise UsageError("--dask needs the distributed package: pip install 'waveui[dask]'") from None
+    return dask_executor(address)
 
 
 def cmd_demo(args) -> int:
@@ -440,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--headless", action="store_true",
                      help="print one line per change instead of the full-screen app (automatic when not a terminal)")
     run.add_argument("--fresh", action="store_true", help="start a new run instead of resuming an unfinished one")
+    run.add_argument("--dask", metavar="ADDRESS",
+                     help="run the tasks on a Dask cluster: its scheduler's tcp://HOST:PORT, or local:N to start "
+                          "N worker processes here (local:NxS: S tasks each); overrides [epic] dask_scheduler")
 
     watch = add("watch", "Follow a run read-only (also over ssh): the same screen, nothing can be changed.",
                 cmd_watch, epic_file=False)

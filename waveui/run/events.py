@@ -85,6 +85,8 @@ class TaskStateChanged(Event):
     commit: str = ""
     start_point: str = ""  # the integration tip the attempt started from
     sandboxed: bool = False  # the step starting now runs in a sandbox
+    host: str = ""  # the machine it runs on, when that is not this one (a Dask worker)
+    remote: str = ""  # the name a cluster holds the attempt under, so that a later waveui can collect it
 
 
 @dataclass

@@ -82,6 +82,8 @@ class TaskView:
     worktree: str = ""
     pid: int | None = None
     pid_started: float | None = None
+    host: str = ""  # where its attempt runs, when not on this machine
+    remote: str = ""  # the cluster's name for its attempt in flight
     started: float | None = None  # first start of the current attempt
     finished: float | None = None
     busy_seconds: float = 0.0  # time running, pauses excluded, over the current attempt
@@ -373,8 +375,11 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.worktree = e.worktree or task.worktree
         task.pid = e.pid if e.pid is not None else task.pid
         task.pid_started = e.pid_started if e.pid_started is not None else task.pid_started
+        task.host = e.host or task.host
+        task.remote = e.remote or task.remote
     else:
         task.worker, task.pid, task.pid_started = None, None, None
+        task.remote = ""
     if e.state not in ACTIVE_STATES and task.state in ACTIVE_STATES:
         if e.state != "pending":
             task.finished = e.t

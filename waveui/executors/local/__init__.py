@@ -23,6 +23,8 @@ from waveui.run.journal import runs_dir
 class LocalExecutor:
     """Runs one run's steps under supervisors, keeping their files in the run's logs folder."""
 
+    remote = False
+
     def __init__(self, repo_root: Path, run_id: str):
         self.repo_root = repo_root
         self.logs = runs_dir(repo_root) / run_id / "logs"

@@ -67,6 +67,8 @@ class WorkerTable(DataTable):
         used = usage.get(task.id)
         # Ids and worktrees come from the journal, which any process could have written to.
         worktree = sanitize_line(task.worktree.rstrip("/").rsplit("/", 1)[-1]) if task.worktree else "—"
+        if task.host:  # it runs on another machine (a Dask worker): where is what tells
+            worktree = sanitize_line(task.host)
         if task.sandboxed:  # confined by bubblewrap: it can write nothing but its worktree
             worktree = SANDBOXED + worktree
         # A task whose agent was denied tool calls is marked: it may be doing less than it was asked.
