@@ -313,3 +313,13 @@ def test_fish_completion_parses(cli, tmp_path):
     script = tmp_path / "waveui.fish"
     script.write_text(cli("completion", "fish").stdout)
     assert subprocess.run(["fish", "--no-execute", str(script)]).returncode == 0
+
+
+def test_the_apps_idle_word_is_not_a_notice_of_the_run(cli, tmp_path):
+    from waveui.run.events import Notice
+
+    events = [*sample_events(), Notice(t=START + 1500, level="info", kind="idle",
+                                       text="nothing left to run (3 not done): retry, un-cancel or quit")]
+    write_run(tmp_path, events=events)
+    assert "nothing left to run" not in cli("status").stdout
+    assert all(n["kind"] != "idle" for n in json.loads(cli("status", "--json").stdout)["notices"])

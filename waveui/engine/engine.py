@@ -770,6 +770,11 @@ class Engine:
         self._wake.set()
 
     @property
+    def stopping(self) -> bool:
+        """Told to end the session already (stopped, or left resumable)."""
+        return self._stopping is not None
+
+    @property
     def idle(self) -> bool:
         """Nothing runs or merges, and nothing is waiting that could start."""
         return not self._jobs and (self.ready.settled() or self._budget_reached)

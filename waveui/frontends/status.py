@@ -56,7 +56,9 @@ def report(state: RunState, summary: dict, now: float) -> dict:
                                      if dep in state.tasks and state.tasks[dep].state in LISTED]
             rows.append(row)
         out[f"{kind}_tasks"] = rows
-    out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices]
+    # "nothing left to run" spoke to the user at the app while it was open; it says nothing afterwards
+    out["notices"] = [{"kind": n.kind, "level": n.level, "message": sanitize_line(n.text)} for n in state.notices
+                      if n.kind != "idle"]
     return out
 
 

@@ -82,7 +82,7 @@ def run_live(engine: Engine) -> int:
         if not engine_task.done():
             if engine.idle:  # quit with nothing left running: the run ends here, as it stands
                 engine.close()
-            else:  # the app closed without an answer (e.g. a signal)
+            elif not engine.stopping:  # the app closed without an answer; an answer given stands
                 engine.stop(leave_resumable=True)
         try:
             state = await engine_task
@@ -91,6 +91,9 @@ def run_live(engine: Engine) -> int:
             return 2
         if state.finish_reason == "interrupted":
             tell("waveui: left resumable; run `waveui run` again to go on")
+            return 130
+        if state.finish_reason == "stopped":  # as headless: the tasks were stopped, the run resumes
+            tell("waveui: stopped; run `waveui run` again to resume")
             return 130
         tell(f"waveui: run {state.finish_reason}: {state.done}/{state.total} done")
         if state.finish_reason == BUDGET_REACHED:
