@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from waveui.run.metrics import plural
+
 CHAIN_PARALLELISM = 1.5  # below it, the critical path holds two thirds of the work or more
 BROAD_WAVE_SHARE = 0.5  # a broad graph's one wide wave holds at least this share of the tasks
 
@@ -63,7 +65,7 @@ def classify(task_count: int, total_work: float, span: float, waves: list[list[i
         kind = "hybrid"
         strategy = f"eager critical-path first with about {useful} workers"
     verdict = (
-        f"{kind} graph: {task_count} tasks in {len(waves)} waves, widest wave {widest}; "
+        f"{kind} graph: {plural(task_count, 'task')} in {plural(len(waves), 'wave')}, widest wave {widest}; "
         f"{level} parallelism ({parallelism:.1f} workers busy on average"
         f"{', the locks counted' if locked else ''}). Strategy: {strategy}."
     )
