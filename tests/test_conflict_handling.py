@@ -335,3 +335,24 @@ def test_waveui_resolve_beside_a_live_run_hands_the_merge_to_it(tmp_path):
     assert "the running waveui merges it" in outcome["handed"].stdout, outcome["handed"].stderr
     assert state.tasks["b"].state == "done" and "resolved by hand with `waveui resolve`" in state.tasks["b"].reason
     assert git(repo, "show", "waveui/live:notes.txt") == "one\ntwo by both\nthree"
+
+
+def test_a_sandboxed_resolver_resolves_in_its_worktree_and_writes_nothing_else(tmp_path):
+    from waveui.executors.local.sandbox import unavailable
+
+    import pytest
+
+    if unavailable():
+        pytest.skip(f"no sandbox here: {unavailable()}")
+    repo = make_repo(tmp_path / "repo", SAME_LINE)
+    outside = tmp_path / "outside.txt"
+    # In the user's checkout (visible, read-only, in the sandbox), not under /tmp: the sandbox's /tmp is its own.
+    resolver = script(repo / "keep-both", KEEP_BOTH + f"echo escaped > {outside} 2>/dev/null || true\n")
+    epic = _same_line_epic(repo, "boxsolve", ["a", "b"], f'on_conflict = "resolve"\nresolve = "{resolver}"\n'
+                                                         'sandbox = true', wait=" && sleep 0.5")
+    engine = run_engine(epic, repo)
+    b = engine.state.tasks["b"]
+    assert b.state == "done", b.reason
+    lines = git(repo, "show", "waveui/boxsolve:notes.txt").splitlines()
+    assert "two by a" in lines and "two by b" in lines
+    assert not outside.exists()  # the resolver, sandboxed, could write only its worktree
