@@ -529,7 +529,10 @@ class Engine:
         except Exception as error:  # a bug or a git failure must not take the whole run down
             await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
         finally:
-            left_running = self._detached and task_id in self._processes
+            # Left resumable: a task in flight keeps its worktree, even one whose step was being started
+            # when its job was cancelled (not yet in _processes): that step may run, and the next run adopts it.
+            left_running = self._detached and (task_id in self._processes
+                                               or self.state.tasks[task_id].state in SLOT_STATES)
             self._processes.pop(task_id, None)
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
