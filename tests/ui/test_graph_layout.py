@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from waveui.frontends.tui.graph_layout import ARROW, BOX_HEIGHT, cells_of, layout_graph
+from waveui.frontends.tui.graph_layout import ARROW, BOX_HEIGHT, CONTINUED, cells_of, layout_graph
 
 
 def random_tasks(n: int, seed: int = 3) -> list[tuple[str, int, list[str]]]:
@@ -71,3 +71,43 @@ def test_a_long_edge_passes_through_the_columns_it_skips():
 def test_empty_graph():
     layout = layout_graph([], box_width=8)
     assert layout.boxes == {} and layout.width == 0 and layout.height == 0
+
+
+CHAIN = [("a", 0, []), ("b", 1, ["a"]), ("c", 1, ["a"]), ("d", 2, ["b", "c"]), ("e", 3, ["d", "a"]),
+         ("f", 4, ["e"]), ("g", 5, ["f", "c"])]
+
+
+def test_a_wide_graph_folds_into_bands_that_fit_the_room():
+    wide = layout_graph(CHAIN, box_width=8)
+    folded = layout_graph(CHAIN, box_width=8, room=(30, 40))
+    assert wide.width > 30
+    assert folded.width <= 30 and folded.height <= 40
+    assert folded.height > wide.height  # the columns went under each other
+    waves = {task: wave for task, wave, _ in CHAIN}
+    # a later wave that starts a band sits left of and below the wave before it
+    assert any(folded.boxes[t][0] < folded.boxes[s][0] and folded.boxes[t][1] > folded.boxes[s][1]
+               for s in folded.boxes for t in folded.boxes if waves[t] == waves[s] + 1)
+
+
+def test_an_edge_between_bands_continues_from_the_right_end_to_its_target():
+    folded = layout_graph(CHAIN, box_width=8, room=(30, 40))
+    taken: set[tuple[int, int]] = set()
+    for x, y in folded.boxes.values():
+        cells = {(x + i, y + j) for i in range(8) for j in range(BOX_HEIGHT)}
+        assert not cells & taken
+        taken |= cells
+    for edge, (dep, task) in enumerate(folded.edges):
+        cells = cells_of(folded, [edge])
+        tx, ty = folded.boxes[task]
+        assert folded.glyph_at(tx - 1, ty + 1) == ARROW and (tx - 1, ty + 1) in cells
+        sx, sy = folded.boxes[dep]
+        assert (sx + 8, sy + 1) in cells
+    continued = [(x, y) for y, (start, text) in folded.glyphs.items() for x, g in enumerate(text, start)
+                 if g == CONTINUED]
+    assert any(x == 0 for x, _ in continued) and any(x > 0 for x, _ in continued)
+
+
+def test_a_graph_too_tall_to_fold_is_left_to_scroll_sideways():
+    wide = layout_graph(CHAIN, box_width=8)
+    assert layout_graph(CHAIN, box_width=8, room=(30, wide.height + 2)).boxes == wide.boxes
+    assert layout_graph(CHAIN, box_width=8, room=(wide.width, 5)).boxes == wide.boxes

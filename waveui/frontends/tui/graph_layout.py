@@ -10,7 +10,12 @@ A layered (Sugiyama-style) drawing:
 3. each node sits as close as it can to the mean height of its predecessors;
 4. in the gutter between two columns, each edge runs right from its source,
    along a vertical *lane*, then right into its target. Sources whose vertical
-   spans do not overlap share a lane, so gutters stay narrow.
+   spans do not overlap share a lane, so gutters stay narrow;
+5. given the room it will be shown in, a drawing wider than the room but short
+   enough is *folded*: its columns go in bands, one under the other, each as
+   wide as the room. An edge from one band to the next leaves its source with
+   a ``›`` at the band's right end and comes into its target from the left
+   edge of the next band, behind a ``›``.
 
 Each edge keeps the pieces it is drawn with, so the widget can find its
 cells to colour the critical path and the selected task's edges. The result
@@ -35,6 +40,10 @@ GLYPHS = {
     UP | DOWN | LEFT | RIGHT: "┼",
 }
 ARROW = "▶"
+CONTINUED = "›"  # an edge that goes on in the next band of a folded drawing
+BAND_GAP = 1  # empty rows between the bands of a folded drawing
+ENTRY = 3  # columns left of a band's first boxes for the edges that come in: "›─▶"
+EXIT = 2  # columns right of a band's last boxes for the edges that leave: "─›"
 
 
 @dataclass
@@ -68,20 +77,28 @@ class GraphLayout:
     paths: dict[int, list[tuple]]  # edge -> its pieces: ("h", x1, x2, y), ("v", x, y1, y2), ("run", x1, x2, y)
     box_rows: dict[int, list[tuple[int, str, int]]]  # row -> (x, task, line of the box 0..2) by x
     crossings: int = 0
+    room: tuple[int, int] | None = None  # the (width, height) it was folded for, if any
 
     def glyph_at(self, x: int, y: int) -> str:
         start, text = self.glyphs.get(y, (0, ""))
         return text[x - start] if 0 <= x - start < len(text) else " "
 
 
-def layout_graph(tasks: list[tuple[str, int, list[str]]], box_width: int) -> GraphLayout:
-    """Lay out ``tasks`` given as (id, wave, requires), in dispatch order, boxes ``box_width`` wide."""
+def layout_graph(tasks: list[tuple[str, int, list[str]]], box_width: int,
+                 room: tuple[int, int] | None = None) -> GraphLayout:
+    """Lay out ``tasks`` given as (id, wave, requires), in dispatch order, boxes ``box_width`` wide.
+
+    ``room`` is the (width, height) the drawing will be shown in: a drawing
+    wider than it is folded into bands when they fit its height.
+    """
     with gc_paused():  # many small objects, all kept until the end: see waveui.core._gc
         nodes, columns, node_of = _make_nodes(tasks)
         edges, segments = _make_edges(tasks, nodes, columns, node_of)
         crossings = _order_columns(nodes, columns)
         _place_rows(nodes, columns)
-        return _draw(nodes, columns, edges, segments, box_width, crossings)
+        layout = _draw(nodes, columns, edges, segments, box_width, crossings, room)
+        layout.room = room
+        return layout
 
 
 def _make_nodes(tasks):
@@ -198,30 +215,39 @@ def _place_rows(nodes: list[Node], columns: list[list[int]]) -> None:
             free = node.y + node.height + GAP
 
 
-def _draw(nodes, columns, edges, segments, box_width, crossings) -> GraphLayout:
+def _draw(nodes, columns, edges, segments, box_width, crossings, room) -> GraphLayout:
     canvas = _Canvas()
     by_gutter: dict[int, list[tuple[int, int, int]]] = {}
     for segment in segments:
         by_gutter.setdefault(nodes[segment[0]].column, []).append(segment)
-    x = 0
-    column_x = []
+    # A gutter's width is its lanes and three cells; folding moves whole bands down, which leaves it alone.
+    gutters = [_assign_lanes(nodes, by_gutter.get(c, []))[0] + 3 for c in range(len(columns))]
+    column_x = _fold(nodes, columns, box_width, gutters, room)
     for c in range(len(columns)):
-        column_x.append(x)
+        x = column_x[c]
         for node_index in columns[c]:
             node = nodes[node_index]
             if node.task is None:
                 canvas.runs.setdefault(node.y, []).append((x, "─" * box_width, node.edge))
                 canvas.paths[node.edge].append(("run", x, x + box_width - 1, node.y))
-        x += box_width + _draw_gutter(canvas, nodes, by_gutter.get(c, []), x + box_width)
+        if c + 1 == len(columns):
+            continue
+        if column_x[c + 1] > x:
+            _draw_gutter(canvas, nodes, by_gutter.get(c, []), x + box_width)
+        else:
+            _draw_band_break(canvas, nodes, by_gutter.get(c, []), x + box_width, column_x[c + 1])
     boxes = {node.task: (column_x[node.column], node.y) for node in nodes if node.task is not None}
+    glyphs = canvas.rows()
     return GraphLayout(
         box_width=box_width,
-        width=column_x[-1] + box_width if columns else 0,
+        # the edges leaving a band reach past its boxes
+        width=max([x + box_width for x in column_x] + [start + len(text) for start, text in glyphs.values()],
+                  default=0),
         height=max((node.y + node.height for node in nodes), default=0),
         boxes=boxes,
         columns=[[nodes[n].task for n in column if nodes[n].task is not None] for column in columns],
         edges=edges,
-        glyphs=canvas.rows(),
+        glyphs=glyphs,
         runs=canvas.runs,
         paths=dict(canvas.paths),
         box_rows=_box_rows(boxes),
@@ -229,12 +255,46 @@ def _draw(nodes, columns, edges, segments, box_width, crossings) -> GraphLayout:
     )
 
 
+def _fold(nodes, columns, box_width, gutters, room) -> list[int]:
+    """The x of each column; when the drawing is folded, moves each band's nodes down under the band before."""
+    column_x, x = [], 0
+    for c in range(len(columns)):
+        column_x.append(x)
+        x += box_width + gutters[c]
+    if room is None or not columns or column_x[-1] + box_width <= room[0]:
+        return column_x
+    bands: list[list[int]] = [[0]]  # the columns of each band
+    band_x = [0]  # where each band's first column starts
+    for c in range(1, len(columns)):
+        x = band_x[-1] + column_x[c] - column_x[bands[-1][0]]
+        leaving = 0 if c + 1 == len(columns) else EXIT
+        if x + box_width + leaving > room[0]:
+            bands.append([c])
+            band_x.append(ENTRY)
+        else:
+            bands[-1].append(c)
+    spans = []  # the rows each band covers, top and bottom
+    for band in bands:
+        members = [nodes[n] for c in band for n in columns[c]]
+        spans.append((min(node.y for node in members), max(node.y + node.height for node in members)))
+    if len(bands) == 1 or sum(b - t for t, b in spans) + BAND_GAP * (len(bands) - 1) > room[1]:
+        return column_x  # too tall folded: it scrolls sideways instead
+    folded, top = [], 0
+    for band, (band_top, band_bottom), start in zip(bands, spans, band_x):
+        for c in band:
+            folded.append(start + column_x[c] - column_x[band[0]])
+            for n in columns[c]:
+                nodes[n].y += top - band_top
+        top += band_bottom - band_top + BAND_GAP
+    return folded
+
+
 class _Canvas:
     """Direction bits per cell; where bits meet they make junctions (┬ ┼ ├ …)."""
 
     def __init__(self) -> None:
         self.bits: dict[tuple[int, int], int] = {}
-        self.arrows: set[tuple[int, int]] = set()
+        self.marks: dict[tuple[int, int], str] = {}  # cells drawn with ARROW or CONTINUED, whatever their bits
         self.runs: dict[int, list[tuple[int, str, int]]] = {}  # dummy lines: row -> (x, text, edge)
         self.paths: dict[int, list[tuple]] = defaultdict(list)  # edge -> the pieces it is drawn with
 
@@ -255,7 +315,7 @@ class _Canvas:
         """Each row as one string (a few objects per row, not one per cell: the app lives with them)."""
         cells: dict[int, list[tuple[int, str]]] = {}
         for (x, y), bits in self.bits.items():
-            glyph = ARROW if (x, y) in self.arrows else GLYPHS.get(bits, " ")
+            glyph = self.marks.get((x, y)) or GLYPHS.get(bits, " ")
             cells.setdefault(y, []).append((x, glyph))
         rows = {}
         for y, row in cells.items():
@@ -268,8 +328,8 @@ class _Canvas:
         return rows
 
 
-def _draw_gutter(canvas: _Canvas, nodes: list[Node], segments: list[tuple[int, int, int]], x0: int) -> int:
-    """Draw the segments leaving one column; returns the gutter's width.
+def _draw_gutter(canvas: _Canvas, nodes: list[Node], segments: list[tuple[int, int, int]], x0: int) -> None:
+    """Draw the segments leaving one column, in a gutter as wide as :func:`_assign_lanes` makes it.
 
     A source's lane is drawn once over its whole span and shared by all its
     edges, so the work grows with sources and rows, not edges times rows.
@@ -294,8 +354,23 @@ def _draw_gutter(canvas: _Canvas, nodes: list[Node], segments: list[tuple[int, i
             canvas.paths[edge] += [("h", x0, lane, ys), ("v", lane, min(ys, yt), max(ys, yt)), ("h", lane, x_end, yt)]
         canvas.add(x_end, yt, RIGHT)
         if nodes[right].task is not None:
-            canvas.arrows.add((x_end, yt))
-    return lanes + 3
+            canvas.marks[(x_end, yt)] = ARROW
+
+
+def _draw_band_break(canvas: _Canvas, nodes: list[Node], segments: list[tuple[int, int, int]], x0: int,
+                     x_next: int) -> None:
+    """The segments from a band's last column to the next band's first (at ``x_next``): a stub at each end."""
+    for left, right, edge in segments:
+        ys, yt = nodes[left].mid, nodes[right].mid
+        canvas.horizontal(ys, x0, x0 + EXIT - 1)
+        canvas.add(x0, ys, LEFT)
+        canvas.marks[(x0 + EXIT - 1, ys)] = CONTINUED
+        canvas.horizontal(yt, x_next - ENTRY, x_next - 1)
+        canvas.add(x_next - 1, yt, RIGHT)
+        canvas.marks[(x_next - ENTRY, yt)] = CONTINUED
+        if nodes[right].task is not None:
+            canvas.marks[(x_next - 1, yt)] = ARROW
+        canvas.paths[edge] += [("h", x0, x0 + EXIT - 1, ys), ("h", x_next - ENTRY, x_next - 1, yt)]
 
 
 def _assign_lanes(nodes: list[Node], segments):

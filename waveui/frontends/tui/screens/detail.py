@@ -27,6 +27,9 @@ from waveui.frontends.tui.widgets.footer import KeyFooter
 from waveui.frontends.tui.widgets.logview import TaskLog
 
 DIFF_LINES_SHOWN = 5_000
+# Columns and rows below which the side tables go under the log and take fewer rows.
+NARROW_BELOW = 100
+SHORT_BELOW = 36
 
 
 def declared_by(path: str, patterns: list[str]) -> bool:
@@ -39,8 +42,13 @@ def shared_files(conflicts: list[dict], task_id: str, other: str) -> list[str]:
 
 
 class TaskDetailScreen(Screen):
-    """Everything about one task; the run's keys (pause, retry, cancel…) still act on it."""
+    """Everything about one task; the run's keys (pause, retry, cancel…) still act on it.
 
+    In a narrow terminal the files and attempts go under the log (waveui.tcss), so the log keeps its width.
+    """
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
     BINDINGS = [
         Binding("escape", "close", "Back", id="detail.back"),
         *RUN_BINDINGS,

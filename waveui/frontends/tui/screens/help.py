@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from waveui.frontends.tui.look import COLOUR, CRITICAL_MARK, MARKS
+
+NARROW_BELOW = 100  # columns: below, the marks go under the keys
 
 PANE_KEYS = [
     ("j / k, ↓ / ↑", "next / previous task (graph: in the same wave)"),
@@ -28,6 +30,10 @@ def key_label(binding: Binding) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys in a grid (a long description wraps beside its key) and the marks beside them, or below
+    them in a narrow terminal; the dialog scrolls when the terminal is too short for it."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close", id="help.close")]
 
     def __init__(self, bindings: list[Binding], read_only: bool) -> None:
@@ -43,15 +49,16 @@ class HelpScreen(ModalScreen[None]):
                                               ": watching a run; the keys that change it are off."),
                              classes="dialog-text")
             with Horizontal(classes="help-columns"):
-                yield Static(self._keys(), classes="help-keys")
+                with Grid(classes="help-keys"):
+                    for key, text in self._keys():
+                        yield Static(key, classes="help-key")
+                        yield Static(text)
                 with Vertical(classes="help-marks"):
                     yield Static("Marks", classes="dialog-title")
                     yield Static(self._legend())
 
-    def _keys(self) -> Content:
-        rows = [(key_label(b), b.tooltip or b.description) for b in self.bindings_shown] + PANE_KEYS
-        width = max(len(key) for key, _ in rows) + 2
-        return Content("\n").join(Content.assemble((key.ljust(width), "bold $accent"), text) for key, text in rows)
+    def _keys(self) -> list[tuple[str, str]]:
+        return [(key_label(b), b.tooltip or b.description) for b in self.bindings_shown] + PANE_KEYS
 
     def _legend(self) -> Content:
         lines = [Content.assemble((f"{mark} ", f"$task-{COLOUR[state]}"), state) for state, mark in MARKS.items()]

@@ -42,6 +42,9 @@ ETA_REFRESH_SECONDS = 5.0
 ETA_MIN_SECONDS = 1.0  # the simulation costs milliseconds per thousand tasks: not at every flush
 # Larger graphs are laid out in a thread so the first screen appears at once.
 LAYOUT_IN_THREAD_FROM = 300
+# Below this many columns the panes stack; below this many rows they share the rows (waveui.tcss).
+NARROW_BELOW = 100
+SHORT_BELOW = 36
 
 
 class MainScreen(Screen):
@@ -53,6 +56,8 @@ class MainScreen(Screen):
     header, ``clock`` gives "now".
     """
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
     BINDINGS = [
         *RUN_BINDINGS,
         Binding("enter", "open_detail", "Detail", id="waveui.detail",
@@ -143,8 +148,8 @@ class MainScreen(Screen):
         if self.selected not in state.tasks:
             self.selected = self._first_task()
         self._layout_serial += 1
-        if len(state.tasks) < LAYOUT_IN_THREAD_FROM:
-            self.graph.show(state, make_layout(state))
+        if len(state.tasks) < LAYOUT_IN_THREAD_FROM:  # small enough to lay out again as the pane's size changes
+            self.graph.show(state, make_layout(state, self.graph.room))
             gc.freeze()
         else:
             self.graph.show(state, None)

@@ -39,13 +39,18 @@ def box_width_for(state: RunState) -> int:
     return min(ID_WIDTH_MAX, longest) + 2 + 5 + 2
 
 
-def make_layout(state: RunState) -> GraphLayout:
+def make_layout(state: RunState, room: tuple[int, int] | None = None) -> GraphLayout:
+    """The graph of ``state``'s tasks, folded to fit ``room`` (width, height) where it can (None: never)."""
     tasks = sorted(state.tasks.values(), key=lambda t: (t.wave, t.rank))
-    return layout_graph([(t.id, t.wave, t.requires) for t in tasks], box_width_for(state))
+    return layout_graph([(t.id, t.wave, t.requires) for t in tasks], box_width_for(state), room)
 
 
 class DependencyGraph(CachedLinesView, can_focus=True):
-    """Tasks as boxes in wave columns, with their dependencies as lines."""
+    """Tasks as boxes in wave columns, with their dependencies as lines.
+
+    A layout made for a room (see :func:`make_layout`) is made again when the
+    pane's size changes, so a wide graph folds into the rows a big pane has.
+    """
 
     COMPONENT_CLASSES = {"graph--edge", "graph--edge-critical", "graph--edge-selected", "graph--critical",
                          "graph--selected", "graph--related", "graph--dim", "graph--empty", *STATE_COMPONENTS}
@@ -68,6 +73,15 @@ class DependencyGraph(CachedLinesView, can_focus=True):
         self.empty_message = "Waiting for the run to start…"
 
     # ---- feeding it ----
+
+    @property
+    def room(self) -> tuple[int, int]:
+        """The columns and rows the graph can be drawn in without scrolling."""
+        return tuple(self.content_size)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.layout_ is not None and self.layout_.room not in (None, self.room):
+            self.show(self.state, make_layout(self.state, self.room))
 
     def show(self, state: RunState, layout: GraphLayout | None) -> None:
         """Draw ``state`` with ``layout`` (None while a large layout is still being made)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -18,6 +19,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20
 # In watch mode, a journal this quiet (seconds) means the run's process may be gone.
 STALE_AFTER = 60.0
+# Narrower than this (columns), the header is one line of short labels, without the sparklines.
+COMPACT_BELOW = 100
 
 
 def sparkline(values: list[float], width: int = SPARK_WIDTH, top: float = 100.0) -> str:
@@ -39,7 +42,11 @@ class HeaderFigures:
 
 
 class RunHeader(Horizontal):
-    """Two lines about the run on the left, CPU and memory sparklines on the right."""
+    """Two lines about the run on the left, CPU and memory sparklines on the right.
+
+    In a narrow terminal, one line: the run's state, how many tasks are done,
+    the problems, the cost and the ETA (the class ``-compact``, set on resize).
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -47,13 +54,29 @@ class RunHeader(Horizontal):
         self._summary = Static(id="summary")
         self._load_view = Static(id="load")
         self._shown: dict[Static, tuple] = {}
+        self._last: tuple[RunState, HeaderFigures] | None = None  # shown again when the header changes form
 
     def compose(self) -> ComposeResult:
         yield self._summary
         yield self._load_view
 
+    @property
+    def compact(self) -> bool:
+        return self.has_class("-compact")
+
+    def on_resize(self, event: events.Resize) -> None:
+        compact = event.size.width < COMPACT_BELOW
+        if compact != self.compact:
+            self.set_class(compact, "-compact")
+            if self._last is not None:
+                self.show(*self._last)
+
     def show(self, state: RunState, figures: HeaderFigures) -> None:
-        summary = Content("\n").join([self._status_line(state, figures), self._figures_line(state, figures)])
+        self._last = state, figures
+        if self.compact:
+            summary = self._compact_line(state, figures)
+        else:
+            summary = Content("\n").join([self._status_line(state, figures), self._figures_line(state, figures)])
         for view, content in ((self._summary, summary), (self._load_view, self._load(state))):
             # An unchanged part costs no repaint (Content's == looks at the text only, not its styles).
             key = (content.plain, tuple(content.spans))
@@ -83,7 +106,24 @@ class RunHeader(Horizontal):
             parts += ["   ", (f"filter: {figures.task_filter}", "$accent")]
         return Content.assemble(*parts)
 
-    def _run_state(self, state: RunState, figures: HeaderFigures) -> tuple[str, str]:
+    def _compact_line(self, state: RunState, figures: HeaderFigures) -> Content:
+        parts: list = []
+        if figures.read_only:
+            parts += [(" READ-ONLY ", "bold $background on $warning"), " "]
+        parts += [(sanitize_line(state.epic) or "waveui", "bold"), " ", self._run_state(state, figures, short=True)]
+        if state.tasks:
+            counts = state.breakdown()
+            parts += ["  ", (f"{counts.done}/{counts.total} done", "bold $task-done")]
+            if counts.problems:
+                parts += [" · ", (metrics.plural(counts.problems, "problem"), "$task-failed")]
+        if state.cost:
+            parts += ["  ", metrics.money(state.cost)]
+        parts += self._eta(state, figures)
+        if figures.task_filter != "all":
+            parts += ["  ", (f"filter: {figures.task_filter}", "$accent")]
+        return Content.assemble(*parts)
+
+    def _run_state(self, state: RunState, figures: HeaderFigures, short: bool = False) -> tuple[str, str]:
         if state.started is None:
             return ("◌ waiting for the journal" if figures.read_only else "◌ starting", "$text-muted")
         if state.finished:
@@ -92,11 +132,13 @@ class RunHeader(Horizontal):
             return (f"■ {sanitize_line(state.finish_reason) or 'ended'}", "bold $error")
         if state.controller_gone is not None:
             since = time.strftime("%H:%M", time.localtime(state.controller_gone))
+            if short:
+                return (f"■ controller gone since {since}", "bold $error")
             return (f"■ controller gone since {since} — `waveui run` to resume", "bold $error")
         if figures.read_only and figures.now - state.now > STALE_AFTER:
             return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
         if state.paused:
-            return ("‖ paused: no new tasks start", "bold $task-paused")
+            return ("‖ paused" if short else "‖ paused: no new tasks start", "bold $task-paused")
         return ("▶ running", "bold $task-running")
 
     def _figures_line(self, state: RunState, figures: HeaderFigures) -> Content:
@@ -116,16 +158,20 @@ class RunHeader(Horizontal):
             parts += [("   tokens ", "$text-muted"),
                       f"{metrics.tokens(state.tokens_in)} in {metrics.tokens(state.tokens_out)} out"]
         parts += [("   elapsed ", "$text-muted"), metrics.duration(elapsed)]
-        if state.controller_gone is not None and not state.finished:
-            parts += [("   ETA ", "$text-muted"), ("— no controller", "$error")]
-        elif state.paused and not state.finished:
-            parts += [("   ETA ", "$text-muted"), ("paused", "$task-paused")]
-        elif not state.finished:
-            parts += [("   ETA ", "$text-muted"), metrics.duration(figures.eta)]
+        parts += self._eta(state, figures)
         parts += [("   workers ", "$text-muted"), (limit, "bold")]
         if state.limit_reason:
             parts += [(f" ({sanitize_line(state.limit_reason)})", "$text-muted")]
         return Content.assemble(*parts)
+
+    def _eta(self, state: RunState, figures: HeaderFigures) -> list:
+        if state.finished:
+            return []
+        if state.controller_gone is not None:
+            return [("   ETA ", "$text-muted"), ("— no controller", "$error")]
+        if state.paused:
+            return [("   ETA ", "$text-muted"), ("paused", "$task-paused")]
+        return [("   ETA ", "$text-muted"), metrics.duration(figures.eta)]
 
     def _load(self, state: RunState) -> Content:
         if not state.samples:
