@@ -15,8 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine_helpers import git, make_repo, tree_files, write_epic
@@ -60,19 +62,23 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def add_worker(self, slots: int = 2, env: dict | None = None, user: str | None = None) -> subprocess.Popen:
-        """A worker process with ``slots`` waveui resources; as ``user`` (a folder of its own in /tmp) if given."""
+    def add_worker(self, slots: int = 2, env: dict | None = None, user: str | None = None,
+                   python: OtherPython | None = None, nanny: bool = False) -> subprocess.Popen:
+        """A worker process with ``slots`` waveui resources; as ``user`` (a folder of its own in /tmp) if given,
+        running the ``dask`` and the waveui of ``python``; under a nanny process if asked (as `dask worker`
+        runs by default: it is the nanny that shuts its worker down gracefully on SIGTERM)."""
         if user is None:
             folder = self.root / f"worker-{len(self.workers)}"
             folder.mkdir()
         else:
             folder = Path(tempfile.mkdtemp(prefix="waveui-worker-"))
             shutil.chown(folder, user)
-        command = [str(DASK), "worker", self.address, "--no-nanny", "--nthreads", str(slots),
+        dask = python.dask if python else DASK
+        command = [str(dask), "worker", self.address, "--nanny" if nanny else "--no-nanny", "--nthreads", str(slots),
                    "--resources", f"waveui={slots}", "--local-directory", str(folder), "--no-dashboard"]
         if user is not None:
-            command = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}",
-                       f"HOME={folder}", *command]
+            path = python.package if python else os.environ.get("PYTHONPATH", "")
+            command = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={path}", f"HOME={folder}", *command]
         worker = self._start(command, env)
         self.workers.append(worker)
         return worker
@@ -88,6 +94,54 @@ class Cluster:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@dataclass
+class OtherPython:
+    dask: Path  # its `dask` command
+    package: Path  # a folder holding a copy of waveui, for PYTHONPATH
+
+
+# Made once per machine (pip takes a while): a venv of the system's Python, which any user may run.
+OTHER_USER_VENV = Path(tempfile.gettempdir()) / "waveui-dask-test-venv"
+# What a worker imports, pinned to the versions here: a client and its workers must agree on distributed's.
+WORKER_PACKAGES = ("distributed", "dask", "cloudpickle", "msgpack", "psutil", "networkx", "GitPython", "tomli-w")
+
+
+@pytest.fixture(scope="session")
+def other_user_python(tmp_path_factory) -> OtherPython:
+    """waveui and distributed for a user who cannot read this test's Python (it lives under /root, mode 700)."""
+    from importlib.metadata import version
+    from importlib.util import find_spec
+
+    system = shutil.which("python3", path="/usr/local/bin:/usr/bin")
+    if system is None or subprocess.run([system, "-c", "import sys, venv; assert sys.version_info >= (3, 11)"],
+                                        capture_output=True).returncode != 0:
+        pytest.skip("no system Python 3.11+ with venv for another user")
+    dask = OTHER_USER_VENV / "bin" / "dask"
+    pins = [f"{name}=={version(name)}" for name in WORKER_PACKAGES]
+    pinned = OTHER_USER_VENV / "pins.txt"
+    if not pinned.is_file() or pinned.read_text() != "\n".join(pins):
+        shutil.rmtree(OTHER_USER_VENV, ignore_errors=True)
+        made = subprocess.run([system, "-m", "venv", str(OTHER_USER_VENV)], capture_output=True, text=True)
+        installed = made.returncode == 0 and subprocess.run(
+            [str(OTHER_USER_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *pins],
+            capture_output=True, text=True, timeout=900)
+        if not installed or installed.returncode != 0:
+            said = (installed.stderr if installed else made.stderr).strip().splitlines()[-1:]
+            shutil.rmtree(OTHER_USER_VENV, ignore_errors=True)
+            pytest.skip(f"cannot install distributed for another user: {' '.join(said)[:200]}")
+        pinned.write_text("\n".join(pins))
+    # This checkout's waveui, copied where any user may read it (pytest's own tmp folders are the owner's alone).
+    package = Path(tempfile.mkdtemp(prefix="waveui-package-"))
+    shutil.copytree(Path(find_spec("waveui").origin).parent, package / "waveui",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, _, _ in os.walk(package):
+        os.chmod(folder, 0o755)
+    for file in package.rglob("*.py"):
+        os.chmod(file, 0o644)
+    yield OtherPython(dask, package)
+    shutil.rmtree(package, ignore_errors=True)
 
 
 @pytest.fixture
@@ -242,15 +296,15 @@ def test_the_scheduler_gone_is_one_line_and_the_run_resumes_on_a_new_one(tmp_pat
     assert git(repo, "show", "waveui/gone:t.txt") == "t"
 
 
-def test_workers_that_cannot_read_the_repository_still_run_its_tasks(tmp_path, cluster):
+def test_workers_that_cannot_read_the_repository_still_run_its_tasks(tmp_path, cluster, other_user_python):
     """Workers as another user, who cannot read the controller's repository: only Dask carries the work."""
     user = "nobody"
-    probe = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "import waveui, distributed"],
-                           capture_output=True, text=True, env=os.environ)
-    if os.geteuid() != 0 or probe.returncode != 0:
-        pytest.skip(f"cannot run this Python as {user}: {probe.stderr.strip()[:200]}")
+    if os.geteuid() != 0:
+        pytest.skip("only root can run a worker as another user")
     repo = make_repo(tmp_path / "repo")
     os.chmod(tmp_path, 0o700)
+    refused = subprocess.run(["runuser", "-u", user, "--", "cat", str(repo / "README.md")], capture_output=True)
+    assert refused.returncode != 0  # the worker's user cannot read the repository
     write_epic(repo, """
         [epic]
         name = "apart"
@@ -260,7 +314,7 @@ def test_workers_that_cannot_read_the_repository_still_run_its_tasks(tmp_path, c
         id = "a"
         command = 'cat README.md > a.txt; id -un >> a.txt'
     """)
-    cluster.add_worker(user=user)
+    cluster.add_worker(user=user, python=other_user_python)
     cluster.wait_for_workers(1)
 
     done = waveui(repo, "--dask", cluster.address)
@@ -346,3 +400,135 @@ def test_a_scheduler_address_that_is_none_is_one_line(tmp_path):
 
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("waveui: error: --dask 'scheduler:8786' is no scheduler address")
+
+
+def test_a_worker_reports_its_tasks_cpu_and_memory_and_a_loaded_host_gets_no_new_task(tmp_path, cluster):
+    """The step's process tree is sampled on the worker; its host's figures put the adaptive rule to work there."""
+    import asyncio
+
+    from waveui.engine.engine import Engine, RunOptions
+    from waveui.engine.remote import dask_executor
+
+    repo = make_repo(tmp_path / "repo")
+    # No host has a thousand GB free: once the worker has reported, it is loaded by the rule's measure.
+    epic = write_epic(repo, """
+        [epic]
+        name = "busy"
+        base = "main"
+        adaptive = true
+        min_free_memory = "1000GB"
+
+        [[task]]
+        id = "t"
+        command = 'sleep 60'
+    """)
+    cluster.add_worker()
+    cluster.wait_for_workers(1)
+    engine = Engine(epic, repo, RunOptions(executor=dask_executor(cluster.address), grace=0.5))
+
+    async def drive() -> None:
+        run = asyncio.create_task(engine.run())
+        while "t" not in engine.remote_usage:
+            await asyncio.sleep(0.1)
+        [worker] = engine.executor._slots
+        assert "GB free" in (engine.executor.loaded(worker) or "")
+        engine.cancel("t")
+        await asyncio.wait_for(run, WAIT)
+
+    asyncio.run(drive())
+
+    assert engine.remote_usage == {}  # figures are for running tasks only
+    notices = [e["text"] for e in events(repo) if e.get("type") == "notice"]
+    assert any("adaptive applies per worker host" in text for text in notices)
+
+
+def test_a_worker_whose_host_is_loaded_is_passed_over(tmp_path):
+    """The worker with the most free slots gets the attempt, unless its host last said it is loaded."""
+    import asyncio
+
+    from waveui.executors.dask import DaskExecutor
+
+    executor = DaskExecutor(make_repo(tmp_path / "repo"), "run", "local:1")
+    executor._slots = {"tcp://roomy:1": 4, "tcp://small:1": 1}
+    executor.host_limits = (80.0, 2 * 2**30)
+
+    def report(worker: str, cpu: float, free: float) -> None:
+        executor._on_event((0.0, {"kind": "usage", "task": "t", "attempt": 1, "worker": worker, "host_cpu": cpu,
+                                  "host_memory_available": free, "cpu": 0.0, "memory": 0}))
+
+    report("tcp://roomy:1", 20.0, 8 * 2**30)
+    assert asyncio.run(executor._free_worker()) == "tcp://roomy:1"
+    report("tcp://roomy:1", 95.0, 8 * 2**30)
+    assert executor.loaded("tcp://roomy:1") == "its host's CPU is at 95% > 80%"
+    assert asyncio.run(executor._free_worker()) == "tcp://small:1"
+    report("tcp://roomy:1", 20.0, 2**30)
+    assert "1.0 GB free < 2.0 GB" in executor.loaded("tcp://roomy:1")
+    executor.host_limits = None  # adaptive off: the figures decide nothing
+    assert asyncio.run(executor._free_worker()) == "tcp://roomy:1"
+
+
+def test_history_goes_through_a_git_remote_when_one_is_named(tmp_path, cluster):
+    """With dask_remote, the start point and the attempt's work travel through that remote, not in bundles."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo = make_repo(tmp_path / "repo")
+    write_epic(repo, f"""
+        [epic]
+        name = "via"
+        base = "main"
+        dask_remote = "file://{remote}"
+
+        [[task]]
+        id = "a"
+        command = 'cat README.md > a.txt'
+
+        [[task]]
+        id = "b"
+        requires = ["a"]
+        command = 'cat a.txt > b.txt'
+    """)
+    cluster.add_worker()
+    cluster.wait_for_workers(1)
+
+    done = waveui(repo, "--dask", cluster.address)
+
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "waveui/via:b.txt") == "hello"
+    for task in ("a", "b"):  # each attempt's work is on the remote, under its ref, as it came back here
+        ref = f"refs/waveui/via/{task}/1"
+        assert git(remote, "rev-parse", ref) == git(repo, "rev-parse", ref)
+    assert not list((repo / ".waveui").rglob("*.bundle"))
+
+
+def test_a_worker_shut_down_gracefully_sends_its_attempts_work_back(tmp_path, cluster):
+    """SIGTERM to a worker mid-task: the attempt's work so far is kept under its ref; a new attempt finishes it."""
+    mark = tmp_path / "mark"
+    # The first attempt prints its worker's pid ($PPID: the worker runs the shell itself) and waits.
+    repo = make_repo(tmp_path / "repo", {"README.md": "hello\n", "step.sh": f"""
+        echo "$WAVEUI_ATTEMPT" > partial.txt
+        if [ "$WAVEUI_ATTEMPT" = 1 ]; then echo $PPID > "{mark}"; sleep 60; fi
+        echo done > done.txt
+    """})
+    write_epic(repo, """
+        [epic]
+        name = "term"
+        base = "main"
+
+        [[task]]
+        id = "t"
+        command = ". ./step.sh"
+    """)
+    cluster.add_worker(nanny=True)
+    cluster.add_worker(nanny=True)
+    cluster.wait_for_workers(2)
+    controller = waveui(repo, "--dask", cluster.address, background=True)
+    worker = int(wait_for(lambda: mark.is_file() and mark.read_text().strip(), "the task to start"))
+    os.kill(psutil.Process(worker).ppid(), signal.SIGTERM)  # to its nanny, as a cluster scaling down does
+    out, err = controller.communicate(timeout=300)
+
+    assert controller.returncode == 0, err.decode()
+    assert git(repo, "show", "refs/waveui/term/t/1:partial.txt") == "1"  # what the first attempt did
+    states = [e for e in events(repo) if e.get("type") == "task_state" and e["task"] == "t"]
+    assert any("lost" in e["reason"] for e in states)
+    assert states[-1]["state"] == "done" and states[-1]["attempt"] >= 2
+    assert git(repo, "show", "waveui/term:done.txt") == "done"

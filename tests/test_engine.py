@@ -340,7 +340,8 @@ def test_kill_9_then_run_again_resumes_and_ends_like_a_clean_run(tmp_path):
 
 
 def test_adaptive_limit_moves_with_cpu_and_memory_and_cools_down():
-    from waveui.engine.adaptive import AdaptiveLimit, Sample
+    from waveui.engine.adaptive import AdaptiveLimit
+    from waveui.executors.local.processes import Sample
 
     gb = 2**30
     limit = AdaptiveLimit(minimum=1, maximum=4, limit=2, cool_down=10)

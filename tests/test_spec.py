@@ -729,3 +729,12 @@ def test_a_dask_executor_needs_a_scheduler_address_that_reads_as_one():
     stray = only_problem('[epic]\ndask_scheduler = "local:2"\n' + base)
     assert stray.line == 2 and 'executor is not "dask"' in stray.message
     assert "executor" in only_problem('[epic]\nexecutor = "cloud"\n' + base).message
+
+
+def test_a_dask_remote_is_a_git_url_that_is_not_empty():
+    base = '[[task]]\nid = "a"\n'
+    assert spec.loads('[epic]\ndask_remote = "file:///srv/repo.git"\n' + base).dask_remote == "file:///srv/repo.git"
+    assert spec.loads('[epic]\n' + base).dask_remote is None
+    empty = only_problem('[epic]\ndask_remote = " "\n' + base)
+    assert empty.line == 2 and "dask_remote is empty" in empty.message
+    assert "must be a string" in only_problem('[epic]\ndask_remote = 3\n' + base).message

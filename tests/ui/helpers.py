@@ -59,6 +59,7 @@ class RecordingControl:
         # and why the resolution is not merged ("": merged).
         self.resolution_folder: Path | None = None
         self.resolution_answer = ""
+        self.remote_usage: dict = {}  # what workers on other machines reported
 
     def _task_event(self, task_id: str, state: str) -> TaskStateChanged:
         task = self.state.tasks[task_id]

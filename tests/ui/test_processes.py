@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from waveui.frontends.tui.processes import ProcessSampler, Target
+from waveui.executors.local.processes import ProcessSampler, Target
 
 
 def test_a_live_process_tree_is_measured():

@@ -124,6 +124,7 @@ class Epic:
     sandbox_line: int = field(default=0, compare=False)  # where the first `sandbox = true` is, 0 if nowhere
     executor: str = "local"  # one of EXECUTORS: where tasks run
     dask_scheduler: str | None = None  # with executor = "dask": tcp://HOST:PORT, or local:N for a cluster here
+    dask_remote: str | None = None  # a git URL the controller and the workers reach: history goes through it
     path: Path | None = field(default=None, compare=False)
 
     def task(self, task_id: str) -> Task:
@@ -548,7 +549,7 @@ def _epic_settings(check: _Checker, raw: dict, default_name: str) -> Epic:
 
 
 def _executor_settings(check: _Checker, epic: Epic, raw: dict, at) -> None:
-    """``executor`` and, for a Dask cluster, ``dask_scheduler`` (which needs the other)."""
+    """``executor`` and, for a Dask cluster, ``dask_scheduler`` (which needs the other) and ``dask_remote``."""
     if "executor" in raw:
         epic.executor = check.choice(raw["executor"], at("executor"), "[epic] executor", EXECUTORS) or epic.executor
     if "dask_scheduler" in raw:
@@ -562,6 +563,11 @@ def _executor_settings(check: _Checker, epic: Epic, raw: dict, at) -> None:
     elif epic.executor == "dask":
         check.add(at("executor"), '[epic] executor is "dask" but no dask_scheduler is given '
                                   '(tcp://HOST:PORT, or local:N)')
+    if "dask_remote" in raw:  # for `--dask` too, so it needs no executor = "dask"
+        url = check.string(raw["dask_remote"], at("dask_remote"), "[epic] dask_remote")
+        if url is not None and not url.strip():
+            check.add(at("dask_remote"), "[epic] dask_remote is empty: give a git URL the workers reach")
+        epic.dask_remote = url or None
 
 
 def scheduler_problem(address: str) -> str | None:

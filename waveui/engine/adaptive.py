@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psutil
+from waveui.executors.local.processes import Sample
 
 COOL_DOWN_SECONDS = 10.0  # after a change, wait this long so the load can settle
-
-
-@dataclass
-class Sample:
-    cpu: float  # percent of all cores
-    memory_available: float  # bytes
-    memory_percent: float
-
-
-def sample_machine() -> Sample:
-    """CPU use since the previous call, and memory now (blocking: call it off the event loop)."""
-    memory = psutil.virtual_memory()
-    return Sample(psutil.cpu_percent(interval=None), float(memory.available), memory.percent)
 
 
 @dataclass

@@ -10,8 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from waveui.run.usage import Usage
+
 
 class RunControl(Protocol):
+    # CPU and memory of each task running on another machine (a Dask worker), by task id, as last reported.
+    remote_usage: dict[str, Usage]
+
     def pause_task(self, task_id: str) -> None:
         """Stop a running task's processes (SIGSTOP); its clock stops too."""
 

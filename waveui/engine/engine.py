@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from waveui import agents
-from waveui.engine.adaptive import AdaptiveLimit, sample_machine
+from waveui.engine.adaptive import AdaptiveLimit
 from waveui.engine import notify
 from waveui.engine.notify import NOTIFY_TIMEOUT_SECONDS, Notifier
 from waveui.run.events import (
@@ -42,8 +42,10 @@ from waveui.engine.resolving import Conflicts
 from waveui.engine.sandboxing import Sandboxing
 from waveui.executors import Executor, ExecutorFactory, StepHandle, step_failure
 from waveui.executors.local import LocalExecutor
+from waveui.executors.local.processes import sample_machine
 from waveui.git.guard import RepositoryGuard
 from waveui.run.journal import Journal, ensure_private_dir, new_run_id, runs_dir
+from waveui.run.usage import Usage
 from waveui.engine.opening import check_repository, conflict_rows, task_infos
 from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.core.errors import describe
@@ -113,6 +115,9 @@ class Engine:
         self._early_notices: list[Notice] = []  # said before the journal was open
         self._halted: str | None = None  # why the run stopped itself (a ref moved behind waveui's back)
         self._processes: dict[str, StepHandle] = {}
+        # CPU and memory of tasks on other machines, as their workers last posted them: for the app's
+        # workers table only, so never journaled (the app samples the tasks running here itself).
+        self.remote_usage: dict[str, Usage] = {}
         self._worktrees: dict[str, object | None] = {}  # the worktree each running job holds until it frees it
         self._jobs: dict[str, asyncio.Task] = {}
         self._free_slots: list[int] = []

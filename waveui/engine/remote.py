@@ -1,12 +1,14 @@
 """Attempts that run on another machine (a remote executor, Dask's): the engine's side of them.
 
 The engine hands such an executor a whole attempt instead of running steps
-in worktrees of its own; what comes back is a commit in a bundle. Here the
-attempt is described (the start point's history as a bundle, the task's
-variables), followed (the states, progress, setup and log lines the worker
-posts become the run's events and log, as a local attempt's would), and
-taken in: the bundle is verified and fetched into the attempt's ref and the
-task's branch, and the commit is merged as any other. The executor is built
+in worktrees of its own; what comes back is a commit in a bundle (or, with
+``[epic] dask_remote``, on a git remote both sides reach). Here the attempt
+is described (the start point's history as a bundle, or pushed to the
+remote; the task's variables), followed (the states, progress, setup and
+log lines the worker posts become the run's events and log, as a local
+attempt's would, and its CPU and memory the app's figures), and taken in:
+the bundle is verified and fetched (or the remote's ref fetched) into the
+attempt's ref and the task's branch, and the commit is merged as any other. The executor is built
 only for a run that asks for it, so ``distributed`` is imported then only.
 """
 
@@ -20,11 +22,13 @@ from typing import TYPE_CHECKING
 from waveui import agents
 from waveui.engine.resume import Adoption
 from waveui.executors import ExecutorFactory
-from waveui.git.bundles import BundleRefused, WorkerClone, bundle_bytes, fetch_bundle
+from waveui.git.bundles import BundleRefused, WorkerClone, bundle_bytes, fetch_bundle, fetch_ref, push_commit
+from waveui.git.command import GitError
 from waveui.git.names import attempt_ref
 from waveui.git.worktrees import keep_branch_tip
 from waveui.run.events import AttemptKept, LimitChanged, SetupRan
 from waveui.run.journal import ensure_private_dir
+from waveui.run.usage import Usage
 
 if TYPE_CHECKING:
     from waveui.engine.engine import Engine
@@ -57,9 +61,11 @@ async def connect(engine: Engine) -> None:
     # The first limit, before the run's first event; attempts a resumed run left on the cluster each keep a slot.
     in_flight = sum(1 for task in engine.state.tasks.values() if task.remote)
     engine.options.max_parallel = max(min(executor.capacity, cap or executor.capacity), in_flight, 1)
-    if engine.epic.adaptive:  # a CPU and memory rule for this machine says nothing of the cluster's
+    if engine.epic.adaptive:  # a rule for this machine says nothing of the cluster: it applies per worker host
+        executor.host_limits = (engine.epic.cpu_high, engine.epic.min_free_memory)
         engine.epic = dataclasses.replace(engine.epic, adaptive=False)
-        engine.notice("adaptive is off on a cluster: the limit follows the workers' waveui resources", level="info")
+        engine.notice("adaptive applies per worker host on a cluster: a worker whose host is over cpu_high, or has "
+                      "less than min_free_memory free, gets no new task until it is not", level="info")
 
 
 def _capacity(engine: Engine, total: int, why: str) -> None:
@@ -124,9 +130,11 @@ async def run_attempt(engine: Engine, task_id: str, slot: int, attempt: int, ado
             await asyncio.to_thread(engine._brief_previous, task_id, attempt)
             variables = {key: value for key, value in engine._env(task, attempt, Path(".")).items()
                          if key.startswith("WAVEUI_") and key not in CONTROLLER_ONLY}
+            git_remote = engine.epic.dask_remote or ""
             job = RemoteAttempt(
                 topic=engine.executor.topic, repo_id=engine.executor.repo_id, epic=engine.epic.name,
-                task_id=task_id, attempt=attempt, start_point=start_point, bundle_ref=engine.integrator.ref,
+                task_id=task_id, attempt=attempt, start_point=start_point, git_remote=git_remote,
+                bundle_ref=attempt_ref(engine.epic.name, task_id, attempt) if git_remote else engine.integrator.ref,
                 steps=tuple((step, command) for step, command in engine._steps(task) if command),
                 variables=variables, timeout=task.timeout or engine.epic.timeout, grace=engine.options.grace,
                 message=engine._merge_message(task_id),
@@ -143,29 +151,37 @@ async def run_attempt(engine: Engine, task_id: str, slot: int, attempt: int, ado
                 engine._set_state(task_id, "preparing", attempt=attempt, worker=slot, start_point=start_point,
                                   remote=key, reason="sent to the cluster")
 
+            def start_history(known: list[str]) -> bytes | None:
+                """The bundle the worker is sent; with a remote, nothing: the start point waits there for it."""
+                if git_remote:
+                    push_commit(repository, git_remote, start_point, job.bundle_ref)
+                    return None
+                return bundle_bytes(repository, job.bundle_ref, known)
+
             await engine.journal.durable()  # its "preparing" is on disk before anything starts
-            outcome = await engine.executor.run_attempt(
-                job, lambda known: bundle_bytes(repository, job.bundle_ref, known), follower, submitted)
+            outcome = await engine.executor.run_attempt(job, start_history, follower, submitted)
     except SchedulerGone as gone:
         engine._halt(str(gone))
         return
+    except GitError as error:  # the start point could not be pushed to the remote
+        await engine._failed(task_id, f"cannot send its start point through dask_remote: {error.message}", attempt)
+        return
     finally:
         engine._processes.pop(task_id, None)
+        engine.remote_usage.pop(task_id, None)
     await _take_in(engine, task_id, attempt, start_point, outcome)
 
 
 async def _take_in(engine: Engine, task_id: str, attempt: int, start_point: str, outcome) -> None:
     """Fetch the attempt's work from its bundle, then fail, rerun or merge the task as the outcome says."""
     task = engine.tasks[task_id]
-    if outcome.bundle is not None and outcome.kept:
+    if outcome.kept and (outcome.bundle is not None or engine.epic.dask_remote):
         ref = attempt_ref(engine.epic.name, task_id, attempt)
         try:
-            await asyncio.to_thread(fetch_bundle, engine.integrator.repository, outcome.bundle, {ref: ref})
-        except BundleRefused as refused:
-            await engine._failed(task_id, f"its work came back in a bundle that does not apply: {refused.message}",
-                                 attempt)
+            await asyncio.to_thread(_fetch_work, engine, outcome, ref)
+        except GitError as refused:
+            await engine._failed(task_id, f"its work cannot be taken in: {refused.message}", attempt)
             return
-        outcome.bundle.unlink(missing_ok=True)
         engine.emit(AttemptKept(t=engine.clock(), task=task_id, attempt=attempt, ref=ref, commit=outcome.kept,
                                 base=start_point))
         if outcome.commit:
@@ -185,6 +201,21 @@ async def _take_in(engine: Engine, task_id: str, attempt: int, start_point: str,
         await engine._failed(task_id, why, attempt, retry=task_id not in engine._over_budget)
         return
     await engine._merge_commit(task, outcome.commit, start_point, attempt)
+
+
+def _fetch_work(engine: Engine, outcome, ref: str) -> None:
+    """Fetch the attempt's work into ``ref``, from its bundle or from the remote; GitError if it does not apply."""
+    repository = engine.integrator.repository
+    if outcome.bundle is not None:
+        try:
+            fetch_bundle(repository, outcome.bundle, {ref: ref})
+        except BundleRefused as refused:
+            raise BundleRefused(f"it came back in a bundle that does not apply: {refused.message}") from None
+        outcome.bundle.unlink(missing_ok=True)
+        return
+    fetch_ref(repository, engine.epic.dask_remote, {ref: ref})
+    if repository.resolve(ref) != outcome.kept:  # the remote's ref moved since the worker pushed it
+        raise GitError(f"{ref} on {engine.epic.dask_remote} is not the commit its worker pushed")
 
 
 def _point_branch(engine: Engine, task_id: str, branch: str, commit: str) -> None:
@@ -209,7 +240,7 @@ class _Follower:
         self.log = ensure_private_dir(engine.run_dir / "logs") / f"{task_id}.log"
 
     def __call__(self, message: dict) -> None:
-        from waveui.executors.dask.attempt import LOG, PROGRESS, SETUP, STARTED, STEP
+        from waveui.executors.dask.attempt import LOG, PROGRESS, SETUP, STARTED, STEP, USAGE
 
         engine, kind = self.engine, message.get("kind")
         view = engine.state.tasks[self.task_id]
@@ -229,6 +260,8 @@ class _Follower:
             engine.emit(SetupRan(t=engine.clock(), worktree=self.host, task=self.task_id,
                                  seconds=float(message.get("seconds", 0.0)), skipped=not message.get("ran"),
                                  exit_code=int(message.get("exit_code", 0))))
+        elif kind == USAGE:
+            engine.remote_usage[self.task_id] = Usage(float(message.get("cpu", 0.0)), int(message.get("memory", 0)))
         elif kind == LOG and isinstance(message.get("data"), bytes):
             with self.log.open("ab") as f:
                 f.write(message["data"])

@@ -7,6 +7,10 @@ that clone exactly as they do in the user's repository, and each attempt's
 work leaves as a bundle of the one ref that keeps it. The user's repository
 takes a returned bundle in with :func:`fetch_bundle`, which verifies it
 first: nothing from a bundle that does not apply is written.
+
+When both sides reach a git remote, history goes through it instead: the
+start point is pushed to the attempt's ref there, the clone fetches it, and
+pushes the attempt's work to the same ref for the user's repository to fetch.
 """
 
 from __future__ import annotations
@@ -64,6 +68,17 @@ def fetch_bundle(repository: Repository, path: Path, refs: dict[str, str]) -> No
                               *(f"+{theirs}:{ours}" for theirs, ours in refs.items()))
 
 
+def push_commit(repository: Repository, remote: str, commit: str, ref: str) -> None:
+    """Point ``ref`` on the git remote ``remote`` (a URL) at ``commit``, whatever it held. GitError if refused."""
+    repository.run_on_history("push", "-q", "--no-verify", remote, f"+{commit}:{ref}")
+
+
+def fetch_ref(repository: Repository, remote: str, refs: dict[str, str]) -> None:
+    """Fetch refs of the git remote ``remote`` into ours (``{theirs: ours}``). GitError if it cannot."""
+    repository.run_on_history("fetch", "-q", "--no-tags", "--no-write-fetch-head", remote,
+                              *(f"+{theirs}:{ours}" for theirs, ours in refs.items()))
+
+
 def bundle_bytes(repository: Repository, ref: str, known: Iterable[str] = ()) -> bytes | None:
     """:func:`write_bundle` into memory: the bundle's bytes, or None when it would be empty."""
     with tempfile.TemporaryDirectory(prefix="waveui-bundle-") as folder:
@@ -106,13 +121,19 @@ class WorkerClone:
                                   "--format=%(objectname)", RECEIVED).out
         return out.split()
 
-    def receive(self, bundle: bytes | None, ref: str, start_point: str) -> str | None:
-        """Take in a bundle of ``ref`` (None: nothing new was sent); why ``start_point`` is still missing, or None."""
-        if bundle is not None:
+    def receive(self, bundle: bytes | None, ref: str, start_point: str, remote: str = "") -> str | None:
+        """Take in a bundle of ``ref`` (None: nothing new was sent); why ``start_point`` is still missing, or None.
+
+        With a ``remote`` (a git URL), ``ref`` is fetched from there instead.
+        """
+        if bundle is not None or remote:
             incoming = f"{RECEIVED}incoming-{uuid.uuid4().hex}"  # attempts on this machine receive at once
             try:
-                fetch_bundle_bytes(self.repository, bundle, {ref: incoming})
-            except BundleRefused as refused:
+                if remote:
+                    fetch_ref(self.repository, remote, {ref: incoming})
+                else:
+                    fetch_bundle_bytes(self.repository, bundle, {ref: incoming})
+            except GitError as refused:  # a BundleRefused, or a remote this machine cannot fetch from
                 return refused.message
             tip = self.repository.resolve(incoming)
             self.repository.run("update-ref", RECEIVED + tip, tip)
@@ -134,14 +155,19 @@ class WorkerClone:
     def commit(self, worktree: Worktree, start_point: str, message: str, keep_out: tuple[str, ...]) -> str | None:
         return self.pool.commit(worktree, start_point, message, keep_out)
 
-    def release(self, worktree: Worktree, attempt: int, start_point: str) -> tuple[str | None, bytes | None]:
+    def release(self, worktree: Worktree, attempt: int, start_point: str,
+                remote: str = "") -> tuple[str | None, bytes | None]:
         """Keep the attempt's work under its ref and free the worktree: the commit kept and a bundle of that ref.
 
         (None, None) when the attempt left nothing beyond its start. The bundle
-        leaves out everything the controller sent: it has all of that.
+        leaves out everything the controller sent: it has all of that. With a
+        ``remote`` the ref is pushed there instead, and no bundle is made.
         """
         released = self.pool.release(worktree, attempt)
         if released.kept is None:
             return None, None
-        return released.kept, bundle_bytes(self.repository, attempt_ref(self.epic, worktree.task_id, attempt),
-                                           [start_point, *self.tips()])
+        ref = attempt_ref(self.epic, worktree.task_id, attempt)
+        if remote:
+            push_commit(self.repository, remote, released.kept, ref)
+            return released.kept, None
+        return released.kept, bundle_bytes(self.repository, ref, [start_point, *self.tips()])

@@ -14,6 +14,14 @@ the chosen worker's clone reported it had (the first time, everything), the
 attempt's work back as a bundle (see :mod:`waveui.executors.dask.worker`).
 An attempt is pinned to the worker its bundle was made for; if that worker
 goes away the attempt is lost, reported so, and the engine runs a new one.
+A worker that shuts down gracefully sends each attempt's work first (see
+:class:`waveui.executors.dask.worker.SendWorkBack`): it comes back with the
+lost attempt, to be kept under its ref.
+
+With the adaptive rule on, a worker whose host last reported its CPU above
+``cpu_high`` or less memory free than ``min_free_memory`` (workers post both
+while they run attempts) gets no new attempt until its figures say otherwise,
+or are too old to say anything.
 
 Every submitted attempt is held in a ``distributed.Variable`` named after
 it, so the cluster keeps running it, and keeps its result, while no
@@ -38,8 +46,8 @@ from pathlib import Path
 import distributed
 
 from waveui.core.spec import LOCAL_CLUSTER
-from waveui.executors.dask.attempt import RemoteAttempt, RemoteOutcome
-from waveui.executors.dask.worker import run_attempt
+from waveui.executors.dask.attempt import KEPT, LEAVING, USAGE, RemoteAttempt, RemoteOutcome
+from waveui.executors.dask.worker import LEAVE_SECONDS, SendWorkBack, run_attempt
 from waveui.executors.local import LocalExecutor
 from waveui.run.journal import ensure_private_dir
 
@@ -48,6 +56,7 @@ WATCH_SECONDS = 0.5  # how often workers and attempts are checked on
 SCHEDULER_GONE_SECONDS = 10.0  # a scheduler unreachable this long is gone: the run stops, resumable
 CONNECT_SECONDS = 10.0
 LOST_STATES = (None, "no-worker", "released", "forgotten")  # an attempt in these will never run to its end
+HOST_FIGURES_SECONDS = 10.0  # a host's figures this old say nothing any more (its worker runs none of ours)
 
 OnEvent = Callable[[dict], None]  # one event a worker posted about the attempt
 
@@ -80,6 +89,10 @@ class DaskExecutor(LocalExecutor):
         self._watcher: asyncio.Task | None = None
         self._changed = asyncio.Event()
         self.gone: str | None = None  # why the scheduler is taken for gone
+        self.host_limits: tuple[float, float] | None = None  # the adaptive rule: (cpu_high, min_free_memory)
+        self._hosts: dict[str, tuple[float, float, float]] = {}  # worker -> its host's (CPU %, bytes free, when)
+        self._leaving: set[tuple[str, int]] = set()  # attempts whose worker shuts down, sending their work
+        self._sent_back: dict[tuple[str, int], dict] = {}  # attempt -> the work its leaving worker posted
 
     # ------------------------------------------------------------ the cluster
 
@@ -106,6 +119,7 @@ class DaskExecutor(LocalExecutor):
             await self.close()
             raise SchedulerGone(f"cannot reach the Dask scheduler at {self.address}: {error}") from None
         self.client.subscribe_topic(self.topic, self._on_event)
+        await self.client.register_plugin(SendWorkBack())
         await self._read_workers(on_capacity)
         self._watcher = asyncio.create_task(self._watch(on_capacity, on_gone))
 
@@ -132,6 +146,7 @@ class DaskExecutor(LocalExecutor):
         self._slots = slots
         for address in went:
             self._known.pop(address, None)
+            self._hosts.pop(address, None)
         total = sum(slots.values())
         if total != self.capacity:
             self.capacity = total
@@ -181,7 +196,7 @@ class DaskExecutor(LocalExecutor):
                 self._running[key] = worker
                 await distributed.Variable(key, client=self.client).set(future)
                 on_submitted(key)
-                outcome = await self._collect(key, future)
+                outcome = await self._collect(key, future, (job.task_id, job.attempt))
                 if not outcome.stale:
                     return outcome
                 self._known.pop(worker, None)
@@ -197,7 +212,7 @@ class DaskExecutor(LocalExecutor):
             return RemoteOutcome(lost=True, reason="the cluster no longer holds it (its scheduler restarted?)")
         self._followers[(task_id, attempt)] = on_event
         try:
-            return await self._collect(key, future)
+            return await self._collect(key, future, (task_id, attempt))
         finally:
             self._followers.pop((task_id, attempt), None)
 
@@ -211,7 +226,10 @@ class DaskExecutor(LocalExecutor):
         await (event.set() if paused else event.clear())
 
     async def _free_worker(self) -> str:
-        """The worker with the most free slots (among those whose clone is known first); waits for one."""
+        """The worker with the most free slots (among those whose clone is known first); waits for one.
+
+        A worker whose host is loaded (:meth:`loaded`) is passed over.
+        """
         while True:
             if self.gone:
                 raise SchedulerGone(self.gone)
@@ -219,14 +237,28 @@ class DaskExecutor(LocalExecutor):
             for worker in self._running.values():
                 busy[worker] = busy.get(worker, 0) + 1
             free = [(self._slots[w] - busy.get(w, 0), w in self._known, w) for w in self._slots
-                    if self._slots[w] > busy.get(w, 0)]
+                    if self._slots[w] > busy.get(w, 0) and not self.loaded(w)]
             if free:
                 return max(free)[2]
             self._changed.clear()
-            await self._changed.wait()
+            # A loaded host's figures may grow old without news: look again a while later in any case.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), WATCH_SECONDS)
 
-    async def _collect(self, key: str, future: distributed.Future) -> RemoteOutcome:
-        """Wait for the attempt to end, or to be lost with its worker; then let the cluster forget it."""
+    def loaded(self, worker: str) -> str | None:
+        """Why the adaptive rule gives ``worker`` no new attempt now (its host's CPU or memory), or None."""
+        figures = self._hosts.get(worker)
+        if self.host_limits is None or figures is None or time.monotonic() - figures[2] > HOST_FIGURES_SECONDS:
+            return None
+        (cpu_high, min_free_memory), (cpu, available, _) = self.host_limits, figures
+        if cpu > cpu_high:
+            return f"its host's CPU is at {cpu:.0f}% > {cpu_high:.0f}%"
+        if available < min_free_memory:
+            return f"its host has {available / 2**30:.1f} GB free < {min_free_memory / 2**30:.1f} GB"
+        return None
+
+    async def _collect(self, key: str, future: distributed.Future, attempt: tuple[str, int]) -> RemoteOutcome:
+        """Wait for the attempt (task id, number) to end, or be lost with its worker; then let the cluster forget it."""
         while True:
             try:
                 ended = await self._wait(key, future)
@@ -241,21 +273,21 @@ class DaskExecutor(LocalExecutor):
                 try:
                     future = await distributed.Variable(key, client=self.client).get(timeout=1)
                 except (asyncio.TimeoutError, TimeoutError):
-                    return await self._lost(key, None, "the cluster no longer holds it (its scheduler restarted?)")
+                    return await self._lost(key, None, "the cluster no longer holds it (its scheduler restarted?)",
+                                            attempt)
             except (SchedulerGone, asyncio.CancelledError):
                 raise
             except Exception as error:  # the function failed on the worker in a way it could not report
                 await self._forget(key)
                 return RemoteOutcome(reason=f"failed on its Dask worker: {type(error).__name__}: {error}")
         if ended is None:
-            return await self._lost(key, future, "its Dask worker went away")
+            return await self._lost(key, future, "its Dask worker went away", attempt)
         worker = self._running.get(key)
         outcome = RemoteOutcome(commit=ended.get("commit"), reason=ended.get("reason"), kept=ended.get("kept"),
                                 host=ended.get("host", ""), stale=bool(ended.get("stale")),
-                                tips=list(ended.get("tips") or []))
-        if ended.get("bundle"):
-            outcome.bundle = ensure_private_dir(self.bundles) / f"{key}.bundle"
-            outcome.bundle.write_bytes(ended["bundle"])
+                                tips=list(ended.get("tips") or []), bundle=self._save_bundle(key, ended.get("bundle")))
+        self._leaving.discard(attempt)  # its result came all the same: what a leaving worker posted is not needed
+        self._sent_back.pop(attempt, None)
         if worker is not None and outcome.tips:
             self._known[worker] = outcome.tips
         await self._forget(key)
@@ -284,12 +316,28 @@ class DaskExecutor(LocalExecutor):
                 result.exception()  # retrieved: it is reported by the caller, not as "never retrieved"
             raise
 
-    async def _lost(self, key: str, future: distributed.Future | None, why: str) -> RemoteOutcome:
+    async def _lost(self, key: str, future: distributed.Future | None, why: str,
+                    attempt: tuple[str, int]) -> RemoteOutcome:
+        """The attempt will never end; with the work its worker sent back while shutting down, if it did."""
         if future is not None:
             with contextlib.suppress(Exception):
                 await self.client.cancel([future], force=True)
         await self._forget(key)
-        return RemoteOutcome(lost=True, reason=why)
+        deadline = time.monotonic() + LEAVE_SECONDS
+        while attempt in self._leaving and attempt not in self._sent_back and time.monotonic() < deadline:
+            await asyncio.sleep(WATCH_SECONDS)
+        self._leaving.discard(attempt)
+        sent = self._sent_back.pop(attempt, {})
+        return RemoteOutcome(lost=True, reason=why, kept=sent.get("kept"),
+                             bundle=self._save_bundle(key, sent.get("bundle")))
+
+    def _save_bundle(self, key: str, data: bytes | None) -> Path | None:
+        """Where the attempt's bundle is kept on this machine until it is taken in (None: none came)."""
+        if not data:
+            return None
+        path = ensure_private_dir(self.bundles) / f"{key}.bundle"
+        path.write_bytes(data)
+        return path
 
     @staticmethod
     async def _result(future: distributed.Future) -> dict:
@@ -306,6 +354,15 @@ class DaskExecutor(LocalExecutor):
         _, message = event
         if not isinstance(message, dict):
             return
-        follower = self._followers.get((message.get("task"), message.get("attempt")))
+        kind, attempt = message.get("kind"), (message.get("task"), message.get("attempt"))
+        if kind == USAGE and message.get("worker") in self._slots:
+            self._hosts[message["worker"]] = (float(message.get("host_cpu", 0.0)),
+                                              float(message.get("host_memory_available", 0.0)), time.monotonic())
+            self._changed.set()
+        elif kind == LEAVING:
+            self._leaving.add(attempt)
+        elif kind == KEPT:
+            self._sent_back[attempt] = message
+        follower = self._followers.get(attempt)
         if follower is not None:
             follower(message)

@@ -32,8 +32,8 @@ class Workspace(Protocol):
     def tips(self) -> list[str]:
         """The newest commits the clone was sent: what the next bundle may leave out."""
 
-    def receive(self, bundle: bytes | None, ref: str, start_point: str) -> str | None:
-        """Take in a bundle of ``ref``; why the start point is still missing, or None."""
+    def receive(self, bundle: bytes | None, ref: str, start_point: str, remote: str = "") -> str | None:
+        """Take in a bundle of ``ref`` (or fetch ``ref`` from ``remote``); why the start point is still missing."""
 
     def acquire(self, task_id: str, start_point: str) -> Worktree: ...
 
@@ -44,8 +44,12 @@ class Workspace(Protocol):
 
     def commit(self, worktree: Worktree, start_point: str, message: str, keep_out: tuple[str, ...]) -> str | None: ...
 
-    def release(self, worktree: Worktree, attempt: int, start_point: str) -> tuple[str | None, bytes | None]:
-        """Keep the attempt's work and free the worktree: the commit kept and a bundle of its ref (or Nones)."""
+    def release(self, worktree: Worktree, attempt: int, start_point: str,
+                remote: str = "") -> tuple[str | None, bytes | None]:
+        """Keep the attempt's work and free the worktree: the commit kept and a bundle of its ref (or Nones).
+
+        With a ``remote`` the ref is pushed there, and no bundle comes back.
+        """
 
 
 # Runs the epic's setup to its end: (command, folder, env, log file, timeout) -> exit status.
@@ -64,7 +68,7 @@ class RemoteAttempt:
     task_id: str
     attempt: int
     start_point: str
-    bundle_ref: str  # the ref the bundle holds (the integration branch)
+    bundle_ref: str  # the ref the bundle holds (the integration branch), or on ``git_remote``, the attempt's ref
     steps: tuple[tuple[str, str], ...]  # ("running", command), then ("verifying", command) if any
     variables: dict[str, str]  # the task's WAVEUI_* variables
     timeout: float | None
@@ -76,6 +80,7 @@ class RemoteAttempt:
     workspace: WorkspaceFactory
     line_reader: Callable[[str], LineReader]  # a step's command -> how to read its output lines
     control: str = ""  # the Dask Events "<control>-pause" and "<control>-stop" ask it to pause or stop
+    git_remote: str = ""  # a git URL both sides reach: history goes through it instead of bundles
 
 
 @dataclass
@@ -93,5 +98,8 @@ class RemoteOutcome:
     tips: list[str] = field(default_factory=list)  # what the worker's clone holds now
 
 
-# The kinds of event a worker posts on the attempt's topic, each a dict with "task", "attempt" and "kind".
-STARTED, SETUP, STEP, PROGRESS, LOG = "started", "setup", "step", "progress", "log"
+# The kinds of event a worker posts on the attempt's topic, each a dict with "task", "attempt", "kind" and
+# "worker" (the worker's address).
+STARTED, SETUP, STEP, PROGRESS, LOG, USAGE = "started", "setup", "step", "progress", "log", "usage"
+# A worker shutting down: it stops its attempts (LEAVING), then posts each one's work as a bundle (KEPT).
+LEAVING, KEPT = "leaving", "kept"

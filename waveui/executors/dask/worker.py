@@ -6,9 +6,14 @@ of the clone kept under the worker's local directory, runs the epic's setup
 (cached per worktree as on the controller), the command and its verify as
 the local executor runs them (the same timeout, grace, ``::waveui`` lines
 and agent readers), commits the work and returns the attempt's ref as a
-bundle. States, progress and the log go to the controller as they happen,
-as Dask events on the run's topic. The controller's repository and files
+bundle. States, progress, the log and the step's CPU and memory (with the
+host's, for the adaptive rule) go to the controller as they happen, as Dask
+events on the run's topic. The controller's repository and files
 are never touched: everything arrives in the job and leaves in the result.
+
+A worker that shuts down gracefully (SIGTERM to ``dask worker``, a cluster
+scaling down) first stops its attempts and posts each one's work, as a
+bundle, on the topic (:class:`SendWorkBack`): its result would leave with it.
 """
 
 from __future__ import annotations
@@ -21,15 +26,46 @@ from pathlib import Path
 import distributed
 
 from waveui.executors import step_failure
-from waveui.executors.dask.attempt import LOG, PROGRESS, SETUP, STARTED, STEP, RemoteAttempt, Workspace
+from waveui.executors.dask.attempt import (KEPT, LEAVING, LOG, PROGRESS, SETUP, STARTED, STEP, USAGE, RemoteAttempt,
+                                          Workspace)
 from waveui.executors.local import runner
+from waveui.executors.local.processes import ProcessSampler, sample_machine
+from waveui.run.usage import Target
 
 LOG_CHUNK = 64 * 1024  # the most of a log one event carries
 LOG_SECONDS = 0.3  # how often a step's new output is sent
 CONTROL_POLL_SECONDS = 1.0  # how often a step asks whether the controller wants it paused or stopped
+USAGE_SECONDS = 2.0  # how often a step's CPU and memory, and its host's, are sent
+
+LEAVE_SECONDS = 30.0  # the most a worker shutting down waits for its attempts to send their work back
 
 _workspaces: dict[Path, Workspace] = {}  # one per clone in this worker process: its pool lends each worktree once
 _workspaces_lock = threading.Lock()
+_leaving = threading.Event()  # this worker is shutting down: its attempts stop and send back what they did
+_running: set[Channel] = set()  # the attempts running in this worker process, until their work is posted
+_running_changed = threading.Condition()
+
+
+class SendWorkBack(distributed.WorkerPlugin):
+    """Registered by the controller: a worker shutting down gracefully sends its attempts' work first.
+
+    A plugin's teardown runs before the worker's connection to the scheduler
+    closes, so what the attempts post still reaches the controller.
+    """
+
+    name = "waveui-send-work-back"
+
+    async def teardown(self, worker: distributed.Worker) -> None:
+        _leaving.set()
+        with _running_changed:
+            for channel in _running:
+                channel.post(LEAVING)  # the controller waits for the work before it reruns the attempt
+        await asyncio.to_thread(_wait_for_attempts, LEAVE_SECONDS)
+
+
+def _wait_for_attempts(timeout: float) -> None:
+    with _running_changed:
+        _running_changed.wait_for(lambda: not _running, timeout)
 
 
 class Channel:
@@ -41,7 +77,7 @@ class Channel:
 
     def post(self, kind: str, **fields) -> None:
         self.worker.log_event(self.job.topic, {"task": self.job.task_id, "attempt": self.job.attempt,
-                                               "kind": kind, **fields})
+                                               "kind": kind, "worker": self.worker.address, **fields})
 
 
 def run_attempt(job: RemoteAttempt, bundle: bytes | None) -> dict:
@@ -52,11 +88,18 @@ def run_attempt(job: RemoteAttempt, bundle: bytes | None) -> dict:
     worker = distributed.get_worker()
     channel = Channel(worker, job)
     host = socket.gethostname()
-    channel.post(STARTED, host=host, worker=worker.address)
+    channel.post(STARTED, host=host)
+    with _running_changed:
+        _running.add(channel)
     try:
         ended = asyncio.run(_attempt(job, bundle, worker, channel))
     except Exception as error:  # reported as the attempt's failure, never as a task error the controller cannot read
         ended = {"reason": f"internal error on {host}: {type(error).__name__}: {getattr(error, 'message', error)}"}
+    with _running_changed:
+        if _leaving.is_set():  # the result would leave with this worker: post the work now
+            channel.post(KEPT, kept=ended.get("kept"), bundle=ended.get("bundle"))
+        _running.discard(channel)
+        _running_changed.notify_all()
     return {"host": host, **ended}
 
 
@@ -71,7 +114,7 @@ def _workspace(folder: Path, job: RemoteAttempt) -> Workspace:
 async def _attempt(job: RemoteAttempt, bundle: bytes | None, worker: distributed.Worker, channel: Channel) -> dict:
     folder = Path(worker.local_directory) / "waveui" / job.repo_id
     workspace = await asyncio.to_thread(_workspace, folder, job)
-    missing = await asyncio.to_thread(workspace.receive, bundle, job.bundle_ref, job.start_point)
+    missing = await asyncio.to_thread(workspace.receive, bundle, job.bundle_ref, job.start_point, job.git_remote)
     if missing:
         return {"reason": missing, "stale": True, "tips": await asyncio.to_thread(workspace.tips)}
     worktree = await asyncio.to_thread(workspace.acquire, job.task_id, job.start_point)
@@ -91,7 +134,8 @@ async def _attempt(job: RemoteAttempt, bundle: bytes | None, worker: distributed
     except Exception as error:  # a git failure committing (a task that left its worktree elsewhere, say)
         reason = str(getattr(error, "message", error))
     finally:
-        kept, bundle = await asyncio.to_thread(workspace.release, worktree, job.attempt, job.start_point)
+        kept, bundle = await asyncio.to_thread(workspace.release, worktree, job.attempt, job.start_point,
+                                               job.git_remote)
     return {"commit": commit, "reason": reason, "kept": kept, "bundle": bundle,
             "tips": await asyncio.to_thread(workspace.tips)}
 
@@ -107,7 +151,8 @@ async def _steps(job: RemoteAttempt, cwd: Path, env: dict[str, str], log: Path, 
                                           read_line=job.line_reader(command))
         channel.post(STEP, step=step)
         following = [asyncio.create_task(_send_log(log, offset, channel)),
-                     asyncio.create_task(_follow_controls(job, process))]
+                     asyncio.create_task(_follow_controls(job, process)),
+                     asyncio.create_task(_send_usage(process, channel))]
         try:
             end = await process.wait(timeout=job.timeout, grace=job.grace)
         finally:
@@ -136,13 +181,26 @@ async def _send_log(log: Path, offset: int, channel: Channel, once: bool = False
         await asyncio.sleep(LOG_SECONDS)
 
 
+async def _send_usage(process: runner.TaskProcess, channel: Channel) -> None:
+    """Post the step's CPU and memory (its process tree's, as the app shows a local task's) and its host's."""
+    sampler, step = ProcessSampler(), [Target(channel.job.task_id, process.pid, None)]
+    await asyncio.to_thread(sampler.sample, step)  # the first CPU figure is measured from here
+    while True:
+        await asyncio.sleep(USAGE_SECONDS)
+        used = (await asyncio.to_thread(sampler.sample, step)).get(channel.job.task_id)
+        host = await asyncio.to_thread(sample_machine)
+        if used is not None:
+            channel.post(USAGE, cpu=used.cpu, memory=used.memory, host_cpu=host.cpu,
+                         host_memory_available=host.memory_available)
+
+
 async def _follow_controls(job: RemoteAttempt, process: runner.TaskProcess) -> None:
     """Pause, resume or stop the step as the controller asks (a user's pause or cancel, the run stopping).
 
-    Returns only once the step was stopped.
+    The step stops too when this worker shuts down. Returns only once the step was stopped.
     """
     stop, pause = distributed.Event(job.control + "-stop"), distributed.Event(job.control + "-pause")
-    while not await asyncio.to_thread(stop.is_set):
+    while not _leaving.is_set() and not await asyncio.to_thread(stop.is_set):
         paused = await asyncio.to_thread(pause.is_set)
         if paused and not process.paused:
             process.pause()  # its timeout's clock stops with it, as on the controller

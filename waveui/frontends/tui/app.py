@@ -43,7 +43,7 @@ from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun, Ret
 from waveui.frontends.tui.screens.help import HelpScreen
 from waveui.frontends.tui.screens.main import MainScreen
 from waveui.frontends.tui.terminal import TerminalDriver
-from waveui.frontends.tui.usage import Target, Usage
+from waveui.run.usage import Target, Usage
 from waveui.frontends.tui.themes import DEFAULT_THEME, STATE_COLOURS, load_themes, theme_folders
 
 FLUSH_SECONDS = 0.1
@@ -151,7 +151,8 @@ class WaveApp(App):
         while True:
             targets = [Target(t.id, t.pid, t.pid_started) for t in self.state.tasks.values()
                        if t.pid is not None and t.state in SLOT_STATES]
-            self.usage = await asyncio.to_thread(sampler.sample, targets) if targets else {}
+            here = await asyncio.to_thread(sampler.sample, targets) if targets else {}
+            self.usage = {**here, **self.control.remote_usage} if self.control else here
             await asyncio.sleep(SAMPLE_SECONDS)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 from waveui.engine.engine import BUDGET_REACHED, EXIT_BUDGET, Engine, EngineError
-from waveui.frontends.tui.processes import ProcessSampler
+from waveui.executors.local.processes import ProcessSampler
 from waveui.run.events import Event
 
 

@@ -28,7 +28,7 @@ from waveui.frontends.tui.keys import RUN_BINDINGS
 from waveui.frontends.tui.look import TaskFilter
 from waveui.frontends.tui.messages import FilterClosed, TaskOpened, TaskSelected
 from waveui.frontends.tui.screens.detail import TaskDetailScreen
-from waveui.frontends.tui.usage import Usage
+from waveui.run.usage import Usage
 from waveui.frontends.tui.widgets.conflicts import ConflictList
 from waveui.frontends.tui.widgets.filter_bar import FilterBar
 from waveui.frontends.tui.widgets.footer import KeyFooter

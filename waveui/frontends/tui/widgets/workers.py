@@ -11,7 +11,7 @@ from waveui.run.state import RunState, TaskView
 from waveui.run import metrics
 from waveui.frontends.tui.look import mark
 from waveui.frontends.tui.messages import TaskOpened, TaskSelected
-from waveui.frontends.tui.usage import Usage
+from waveui.run.usage import Usage
 from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.text import fit
 

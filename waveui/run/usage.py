@@ -1,7 +1,8 @@
 """What the workers table shows of a task's processes, and which processes to look at; no psutil here.
 
-The sampler (:mod:`waveui.frontends.tui.processes`) is handed to the live app
-only: ``waveui watch`` reads a run and never needs psutil.
+The sampler (:mod:`waveui.executors.local.processes`) is handed to the live app
+only: ``waveui watch`` reads a run and never needs psutil. A task on another
+machine is sampled there; its figures reach the app with the worker's events.
 """
 
 from __future__ import annotations

@@ -1,11 +1,30 @@
-"""CPU and memory of each task's process tree, sampled with psutil (call it from a thread: psutil blocks)."""
+"""CPU and memory of the machine and of each task's process tree, sampled with psutil (blocking: use a thread).
+
+The live app samples the tasks it runs here; a Dask worker samples its own
+tasks and its host, and posts the figures to the controller.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import psutil
 
 from waveui.core.pids import CREATE_TIME_TOLERANCE
-from waveui.frontends.tui.usage import Target, Usage
+from waveui.run.usage import Target, Usage
+
+
+@dataclass
+class Sample:
+    cpu: float  # percent of all cores
+    memory_available: float  # bytes
+    memory_percent: float
+
+
+def sample_machine() -> Sample:
+    """CPU use since the previous call, and memory now."""
+    memory = psutil.virtual_memory()
+    return Sample(psutil.cpu_percent(interval=None), float(memory.available), memory.percent)
 
 
 class ProcessSampler:
