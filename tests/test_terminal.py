@@ -99,6 +99,20 @@ def test_sigterm_ends_the_app_on_a_terminal_that_stopped_reading(app_in_terminal
     assert_resumable(folder)
 
 
+def test_the_demo_says_in_the_app_where_its_repository_is(tmp_path):
+    """The line printed before the app starts is hidden behind its screen until it ends: the app says it too."""
+    folder = tmp_path / "demo"
+    terminal = terminal_bytes.Terminal(demo_argv(folder), columns=160, rows=48, cwd=ROOT,
+                                       env={"PYTHONPATH": str(ROOT)})
+    try:
+        assert terminal.read_until(lambda: b"The demo repository at" in terminal.received, timeout=60), \
+            terminal.received[-2000:]
+        screen = terminal.received[terminal.received.index(b"The demo repository at"):]
+        assert str(folder)[:20].encode() in screen  # the start of the path, before the notice wraps it
+    finally:
+        terminal.kill()
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_killing_the_tmux_session_ends_the_app(tmp_path):
     folder = tmp_path / "demo"

@@ -112,12 +112,12 @@ class RecordingControl:
             self.feed.push(RunFinished(t=NOW, ok=False, reason="stopped"))
 
 
-def make_app(tmp_path: Path, *, read_only: bool = False, with_control: bool = True, feed=None):
-    """The app on the sample run, with a frozen clock and the sample logs; returns (app, control)."""
+def make_app(tmp_path: Path, *, read_only: bool = False, with_control: bool = True, feed=None, clock=lambda: NOW):
+    """The app on the sample run, with a frozen clock (unless given one) and the sample logs; returns (app, control)."""
     feed = feed or PushFeed()
     write_sample_logs(tmp_path)
     control = RecordingControl(feed) if with_control else None
-    app = WaveApp(feed, control, log_dir=tmp_path, read_only=read_only, clock=lambda: NOW)
+    app = WaveApp(feed, control, log_dir=tmp_path, read_only=read_only, clock=clock)
     if control is not None:
         control.state = app.state
     return app, control

@@ -123,6 +123,18 @@ async def test_plus_and_minus_change_priority(tmp_path):
         assert app.state.tasks["cart-service"].priority == 1
 
 
+async def test_plus_on_a_finished_task_says_it_has_no_effect(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "g")
+        assert app.state.tasks["api-schema"].state == "done"
+        await press(pilot, app, "plus", "minus")
+        assert control.calls == []
+        assert app.state.tasks["api-schema"].priority == 0
+        assert any("api-schema is done" in n.message for n in app._notifications)
+
+
 async def test_tab_and_shift_tab_move_between_panes(tmp_path):
     app, _ = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -194,6 +206,60 @@ async def test_slash_filters_by_text(tmp_path):
         assert len(timeline._order) == len(app.state.tasks)
 
 
+async def test_escape_clears_a_filter_kept_with_enter(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "f", "slash", *"cart", "enter")
+        timeline = app.query_one(WaveTimeline)
+        assert timeline._order == ["cart-service"]  # running and matching "cart"
+        assert app.focused is timeline
+        await press(pilot, app, "escape")
+        assert not app.main_screen.task_filter.active
+        assert app.main_screen.filter_bar.value == ""
+        assert len(timeline._order) == len(app.state.tasks)
+        assert "filter" not in app.main_screen.screen_header._summary.visual.plain
+
+
+async def test_escape_without_a_filter_still_restores_a_zoomed_pane(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "slash", *"cart", "enter", "z")
+        await press(pilot, app, "escape")
+        assert app.screen.maximized is None
+        assert app.main_screen.task_filter.text == "cart"  # the first escape restores the pane only
+        await press(pilot, app, "escape")
+        assert not app.main_screen.task_filter.active
+
+
+async def test_a_filter_moves_the_selection_to_a_shown_task_and_the_keys_act_on_it(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.main_screen.selected == "cart-service"
+        await press(pilot, app, "slash", *"search", "enter")
+        timeline = app.query_one(WaveTimeline)
+        assert timeline._order == ["search-index", "search-ui"]
+        assert app.main_screen.selected == "search-index"
+        assert app.main_screen.graph.selected == timeline.selected == "search-index"
+        await press(pilot, app, "r")  # on the failed task shown, not on the hidden running one
+        assert control.calls == [("retry", "search-index", None)]
+
+
+async def test_a_filter_that_shows_nothing_leaves_nothing_to_act_on(tmp_path):
+    app, control = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await press(pilot, app, "slash", *"no such task", "enter")
+        assert app.main_screen.selected is None
+        await press(pilot, app, "space", "c")
+        assert control.calls == []
+        assert app.state.tasks["cart-service"].state == "running"
+        await press(pilot, app, "escape")
+        assert app.main_screen.selected is not None
+
+
 async def test_f_cycles_the_state_filter(tmp_path):
     app, _ = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -216,8 +282,7 @@ async def test_filtered_rows_follow_state_changes(tmp_path):
         await settle(pilot, app)
         await press(pilot, app, "f", "f")  # problems
         timeline = app.query_one(WaveTimeline)
-        await press(pilot, app, "j")
-        assert app.main_screen.selected == "search-index"
+        assert app.main_screen.selected == "search-index"  # cart-service, running, is hidden
         await press(pilot, app, "r")  # retried: it leaves the problems
         assert "search-index" not in timeline._order
 
@@ -291,11 +356,39 @@ async def test_every_binding_has_an_id_and_a_palette_command(tmp_path):
     app, _ = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
+        await press(pilot, app, "f")  # a filter, so that clearing it is one of the commands
         assert all(binding.id for binding in [*app.screen.BINDINGS, *app.BINDINGS])
         titles = {command.title for command in app.get_system_commands(app.screen)}
         for binding in [*app.screen.BINDINGS, *app.BINDINGS]:
             if binding.id != "waveui.quit-now":
                 assert binding.description in titles
+
+
+async def test_the_palette_lists_each_command_once_with_its_keys_as_shown(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        commands = list(app.get_system_commands(app.screen))
+        titles = [command.title for command in commands]
+        assert len(titles) == len(set(titles)), titles
+        assert "Keys" not in titles and "Maximize" not in titles  # Textual's own, doing what Help and Zoom do
+        help_text = next(command.help for command in commands if command.title == "Help")
+        assert help_text.endswith("(?, F1)")
+        assert not any("question_mark" in command.help or "plus" in command.help for command in commands)
+
+
+async def test_a_screenshot_is_saved_in_the_current_folder_and_the_app_says_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home-without-downloads"))
+    monkeypatch.chdir(tmp_path)
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Screenshot")
+        command.callback()
+        await pilot.pause()
+        saved = list(tmp_path.glob("waveui-*.svg"))
+        assert len(saved) == 1 and "<svg" in saved[0].read_text()
+        assert any(n.message == str(saved[0]) for n in app._notifications)
 
 
 async def test_a_palette_command_runs_its_action(tmp_path):

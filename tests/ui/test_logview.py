@@ -51,3 +51,55 @@ async def test_the_log_pane_follows_the_selection_and_sanitises(tmp_path):
             f.write("more\n")
         log.poll()
         assert log.lines[1] == "more"
+
+
+def directive_rows(log: TaskLog) -> list[int]:
+    return [y for y, line in enumerate(log.lines) if line.startswith("::waveui")]
+
+
+def shown(log: TaskLog) -> list[str]:
+    return log.lines[:log.line_count]  # not the empty line after the last newline
+
+
+async def test_progress_lines_are_dimmed_and_v_hides_them_and_shows_them_again(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        log = app.query_one("#log", TaskLog)
+        everything = shown(log)
+        last_directive = directive_rows(log)[-1]
+        strip = log.render_line(last_directive - int(log.scroll_y))
+        assert strip.text.startswith("::waveui progress=64")
+        assert all(segment.style.dim for segment in strip if segment.text.strip())
+        task_line = log.render_line(last_directive + 1 - int(log.scroll_y))
+        assert task_line.text.startswith("Writing tests") and not any(s.style.dim for s in task_line)
+        await press(pilot, app, "v")
+        assert directive_rows(log) == []
+        assert shown(log) == [line for line in everything if not line.startswith("::waveui")]
+        with open(tmp_path / "cart-service.log", "a") as f:
+            f.write('::waveui progress=80 message="nearly"\nDone writing\n')
+        log.poll()
+        assert shown(log)[-1] == "Done writing" and directive_rows(log) == []
+        await press(pilot, app, "v")
+        assert shown(log) == [*everything, '::waveui progress=80 message="nearly"', "Done writing"]
+
+
+async def test_the_progress_lines_key_is_in_the_footer_and_the_help(tmp_path):
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        footer_keys = {binding.key for _, binding, _, _ in app.screen.active_bindings.values() if binding.show}
+        assert "v" in footer_keys
+        await press(pilot, app, "question_mark")
+        assert any(binding.key == "v" for binding in app.screen.bindings_shown)
+
+
+async def test_the_log_pane_ends_on_the_last_line_not_a_blank_row(tmp_path):
+    app, _ = make_app(tmp_path)
+    (tmp_path / "cart-service.log").write_text("".join(f"line {i}\n" for i in range(60)))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.pause()
+        log = app.query_one("#log", TaskLog)
+        assert log.render_line(log.size.height - 1).text.rstrip() == "line 59"
+        assert log.scrollable_content_region.height == log.size.height  # no row kept for a scrollbar

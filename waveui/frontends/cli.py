@@ -189,12 +189,17 @@ def cmd_demo(args) -> int:
     else:
         target = Path(tempfile.mkdtemp(prefix="waveui-demo-"))
     epic_path = demo.make_demo(target, speed=args.speed)
-    print(f"waveui: demo repository at {target}", file=sys.stderr)
-    return _run_epic(_load(str(epic_path)), target.resolve(), RunOptions(), args.headless)
+    where = f"demo repository at {target.resolve()}"
+    print(f"waveui: {where}", file=sys.stderr)
+    return _run_epic(_load(str(epic_path)), target.resolve(), RunOptions(), args.headless,
+                     greeting=f"The {where}; it stays there after you quit.")
 
 
-def _run_epic(epic, root: Path, options, headless: bool) -> int:
-    """Run in the full-screen app on a terminal, else headless; the exit status."""
+def _run_epic(epic, root: Path, options, headless: bool, greeting: str | None = None) -> int:
+    """Run in the full-screen app on a terminal, else headless; the exit status.
+
+    ``greeting``: a notice the app shows as it starts (the line printed before it is hidden by its screen).
+    """
     import asyncio
     import signal
 
@@ -218,7 +223,7 @@ def _run_epic(epic, root: Path, options, headless: bool) -> int:
     if not (headless or not sys.stdout.isatty()):
         from waveui.frontends.tui.live import run_live
 
-        return run_live(engine)
+        return run_live(engine, greeting)
     reporter = HeadlessReporter(sys.stdout)
     options.listeners.append(reporter)
     reporter.catch_up(engine.previous_events or [])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -40,18 +41,20 @@ from waveui.frontends.tui.keys import RUN_ACTIONS, RUN_BINDINGS, action_name
 from waveui.frontends.tui.messages import TerminalLost, TerminateRequested
 from waveui.frontends.tui.screens.detail import TaskDetailScreen
 from waveui.frontends.tui.screens.dialogs import ConfirmCancel, QuitLiveRun, RetryFrom
-from waveui.frontends.tui.screens.help import HelpScreen
+from waveui.frontends.tui.screens.help import HelpScreen, key_label
 from waveui.frontends.tui.screens.main import MainScreen
 from waveui.frontends.tui.terminal import TerminalDriver
 from waveui.run.usage import Target, Usage
 from waveui.frontends.tui.themes import DEFAULT_THEME, STATE_COLOURS, load_themes, theme_folders
 
 FLUSH_SECONDS = 0.1
+GREETING_SECONDS = 30
 SAMPLE_SECONDS = 1.0
 # `t` goes through the packaged themes in this order, then the user's own.
 THEME_ORDER = ["waveui-dark", "waveui-light", "waveui-high-contrast"]
 RETRYABLE = frozenset({"failed", "conflicted", "cancelled"})
 PAUSABLE = frozenset({"running", "verifying"})
+PAST_PRIORITY = frozenset({"merging", "done"})  # no attempt of these tasks will start again: an order means nothing
 
 
 class WaveApp(App):
@@ -62,7 +65,7 @@ class WaveApp(App):
     control). ``log_dir`` holds ``<task-id>.log`` files, ``repo_root`` is where
     ``git diff`` runs for the detail screen, ``read_only`` is ``waveui watch``,
     ``clock`` gives "now" (frozen in tests and screenshots), ``theme`` names
-    the theme to start with.
+    the theme to start with, ``greeting`` is a notice to show at once.
     """
 
     CSS_PATH = "waveui.tcss"
@@ -86,8 +89,9 @@ class WaveApp(App):
     def __init__(self, feed: EventFeed, control: RunControl | None, *, log_dir: Path | None = None,
                  repo_root: Path | None = None, read_only: bool = False, clock: Callable[[], float] = time.time,
                  theme: str | None = None, process_sampler: Callable[[], object] | None = None,
-                 bell: bool = False) -> None:
+                 bell: bool = False, greeting: str | None = None) -> None:
         super().__init__()
+        self.greeting = greeting  # shown as the app starts: what the user should know before anything else
         self.ring_bell = bell  # on a task failed, conflicted or denied, the budget reached, the run's end
         self._terminal_lent = False  # a shell of the user's has the terminal (resolving by hand)
         # Makes a ProcessSampler, for the live app; the watcher shows no per-process figures (and imports no psutil).
@@ -95,7 +99,9 @@ class WaveApp(App):
         self.feed = feed
         self.control = control
         self.read_only = read_only
-        self.clock = clock
+        # Every clock on screen counts whole seconds of this one clock: they all tick at the same flush,
+        # one repaint a second rather than one per clock, each at its own fraction of a second.
+        self.clock = lambda: math.floor(clock())
         self.bridge = RunBridge()
         self.usage: dict[str, Usage] = {}
         self.theme_names, self.theme_errors = self._register_themes()
@@ -103,7 +109,7 @@ class WaveApp(App):
         self.theme = theme if theme in self.available_themes else fallback
         self._unknown_theme = theme if theme and theme not in self.available_themes else None
         self.main_screen = MainScreen(self.state, log_dir=log_dir, repo_root=repo_root, read_only=read_only,
-                                      clock=clock)
+                                      clock=self.clock)
         self.install_screen(self.main_screen, "main")
 
     @property
@@ -131,6 +137,8 @@ class WaveApp(App):
     # ---- the main screen and the workers ----
 
     def on_mount(self) -> None:
+        if self.greeting:
+            self.notify(self.greeting, timeout=GREETING_SECONDS, markup=False)
         if self.theme_errors:
             count = len(self.theme_errors)
             self.notify("\n".join(self.theme_errors), title=f"Skipped {count} broken theme file{'s' * (count > 1)}",
@@ -326,8 +334,14 @@ class WaveApp(App):
 
     def action_priority(self, step: int) -> None:
         task_id = self._task_for_action()
-        if task_id is not None:
-            self.control.set_priority(task_id, self.state.tasks[task_id].priority + step)
+        if task_id is None:
+            return
+        task = self.state.tasks[task_id]
+        if task.state in PAST_PRIORITY:
+            self.notify(f"{task_id} is {task.state}: its priority has no effect any more; left as it is.",
+                        severity="warning", timeout=3)
+            return
+        self.control.set_priority(task_id, task.priority + step)
 
     async def action_quit(self) -> None:
         if self.read_only or self.control is None or self.state.finished or self.control.idle:
@@ -388,9 +402,27 @@ class WaveApp(App):
         return bool(acts_on.check_action(action_name(binding), ()))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every action of the app in the command palette (those this mode allows)."""
+        """Every action of the app in the command palette (those this mode allows), each once.
+
+        Textual's own commands are left out: each does what a key of ours does
+        (quit, theme, keys, maximise), but for its screenshot, which saves
+        elsewhere (:meth:`action_screenshot`).
+        """
         for binding, node in self._keys_of(screen):
             if binding.id != "waveui.quit-now":
-                yield SystemCommand(binding.description, f"{binding.description} ({binding.key})",
-                                    partial(self.run_action, binding.action, node))
-        yield from super().get_system_commands(screen)
+                explained = f"{binding.tooltip or binding.description} ({key_label(binding)})"
+                yield SystemCommand(binding.description, explained, partial(self.run_action, binding.action, node))
+        yield SystemCommand("Screenshot", "save an SVG picture of the screen in the current folder",
+                            self.action_screenshot)
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Save an SVG picture of the screen in the current folder and say where (Textual's own saves in
+        ~/Downloads, and fails where there is none)."""
+        name = filename or time.strftime("waveui-%Y%m%d-%H%M%S.svg")
+        try:
+            saved = self.save_screenshot(name, path or os.getcwd())
+        except OSError as error:
+            self.notify(f"{error.filename or name}: {error.strerror or error}", title="No screenshot",
+                        severity="error", timeout=10, markup=False)
+        else:
+            self.notify(saved, title="Screenshot saved", timeout=10, markup=False)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from waveui.run.events import (Event, PriorityChanged, Notice, RunFinished, RunStarted, SetupRan, TaskProgress,
-                                  TaskStateChanged)
+from waveui.run.events import (ControllerGone, Event, LimitChanged, PriorityChanged, Notice, RunFinished, RunPaused,
+                                  RunStarted, SetupRan, TaskProgress, TaskStateChanged)
+from waveui.run.state import RunState, fold
 
 # Notices that want the user (as [epic] notify does): an agent denied tool calls, the run's budget reached.
 ATTENTION_NOTICES = frozenset({"denied", "budget"})
-from waveui.run.state import RunState, fold
+# Events about the whole run that the header shows at once (a task's cost, a load sample: at the next second).
+RUN_EVENTS = (RunPaused, LimitChanged, Notice, RunFinished, ControllerGone)
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Changes:
     rebuilt: bool = False  # a run started: the set of tasks itself may be new
     tasks: set[str] = field(default_factory=set)  # tasks whose row or box looks different
     states: bool = False  # a task changed state: counts, conflicts, the ETA
+    run: bool = False  # the run paused or went on, its limit, notices, its end: the header
     notices: list[str] = field(default_factory=list)  # to show the user once each
     attention: bool = False  # something the user should turn round for: the app rings the bell
     events: int = 0
@@ -44,6 +47,7 @@ class RunBridge:
         fold(self.state, event)
         changes = self._changes
         changes.events += 1
+        changes.run |= isinstance(event, RUN_EVENTS)
         if isinstance(event, RunStarted):
             changes.rebuilt = changes.states = True
         elif isinstance(event, TaskStateChanged):

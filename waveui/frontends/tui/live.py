@@ -49,8 +49,8 @@ def tell(line: str) -> None:
         pass
 
 
-def run_live(engine: Engine) -> int:
-    """Run the engine's epic under the full-screen app; the exit status."""
+def run_live(engine: Engine, greeting: str | None = None) -> int:
+    """Run the engine's epic under the full-screen app, which shows ``greeting`` as it starts; the exit status."""
     from waveui.frontends.tui.app import WaveApp
 
     engine.options.stay_open = True  # the run is the user's until they quit
@@ -66,7 +66,7 @@ def run_live(engine: Engine) -> int:
         engine_task.add_done_callback(lambda _: finished.done() or finished.set_result(None))
         bell = engine.epic.bell and os.environ.get("WAVEUI_BELL") != "0"
         app = WaveApp(feed, engine, log_dir=run_dir / "logs", repo_root=repo_root, process_sampler=ProcessSampler,
-                      bell=bell)
+                      bell=bell, greeting=greeting)
 
         def engine_ended(task: asyncio.Task) -> None:
             if not task.cancelled() and isinstance(task.exception(), EngineError):

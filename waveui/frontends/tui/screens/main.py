@@ -66,6 +66,10 @@ class MainScreen(Screen):
                 tooltip="show only tasks whose id, title or message match"),
         Binding("f", "state_filter", "States", id="waveui.state-filter",
                 tooltip="show all tasks, or only running ones, problems, waiting or done"),
+        Binding("v", "toggle_progress_lines", "Progress lines", id="waveui.progress-lines",
+                tooltip="hide the ::waveui progress lines in the log pane, or show them again (dimmed)"),
+        Binding("escape", "clear_filter", "Clear filter", id="waveui.clear-filter", show=False,
+                tooltip="show every task again (the text and the state filter)"),
     ]
 
     def __init__(self, state: RunState, *, log_dir: Path | None, repo_root: Path | None, read_only: bool,
@@ -81,6 +85,8 @@ class MainScreen(Screen):
         # The ETA, worked out now and then: (monotonic time, run time then, seconds left then).
         self._eta: tuple[float, float, float | None] = (float("-inf"), 0.0, None)
         self._layout_serial = 0
+        self._shown_second: float | None = None  # the `now` of the last flush
+        self._usage: dict[str, Usage] = {}  # the processes' figures, taken as a second ticks
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: the app's flush reaches them whichever screen is on top.
@@ -113,21 +119,33 @@ class MainScreen(Screen):
     # ---- what the app's flush hands over ----
 
     def show(self, changes: Changes, now: float, usage: dict[str, Usage]) -> None:
-        """Show everything folded since the last flush (the app calls this inside ``batch_update``)."""
+        """Show everything folded since the last flush (the app calls this inside ``batch_update``).
+
+        ``now`` counts whole seconds: when it moves on, every clock on screen
+        and the processes' figures move on together, in this one repaint.
+        """
+        ticked = now != self._shown_second
+        self._shown_second = now
+        if ticked:
+            self._usage = usage
         if changes.rebuilt:
             self._rebuild(now)
         state = self.state
-        self.screen_header.show(state, self._figures(changes, now))
+        if ticked or changes.rebuilt or changes.states or changes.run:  # not at each cost a task reports
+            self.screen_header.show(state, self._figures(changes, now, ticked))
         self.timeline.update(changes, now)
         self.graph.update(changes)
-        self.workers_table.show(state, usage, now, self.selected)
+        self.workers_table.show(state, self._usage, now, self.selected)
         if changes.states:
             self.conflict_list.show(state)
+        if self.task_filter.active and self.selected in changes.tasks:
+            self._keep_selection_visible()
 
-    def _figures(self, changes: Changes, now: float) -> HeaderFigures:
+    def _figures(self, changes: Changes, now: float, ticked: bool = False) -> HeaderFigures:
+        """The header's figures; the ETA is worked out again on a state change or now and then, as a second ticks."""
         at, worked_out, eta = self._eta
         since = time.monotonic() - at  # real time: `now` may be a frozen clock
-        if changes.rebuilt or since > ETA_REFRESH_SECONDS or (changes.states and since > ETA_MIN_SECONDS):
+        if changes.rebuilt or (ticked and since > ETA_REFRESH_SECONDS) or (changes.states and since > ETA_MIN_SECONDS):
             eta, worked_out = estimate_remaining(self.state, now), now
             self._eta = time.monotonic(), worked_out, eta
         left = None if eta is None else max(0.0, eta - (now - worked_out))
@@ -199,6 +217,10 @@ class MainScreen(Screen):
         self.app.push_screen(TaskDetailScreen(self.selected, self.state, log_dir=self.log_dir,
                                               repo_root=self.repo_root))
 
+    def action_toggle_progress_lines(self) -> None:
+        shown = self.task_log.toggle_directives()
+        self.notify("Progress lines: shown, dimmed" if shown else "Progress lines: hidden", timeout=2)
+
     def action_filter(self) -> None:
         bar = self.filter_bar
         bar.add_class("-open")
@@ -223,11 +245,28 @@ class MainScreen(Screen):
         self._set_filter(self.task_filter.next_group())
         self.notify(f"Showing: {self.task_filter.describe()}", timeout=2)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.task_filter.active  # else escape goes on to whatever else it does
+        return True
+
+    def action_clear_filter(self) -> None:
+        self.filter_bar.value = ""  # its Changed message, which comes later, sets the same empty text again
+        self._set_filter(TaskFilter())
+        self.notify("Showing: all", timeout=2)
+
     def _set_filter(self, task_filter: TaskFilter) -> None:
         self.task_filter = task_filter
         self.timeline.show(self.state, task_filter, self.clock())
-        self.timeline.select(self.selected)
         self.graph.set_filter(task_filter)
         suffix = f" · {task_filter.describe()}" if task_filter.active else ""
         self.timeline.border_title = f"Waves{suffix}"
+        self.timeline.select(self.selected)
+        self._keep_selection_visible()
         self.screen_header.show(self.state, self._figures(Changes(), self.clock()))
+
+    def _keep_selection_visible(self) -> None:
+        """Select the shown task nearest the selected one if the filter hides it: the run's keys act on what is seen."""
+        shown = self.timeline.nearest_shown(self.selected)
+        if shown != self.selected:
+            self.select_task(shown)

@@ -103,14 +103,16 @@ class DependencyGraph(CachedLinesView, can_focus=True):
         self.refresh()
 
     def update(self, changes: Changes) -> None:
+        """Redraw the boxes of the tasks ``changes`` touched: the box alone, not the rows across the graph."""
         if self.layout_ is None:
             return
         for task_id in changes.tasks:
             position = self.layout_.boxes.get(task_id)
             if position is not None:
-                for y in range(position[1], position[1] + BOX_HEIGHT):
-                    self._cache.pop(y, None)
-                self.refresh_lines(position[1], BOX_HEIGHT)
+                x, y = position
+                for row in range(y, y + BOX_HEIGHT):
+                    self._cache.pop(row, None)
+                self.refresh(Region(x - int(self.scroll_x), y - int(self.scroll_y), self.layout_.box_width, BOX_HEIGHT))
 
     # ---- selection ----
 

@@ -3,10 +3,12 @@
 Rows are drawn on demand by :meth:`WaveTimeline.render_line` and kept as
 Strips until the task they show changes, so thousands of tasks scroll as
 smoothly as ten: a flush redraws only the rows of the tasks that changed and
-of those whose clock runs.
+of those whose clock runs, once a second.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from rich.segment import Segment
 from rich.style import Style
@@ -98,14 +100,16 @@ class WaveTimeline(CachedLinesView, can_focus=True):
         self.refresh()
 
     def update(self, changes: Changes, now: float) -> None:
-        """Redraw the rows ``changes`` touched and those whose clock runs."""
-        self.now = now
+        """Redraw the rows ``changes`` touched, and those whose clock runs when ``now`` (whole seconds) moved on."""
+        ticked, self.now = now != self.now, now
         if changes.rebuilt:
             self.show(self.state, self.filter, now)
             return
-        clocked = {t.id for t in self.state.tasks.values() if t.clock_since is not None}
-        touched = changes.tasks | clocked | self._clocked
-        self._clocked = clocked
+        touched = set(changes.tasks)
+        if ticked or changes.states:  # a clock that stopped or started shows it at once
+            clocked = {t.id for t in self.state.tasks.values() if t.clock_since is not None}
+            touched |= clocked | self._clocked
+            self._clocked = clocked
         if self.filter.active and any(self._moves_in_or_out(task_id) for task_id in changes.tasks):
             self.show(self.state, self.filter, now)
             return
@@ -129,14 +133,13 @@ class WaveTimeline(CachedLinesView, can_focus=True):
         self._refresh_row(self._wave_row[task.wave])
 
     def _refresh_row(self, row: int) -> None:
-        """Redraw ``row`` if it would look different: a running clock changes its text once a second, not at every flush."""
+        """Redraw the cells of ``row`` that would look different."""
         shown = self._cache.pop(row, None)
-        if shown is not None:
-            strip = self._row_strip(row, shown.cell_length)
-            self._cache[row] = strip
-            if strip == shown:
-                return
-        self.refresh_line(row)
+        if shown is None:  # not drawn yet: when it is
+            self.refresh_line(row)
+            return
+        strip = self._cache[row] = self._row_strip(row, shown.cell_length)
+        self.refresh_cells(row, shown, strip)
 
     def on_resize(self, event: events.Resize) -> None:
         self.virtual_size = Size(0, len(self._rows))  # as wide as the pane: rows are cut to fit
@@ -152,6 +155,18 @@ class WaveTimeline(CachedLinesView, can_focus=True):
                 self._refresh_row(self._row_of[tid])
         if scroll and task_id in self._row_of:
             self._scroll_to_row(self._row_of[task_id])
+
+    def nearest_shown(self, task_id: str | None) -> str | None:
+        """``task_id`` if it is shown, else the shown task after it (at the end: before it); None if none is."""
+        if task_id in self._row_of or not self._order:
+            return task_id if task_id in self._row_of else None
+        tasks = self.state.tasks
+        hidden = tasks.get(task_id or "")
+        if hidden is None:
+            return self._order[0]
+        after = bisect.bisect_left(self._order, (hidden.wave, hidden.rank),
+                                   key=lambda shown: (tasks[shown].wave, tasks[shown].rank))
+        return self._order[min(after, len(self._order) - 1)]
 
     def _scroll_to_row(self, row: int) -> None:
         top, height = int(self.scroll_y), self.scrollable_content_region.height
