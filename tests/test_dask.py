@@ -217,7 +217,7 @@ def test_an_epic_on_a_cluster_merges_what_a_local_run_merges_though_a_worker_is_
     out, err = controller.communicate(timeout=300)
 
     assert here.returncode == controller.returncode == 1, err.decode()
-    assert tree_files(remote, "waveui/e") == tree_files(local, "waveui/e")
+    assert tree_files(remote, "waveui/e") == tree_files(local, "waveui/e"), out.decode() + err.decode()
     assert {"a.txt", "b.txt", "shared.txt", "slow.txt"} <= set(tree_files(remote, "waveui/e"))
     final = {e["task"]: e for e in events(remote) if e.get("type") == "task_state"}
     assert final["broken"]["state"] == "failed" and "exit 4" in final["broken"]["reason"]

@@ -407,3 +407,28 @@ def test_sandbox_settings_are_read_with_task_overrides_and_bad_values_named_by_l
         "waveui.toml:3: [epic] sandbox_network must be true or false, not string 'no'",
         "waveui.toml:6: task 'a': sandbox_writable holds 'rel/x': give absolute paths, or paths under ~/",
     ]
+
+
+@needs_bwrap
+def test_a_program_on_path_under_tmp_stays_runnable(tmp_path, home, monkeypatch):
+    """A virtualenv under /tmp on PATH (a CI checkout, say) is not hidden by the sandbox's private /tmp."""
+    repo = make_repo(tmp_path / "repo")
+    tools = tmp_path / "venv" / "bin"
+    tools.mkdir(parents=True)
+    (tmp_path / "venv" / "lib").mkdir()
+    (tmp_path / "venv" / "lib" / "greeting").write_text("hello from the venv\n")
+    tool = tools / "greet"
+    tool.write_text(f"#!/bin/sh\ncat {tmp_path / 'venv' / 'lib' / 'greeting'}\n")
+    tool.chmod(0o755)
+    epic = write_epic(repo, '''
+        [epic]
+        name = "onpath"
+        sandbox = true
+        [[task]]
+        id = "greet"
+        command = "greet > out.txt"
+        ''')
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    engine = run_engine(epic, repo)
+    assert state_of(engine, "greet").state == "done", state_of(engine, "greet").reason
+    assert git(repo, "show", "waveui/onpath:out.txt") == "hello from the venv"

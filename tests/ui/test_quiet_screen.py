@@ -156,3 +156,25 @@ async def test_a_task_reporting_progress_repaints_its_box_in_the_graph_not_the_r
         x, y = graph.layout_.boxes["payment-client"]
         box = (x - graph.scroll_x, y - graph.scroll_y, graph.layout_.box_width, BOX_HEIGHT)
         assert [region for (region,) in repaints] == [box]
+
+
+async def test_with_nothing_left_to_run_the_open_app_is_quiet_while_its_clock_moves(tmp_path):
+    """The run stays open for the user after its last task: its clock stands still and nothing is sent."""
+    from waveui.run.events import Notice
+
+    events = [event for event in sample_events()]
+    settled = [TaskStateChanged(t=NOW, task=task.task, state="failed", reason="stopped for the test")
+               for task in events if isinstance(task, TaskStateChanged)]
+    idle = Notice(t=NOW, level="info", kind="idle", text="nothing left to run: retry, un-cancel or quit")
+    clock = Clock(NOW)
+    feed = PushFeed(events + settled + [idle])
+    app, _ = make_app(tmp_path, feed=feed, clock=clock, with_control=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app, len(feed.events))
+        await pilot.pause(0.5)
+        assert app.state.idle and "ETA" not in app.main_screen.screen_header._summary.visual.plain
+        sent = sent_to_terminal(app)
+        for _ in range(3):  # three seconds of the wall clock pass
+            clock.now += 1
+            await pilot.pause(0.4)
+        assert sent == []

@@ -814,9 +814,11 @@ class Engine:
         await asyncio.to_thread(sample_machine)  # primes cpu_percent's baseline
         while True:
             await asyncio.sleep(self.options.sample_seconds)
-            sample = await asyncio.to_thread(sample_machine)
             if self.state.count("conflicted"):
                 await self.conflicts.collect(merged_outside=False)  # what `waveui resolve` left meanwhile
+            if self.idle:
+                continue  # nothing runs: the machine's figures decide nothing, and the journal stays still
+            sample = await asyncio.to_thread(sample_machine)
             now = self.clock()
             self.emit(MetricsSample(t=now, cpu=sample.cpu, memory_available=sample.memory_available,
                                     memory_percent=sample.memory_percent))

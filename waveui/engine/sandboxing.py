@@ -78,6 +78,11 @@ class Sandboxing:
                 self._private[task.id] = made
                 binds = made.binds
         shown = [self.repo_root, home] if repository is None else [self.repo_root, repository.common_dir, home]
+        # The programs the step may run: a virtualenv or a tool folder under /tmp on its PATH would be
+        # hidden by the private /tmp (a command "not found" in the sandbox only).
+        # A .../bin folder is shown with its parent: a virtualenv's programs need its lib/ too.
+        shown += [Path(folder).parent if Path(folder).name == "bin" else Path(folder)
+                  for folder in env.get("PATH", "").split(os.pathsep) if _under_tmp(folder)]
         return Sandbox(network=network, writable=writable, private=binds, visible=tuple(dict.fromkeys(shown)))
 
     async def discard(self, task_id: str) -> None:
@@ -85,3 +90,9 @@ class Sandboxing:
         made = self._private.pop(task_id, None)
         if made is not None:
             await asyncio.to_thread(private.discard, made.folder)
+
+
+def _under_tmp(folder: str) -> bool:
+    """Whether a PATH entry lies in /tmp, which a sandboxed step sees as a fresh, empty folder."""
+    path = Path(folder)
+    return path.is_absolute() and path.parts[1:2] == ("tmp",)

@@ -185,6 +185,7 @@ class RunState:
     tip: str = ""  # the integration branch as waveui last left it
     max_cost: float | None = None  # the run's budget in dollars, when it has one
     controller_gone: float | None = None  # a watcher's: the last event of a controller that is gone, unfinished
+    idle: bool = False  # nothing left to run, the run still open for the user (the engine's "idle" notice)
     events: int = 0
 
     # ---- derived figures (never stored, so they cannot drift) ----
@@ -452,6 +453,8 @@ def fold(state: RunState, event: Event) -> RunState:
     if not (isinstance(event, RunStarted) and event.resumed):  # downtime is no one's capacity
         _advance(state, event.t)
     state.events += 1
+    if isinstance(event, (RunStarted, TaskStateChanged, RunFinished)):
+        state.idle = False  # something runs again, or the run is over
     if isinstance(event, RunStarted):
         state.controller_gone = None
         _start_run(state, event)
@@ -483,6 +486,7 @@ def fold(state: RunState, event: Event) -> RunState:
             if event.task in state.tasks:
                 state.tasks[event.task].setup_seconds += event.seconds
     elif isinstance(event, Notice):
+        state.idle = state.idle or event.kind == "idle"
         state.notices.append(event)
         del state.notices[:-NOTICES_KEPT]
     elif isinstance(event, RunFinished):

@@ -137,16 +137,19 @@ class RunHeader(Horizontal):
             return (f"■ controller gone since {since} — `waveui run` to resume", "bold $error")
         if figures.read_only and figures.now - state.now > STALE_AFTER:
             return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
+        if state.idle:
+            return ("◦ idle" if short else "◦ nothing left to run: retry, or quit to finish", "bold $text-muted")
         if state.paused:
             return ("‖ paused" if short else "‖ paused: no new tasks start", "bold $task-paused")
         return ("▶ running", "bold $task-running")
 
     def _figures_line(self, state: RunState, figures: HeaderFigures) -> Content:
         now = figures.now
-        stopped = state.finished or state.controller_gone is not None  # no one runs it: its clock and ETA stand still
+        # no one runs it, or nothing is left to run: its clock and ETA stand still (and the screen stays quiet)
+        stopped = state.finished or state.idle or state.controller_gone is not None
         elapsed = state.elapsed(None if stopped else now)
         limit = f"{state.limit}/{state.max_parallel}"
-        parts: list = [("efficiency ", "$text-muted"), f"{state.efficiency(now):.0%}"]
+        parts: list = [("efficiency ", "$text-muted"), f"{state.efficiency(None if stopped else now):.0%}"]
         if state.cost or state.max_cost is not None:  # no task reports a cost and there is no budget: no word of it
             parts += [("   cost ", "$text-muted"), metrics.money(state.cost)]
             if state.max_cost is not None:  # spent / budget
@@ -165,7 +168,7 @@ class RunHeader(Horizontal):
         return Content.assemble(*parts)
 
     def _eta(self, state: RunState, figures: HeaderFigures) -> list:
-        if state.finished:
+        if state.finished or state.idle:
             return []
         if state.controller_gone is not None:
             return [("   ETA ", "$text-muted"), ("— no controller", "$error")]
