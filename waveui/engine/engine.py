@@ -694,15 +694,20 @@ class Engine:
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, self._merge_message(task.id),
                                          agents.keep_out(task.command or self.epic.command or ""))
 
-        async def free_worktree() -> None:
-            # The work is on its branch now: the worktree can go to the next task while the merge waits.
+        def free_worktree() -> Awaitable[None]:
+            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs.
             self._worktrees.pop(task.id, None)
-            await self._release(task.id, worktree, attempt)
+            return asyncio.ensure_future(self._release(task.id, worktree, attempt))
         await self._merge_commit(task, commit, start_point, attempt, free_worktree)
 
     async def _merge_commit(self, task: Task, commit: str | None, start_point: str, attempt: int,
                             free_worktree: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Merge the commit an attempt left on the task's branch; None: it changed nothing, which may fail it."""
+        """Merge the commit an attempt left on the task's branch; None: it changed nothing, which may fail it.
+
+        ``free_worktree`` starts releasing the attempt's worktree; the merge does not wait for it (it
+        touches no worktree), so a dependent starts as soon as the merge is in, but the job ends only
+        once both are done: its worker is not lent again before its worktree is free.
+        """
         if commit is None:
             denied = self.state.tasks[task.id].denied
             if denied and task.expect_changes:  # what it was refused is likely why it did nothing
@@ -717,9 +722,12 @@ class Engine:
         undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
         self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
         await self.journal.durable()  # resume must know a merge may have happened
-        if free_worktree is not None:
-            await free_worktree()
-        await self._merge(task.id, self._branch(task.id), self._merge_message(task.id), changed, undeclared)
+        releasing = free_worktree() if free_worktree is not None else None
+        try:
+            await self._merge(task.id, self._branch(task.id), self._merge_message(task.id), changed, undeclared)
+        finally:
+            if releasing is not None:
+                await asyncio.shield(releasing)  # a run stopping meanwhile still leaves the slot cleaned
 
     async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],
                      undeclared: list[str]) -> None:

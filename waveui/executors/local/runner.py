@@ -51,6 +51,7 @@ from waveui.executors.local.proctable import (
     Entry,
     Targets,
     alive,
+    childless,
     descendants,
     descendants_of_me,
     group_exists,
@@ -357,7 +358,7 @@ class TaskProcess:
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
         if self._subreaper:
-            return not self._subreaper_targets()[1]
+            return childless() or not self._subreaper_targets()[1]
         if not self._group_gone:
             if group_exists(self.pgid):
                 return False

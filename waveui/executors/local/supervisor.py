@@ -217,8 +217,11 @@ def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pi
               timeout: float | None, grace: float) -> None:
     """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone."""
     asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
-    asyncio.run(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile, status,
-                           timeout, grace))
+    # Not asyncio.run: its teardown (joining the thread pool in a new thread) took milliseconds after
+    # the status was out, and waveui learns the end when this process exits, which it does right after.
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile,
+                                       status, timeout, grace))
 
 
 def main(argv: list[str] | None = None) -> int:
