@@ -36,6 +36,7 @@ POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
 READ_CHUNK = 1 << 20
 LONGEST_LINE = 1 << 20  # longer lines are logged but not parsed
+INLINE_READ = 1 << 16  # bytes of log read in the event loop; more are read in a thread
 
 
 def _alive(pid: int | None, started: float | None) -> bool:
@@ -50,10 +51,13 @@ def _alive(pid: int | None, started: float | None) -> bool:
 
 
 def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                     timeout: float | None, grace: float) -> int:
+                     timeout: float | None, grace: float) -> tuple[int, int]:
+    """The supervisor's pid, and the read end of a pipe that ends once its pid file is written."""
+    started, started_in_child = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
+        os.close(started_in_child)
+        return pid, started
     # The child: from here on only plain, blocking calls, then _exit (never back into asyncio).
     try:
         os.setsid()
@@ -65,14 +69,31 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
-            if int(name) > 2:
+            if int(name) > 2 and int(name) != started_in_child:
                 try:
                     os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
                 except OSError:
                     pass
-        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace)
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_in_child)
     finally:
         os._exit(0)
+
+
+async def _readable(fd: int, timeout: float) -> None:
+    """Return once ``fd`` is readable (or at its end), or after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
 
 
 class SupervisedStep:
@@ -115,10 +136,15 @@ class SupervisedStep:
             finally:
                 os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
-        supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
+        supervisor, started = _fork_supervisor(command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
-        delay = 0.0005  # a supervisor is up within milliseconds: look often at first
-        while time.monotonic() < deadline:
+        try:
+            # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
+            # ended), not by polling: a poll that backs off started commands up to its step late.
+            await _readable(started, START_WAIT_SECONDS)
+        finally:
+            os.close(started)
+        while True:
             record = read_json(files.pidfile)
             if record and "pid" in record:
                 return cls(files, record, on_directive, True, offset, read_line)
@@ -127,9 +153,9 @@ class SupervisedStep:
                 now = time.time()
                 return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
                                    "supervisor_started": now}, on_directive, True, offset, read_line)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
+            await asyncio.sleep(0.02)  # it ended without either, or a status is still being written
 
     @classmethod
     def adopt(cls, files: StepFiles, on_directive: Callable[[dict], None],
@@ -209,12 +235,19 @@ class SupervisedStep:
     # ---- following ----
 
     async def _read_more(self) -> None:
-        """Read what the log gained (in a thread: it blocks) and report its lines here, on the event loop.
+        """Read what the log gained and report its lines here, on the event loop.
 
         The report reaches the engine, which journals it and folds it into the
         run's state; doing that from the reading thread raced the loop's own events.
+        A large read goes to a thread; a few kilobytes are read at once, as
+        handing them to a thread costs more than reading them.
         """
-        for values in await asyncio.to_thread(self._read_log):
+        try:
+            grown = os.stat(self.files.log).st_size - self._offset
+        except OSError:
+            grown = 0
+        found = self._read_log() if grown <= INLINE_READ else await asyncio.to_thread(self._read_log)
+        for values in found:
             self._on_directive(values)
 
     def _read_log(self) -> list[dict]:
@@ -271,7 +304,7 @@ class SupervisedStep:
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
         while True:
             await self._read_more()
-            status = await asyncio.to_thread(read_status, self.files)
+            status = read_status(self.files)  # a small file: a thread would cost more than the read
             if status is not None:
                 while True:  # the step ended: read the rest of its log, however far behind a flood left us
                     offset = self._offset
