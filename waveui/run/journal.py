@@ -29,9 +29,9 @@ from pathlib import Path
 from waveui.run.events import Event, MetricsSample, TaskProgress, from_dict, to_json
 
 JOURNAL_NAME = "events.jsonl"
-# An fsync that took less than this is done in the event loop rather than in a thread: waking a thread
-# and getting the answer back costs a millisecond or more on a busy machine, which a fast disk beats.
-INLINE_SYNC_SECONDS = 0.0005
+# While fsyncs take less than this they are done in the event loop rather than in a thread: waking a
+# thread and getting the answer back costs milliseconds on a busy machine, which a fast disk beats.
+INLINE_SYNC_SECONDS = 0.002
 _UNSYNCED = (TaskProgress, MetricsSample)
 
 
@@ -78,7 +78,7 @@ class Journal:
         self._written = 0  # state changes appended
         self._synced = 0  # state changes known to be on disk
         self._sync_lock: asyncio.Lock | None = None
-        self._last_sync_seconds = INLINE_SYNC_SECONDS  # unknown until the first: in a thread
+        self._last_sync_seconds = 0.0  # the first fsync, in the loop, tells how fast the disk is
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:

@@ -19,12 +19,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import NoReturn
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from waveui.core.pids import CREATE_TIME_TOLERANCE
+from waveui.executors.local.launcher import Launcher
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
 from waveui.executors.steps import StepFiles, read_json, read_status
@@ -58,7 +60,16 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
     if pid:
         os.close(started_in_child)
         return pid, started
-    # The child: from here on only plain, blocking calls, then _exit (never back into asyncio).
+    become_supervisor(command, cwd, env, files, timeout, grace, started_in_child)
+
+
+def become_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
+                      grace: float, started_fd: int) -> NoReturn:
+    """In a process just forked (from waveui or its launcher): leave the session, supervise the step, exit.
+
+    ``started_fd`` is closed once the step's pid file is written.
+    """
+    # From here on only plain, blocking calls, then _exit (never back into the parent's asyncio).
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
@@ -69,14 +80,30 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
-            if int(name) > 2 and int(name) != started_in_child:
+            if int(name) > 2 and int(name) != started_fd:
                 try:
                     os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
                 except OSError:
                     pass
-        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_in_child)
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_fd)
     finally:
         os._exit(0)
+
+
+def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
+                       timeout: float | None, grace: float) -> tuple[int | None, int]:
+    """Start the step's supervisor: its pid when it is this process's child (None when the launcher forked it),
+    and the read end of the pipe that ends once its pid file is written."""
+    if launcher is not None:
+        started, started_in_child = os.pipe()
+        try:
+            launcher.launch(command, cwd, env, files, timeout, grace, started_in_child)
+            return None, started
+        except OSError:  # the launcher died meanwhile: this process forks the supervisor itself
+            os.close(started)
+        finally:
+            os.close(started_in_child)
+    return _fork_supervisor(command, cwd, env, files, timeout, grace)
 
 
 async def _readable(fd: int, timeout: float) -> None:
@@ -122,10 +149,12 @@ class SupervisedStep:
     @classmethod
     async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
                     on_directive: Callable[[dict], None], timeout: float | None, grace: float,
-                    read_line: LineReader = read_directive, heading: str = "") -> SupervisedStep:
+                    read_line: LineReader = read_directive, heading: str = "",
+                    launcher: Launcher | None = None) -> SupervisedStep:
         """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output.
 
         ``heading``, a line put in the log first, tells this step's output from the earlier ones' it follows.
+        The supervisor is forked by ``launcher`` when given (and working), else from this process.
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
@@ -136,7 +165,7 @@ class SupervisedStep:
             finally:
                 os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
-        supervisor, started = _fork_supervisor(command, cwd, env, files, timeout, grace)
+        supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
         try:
             # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
@@ -147,12 +176,13 @@ class SupervisedStep:
         while True:
             record = read_json(files.pidfile)
             if record and "pid" in record:
-                return cls(files, record, on_directive, True, offset, read_line)
+                return cls(files, record, on_directive, supervisor is not None, offset, read_line)
             status = read_status(files)
             if status:  # could not even start (e.g. the folder vanished)
                 now = time.time()
-                return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
-                                   "supervisor_started": now}, on_directive, True, offset, read_line)
+                return cls(files, {"pid": 0, "started": now, "supervisor": supervisor or 0,
+                                   "supervisor_started": now}, on_directive, supervisor is not None, offset,
+                           read_line)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
             await asyncio.sleep(0.02)  # it ended without either, or a status is still being written

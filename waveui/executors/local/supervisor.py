@@ -185,7 +185,8 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
     try:
         # The runner does the work: output to the log, the timeout (paused time not counted),
         # and no process of the task outliving it. waveui reads the log for progress itself.
-        process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None)
+        process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None,
+                                   spawn_in_thread=False)
     except OSError as error:
         record_status(status, None, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
                                      "ended": time.time(), "error": str(error)})
