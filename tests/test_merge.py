@@ -301,3 +301,15 @@ def test_branch_moved_by_someone_else_is_never_built_upon(repo):
     assert git(repo, "rev-parse", "waveui/ep") == other  # nothing written over it
     integ.accept(other)  # a resume that checked the move (forward) takes it
     assert integ.merge(wt.branch, "merge t1").ok
+
+
+def test_resolve_all_names_every_revision_in_one_answer(repo):
+    from waveui.git.command import GitError as CommandError, Repository
+
+    repository = Repository.open(repo)
+    head = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    assert repository.resolve_all("HEAD^{commit}", "refs/heads/none^{commit}", "HEAD^{tree}", "-x") == \
+        [head, None, tree, None]
+    with pytest.raises(CommandError):
+        repository.resolve_all("HEAD\nrefs/heads/main")  # would shift every answer after it
