@@ -36,6 +36,9 @@ from waveui.executors.steps import StepFiles
 _HEADER = struct.Struct("!I")  # the length of the JSON request that follows
 READY = b"r"  # the launcher's first word: it is up and listening
 READY_WAIT_SECONDS = 10.0
+# This waveui's package, wherever it was imported from (a checkout, say), found last so it shadows nothing.
+_START = ("import sys; sys.path.append(sys.argv[1]); from waveui.executors.local.launcher import main; "
+          "sys.exit(main(sys.argv[2:]))")
 MAX_STARTS = 2  # a launcher that died is started once more; after that waveui forks supervisors itself
 
 
@@ -49,13 +52,11 @@ class Launcher:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         package_root = Path(__file__).resolve().parents[3]  # the folder holding the waveui package
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(package_root), os.environ.get("PYTHONPATH", "")) if p))
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "waveui.executors.local.launcher", str(theirs.fileno())],
+                [sys.executable, "-c", _START, str(package_root), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, cwd="/", env=env)
+                stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
         finally:
             theirs.close()
         self._socket = ours
@@ -154,14 +155,11 @@ def serve(connection: socket.socket) -> None:
         os.close(started_fd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+def main(args: list[str]) -> int:
+    """``args``: the descriptor of the launcher's end of the socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for waveui is not the launcher's
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     with socket.socket(fileno=int(args[0])) as connection:
         serve(connection)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
