@@ -49,7 +49,7 @@ from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.core.errors import describe
 from waveui.engine.recovery import merge_message
 from waveui.git.merge import GitError, Integrator, RefMoved
-from waveui.git.worktrees import BrokenSlot, WorktreePool
+from waveui.git.worktrees import BrokenSlot, Worktree, WorktreePool
 from waveui.git.command import clean_env
 from waveui.run.metrics import committed_cost, money
 from waveui.run.state import SLOT_STATES, Attempt, RunState, fold, replay
@@ -491,13 +491,10 @@ class Engine:
             if not adopted:
                 self._set_state(task_id, "preparing", attempt=attempt, worker=slot, reason=self._order_note(task_id))
                 if self.pool:
-                    start_point = await asyncio.to_thread(self.integrator.check_unmoved)
                     resume_from = self._kept_attempt(task_id, self._start_from.pop(task_id, None))
-                    if resume_from is not None:  # going on from a kept attempt: from where that started
-                        start_point = resume_from.base
-                    await asyncio.to_thread(self._brief_previous, task_id, attempt)
-                    worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point,
-                                                       resume_from.commit if resume_from else None)
+                    # One hand-over to a thread for all of it: each costs milliseconds on a busy machine.
+                    start_point, worktree = await asyncio.to_thread(self._prepare_worktree, task_id, attempt,
+                                                                    resume_from)
                     self._worktrees[task_id] = worktree
                     # journaled before the command starts, so a task adopted after a crash knows its base
                     self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
@@ -540,6 +537,17 @@ class Engine:
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
             self._wake.set()
+
+    def _prepare_worktree(self, task_id: str, attempt: int, resume_from: Attempt | None) -> tuple[str, Worktree]:
+        """The attempt's start point (the integration tip, checked unmoved) and its worktree; blocking.
+
+        Going on from a kept attempt, it starts from where that attempt started.
+        """
+        start_point = self.integrator.check_unmoved()
+        if resume_from is not None:
+            start_point = resume_from.base
+        self._brief_previous(task_id, attempt)
+        return start_point, self.pool.acquire(task_id, start_point, resume_from.commit if resume_from else None)
 
     def _kept_attempt(self, task_id: str, number: int | None) -> Attempt | None:
         """Attempt ``number`` of the task, if its work is kept (and where it started is known)."""

@@ -207,6 +207,37 @@ class Repository:
             entries.append(current)
         return entries
 
+    def checked_out(self) -> dict[str, Path] | None:
+        """Which branch each worktree of the repository is on (``refs/heads/...`` -> its folder).
+
+        Read from their HEAD files, as ``git worktree list`` reads them, without
+        a git process: a merge asks before every move of the integration
+        branch. None where HEADs are not kept in files (a reftable): ask
+        :meth:`worktrees` then.
+        """
+        if (self.common_dir / "reftable").exists():
+            return None
+        heads = [(self.common_dir / "HEAD", self.common_dir.parent if self.common_dir.name == ".git" else self.root)]
+        try:
+            linked = list((self.common_dir / "worktrees").iterdir())
+        except FileNotFoundError:
+            linked = []
+        for admin in linked:
+            try:
+                folder = Path((admin / "gitdir").read_text(encoding="utf-8", errors="surrogateescape").strip()).parent
+            except OSError:
+                folder = admin
+            heads.append((admin / "HEAD", folder))
+        branches = {}
+        for head, folder in heads:
+            try:
+                text = head.read_text(encoding="utf-8", errors="surrogateescape").strip()
+            except OSError:
+                continue
+            if text.startswith("ref: "):
+                branches.setdefault(text[len("ref: "):], folder)
+        return branches
+
     def identity(self) -> list[str]:
         """``-c user.name=... -c user.email=...`` for whichever the repository has not configured.
 

@@ -82,7 +82,13 @@ class Integrator:
 
     def check_unmoved(self) -> str:
         """The branch's tip, or RefMoved when it is not where waveui last put it."""
-        return self._unmoved(self._resolve(self.ref))
+        tip = self._resolve(self.ref)
+        if tip is not None and tip == self.expected:
+            return tip
+        # A merge of this process may be between moving the branch and noting where it put it: under
+        # its lock the two agree, so only a move by someone else is taken for one.
+        with self._lock:
+            return self._unmoved(self._resolve(self.ref))
 
     def _unmoved(self, tip: str | None) -> str:
         """``tip``, just read from the branch, or RefMoved (see :meth:`check_unmoved`)."""
@@ -262,12 +268,15 @@ class Integrator:
 
     def _refuse_if_checked_out(self) -> None:
         """Moving a branch someone has checked out would make their checkout look changed: wait instead."""
-        for entry in self.repository.worktrees():
-            if entry.get("branch") == self.ref:
-                where = entry.get("worktree", "?")
-                whose = "your checkout" if same_path(Path(where), self.repo_root) else where
-                raise MergeBlocked(f"the integration branch {self.branch} is checked out in {whose}; "
-                                   "switch that checkout to another branch and the merge goes on")
+        checked_out = self.repository.checked_out()
+        if checked_out is None:
+            checked_out = {entry["branch"]: Path(entry.get("worktree", "?"))
+                           for entry in self.repository.worktrees() if "branch" in entry}
+        if self.ref in checked_out:
+            where = checked_out[self.ref]
+            whose = "your checkout" if same_path(where, self.repo_root) else str(where)
+            raise MergeBlocked(f"the integration branch {self.branch} is checked out in {whose}; "
+                               "switch that checkout to another branch and the merge goes on")
 
 
 def _moved_message(branch: str, expected: str, found: str | None) -> str:
