@@ -602,12 +602,6 @@ class WorktreePool:
             time.sleep(0.1)  # a live git may be about to finish with it
         lock.unlink(missing_ok=True)
 
-    def _commit_of(self, start_point: str) -> str:
-        commit = self.repository.resolve(start_point)
-        if commit is None:
-            raise GitError(f"start point {start_point!r} is not a commit in {self.repo_root}")
-        return commit
-
     # --------------------------------------------------------------- setup
 
     def _setup_marker(self, number: int) -> Path:
