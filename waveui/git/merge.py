@@ -220,18 +220,21 @@ class Integrator:
         """Merge ``rev`` into the integration branch; with ``fast_forward``, a commit built on the tip becomes it.
 
         Every git process counts on the way from a task's end to its dependents' start: the
-        names are read in one, and one merge-base tells both ways of ancestry.
+        names are read in one, and one merge-base tells both ways of ancestry, or none is needed.
         """
         with self._lock:
             for _ in range(_CAS_ATTEMPTS):
                 self._refuse_if_checked_out()
-                found, commit, tree = self.repository.resolve_all(f"{self.ref}^{{commit}}", f"{rev}^{{commit}}",
-                                                                  f"{rev}^{{tree}}")
+                found, commit, tree, parent = self.repository.resolve_all(
+                    f"{self.ref}^{{commit}}", f"{rev}^{{commit}}", f"{rev}^{{tree}}", f"{rev}^1^{{commit}}")
                 if commit is None:
                     raise GitError(f"task branch {what} does not exist" if rev.startswith("refs/heads/")
                                    else f"{what} is not a commit in {self.repo_root}")
                 tip = self._unmoved(found)
-                bases = self.repository.run("merge-base", "--all", tip, commit, ok=(0, 1)).out.split()
+                if parent == tip:  # built right on the tip, as a task is when nothing was merged since it started
+                    bases = [tip]
+                else:
+                    bases = self.repository.run("merge-base", "--all", tip, commit, ok=(0, 1)).out.split()
                 if bases == [commit]:  # already in the branch
                     return MergeResult(True, tip, [])
                 if fast_forward and bases == [tip]:
