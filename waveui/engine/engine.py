@@ -116,6 +116,7 @@ class Engine:
         self._worktrees: dict[str, object | None] = {}  # the worktree each running job holds until it frees it
         self._jobs: dict[str, asyncio.Task] = {}
         self._free_slots: list[int] = []
+        self._holding: dict[str, int] = {}  # the worker slot each task holds, from its start to its merge
         self._wake = asyncio.Event()
         self._stopping: str | None = None
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
@@ -372,8 +373,8 @@ class Engine:
             self._wake.clear()
             if self._stopping:
                 return
-            # jobs, not states: a job just created has not emitted its first state yet
-            room = min(self.state.limit - len(self._jobs), len(self._free_slots))
+            # slots held, not states: a job just created has not emitted its first state yet
+            room = min(self.state.limit - len(self._holding), len(self._free_slots))
             if not self.state.paused and room > 0:
                 picked = self.ready.next_ready(room, self.clock(), self.locks.free_for)
                 if picked and not self._check_run_budget():
@@ -385,6 +386,7 @@ class Engine:
                         continue
                     self.locks.acquire(task_id)
                     slot = self._free_slots.pop(0)
+                    self._holding[task_id] = slot
                     self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
             if not self._jobs and (self.ready.settled() or self._budget_reached):
                 if self._closing or not self.options.stay_open:
@@ -531,8 +533,7 @@ class Engine:
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await self._release(task_id, worktree, attempt)
-            self._free_slots.append(slot)
-            self._free_slots.sort()
+            self._free_worker(task_id)
             if self.state.tasks[task_id].state != "merging":
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
@@ -548,6 +549,14 @@ class Engine:
             start_point = resume_from.base
         self._brief_previous(task_id, attempt)
         return start_point, self.pool.acquire(task_id, start_point, resume_from.commit if resume_from else None)
+
+    def _free_worker(self, task_id: str) -> None:
+        """Give back the worker slot the task holds, if it still holds one, and let the dispatch use it."""
+        slot = self._holding.pop(task_id, None)
+        if slot is not None:
+            self._free_slots.append(slot)
+            self._free_slots.sort()
+            self._wake.set()
 
     def _kept_attempt(self, task_id: str, number: int | None) -> Attempt | None:
         """Attempt ``number`` of the task, if its work is kept (and where it started is known)."""
@@ -703,8 +712,12 @@ class Engine:
                                          agents.keep_out(task.command or self.epic.command or ""))
 
         def free_worktree() -> Awaitable[None]:
-            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs.
+            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs,
+            # and the worker takes the next task (merging holds no slot), unless a resolver of a conflict
+            # may have to run for this one.
             self._worktrees.pop(task.id, None)
+            if self.epic.conflict_policy(task)[0] != "resolve":
+                self._free_worker(task.id)
             return asyncio.ensure_future(self._release(task.id, worktree, attempt))
         await self._merge_commit(task, commit, start_point, attempt, free_worktree)
 

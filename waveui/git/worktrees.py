@@ -86,6 +86,7 @@ class _Slot:
     number: int
     path: Path
     busy: bool = False
+    releasing: bool = False  # being cleaned for the next task: free in a moment
     branch: str | None = None  # checked out there, as far as we know
     clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
     ours: bool = False  # made or lent by this pool: no step of an earlier waveui can still run in it
@@ -132,6 +133,7 @@ class WorktreePool:
         self.root = ensure_private_dir(waveui_dir(self.repo_root) / "worktrees")
         exclude_waveui(self.common_dir)
         self._lock = threading.Lock()  # guards the slot table
+        self._released = threading.Condition(self._lock)  # a slot being released is free now
         self._admin = threading.Lock()  # one `git worktree add/prune/repair` at a time
         self._slots: dict[int, _Slot] = {}
         self._discover()
@@ -302,6 +304,8 @@ class WorktreePool:
         slot = self._slots.get(wt.slot)
         if slot is None or not slot.busy:
             raise ValueError(f"slot {wt.slot} is not lent out")
+        with self._lock:
+            slot.releasing = True
         cleaned, kept = False, None
         try:
             if attempt is not None and slot.task_commit is not None:
@@ -331,8 +335,9 @@ class WorktreePool:
             self.on_notice(f"could not clean {slot.path}: {error.message}")
         finally:
             with self._lock:
-                slot.busy = False
+                slot.busy = slot.releasing = False
                 slot.start = slot.task_commit = None
+                self._released.notify_all()
         return Released(cleaned, kept, kept and self._attempt_ref(wt, attempt))
 
     def ensure_setup(self, wt: Worktree, env: dict, timeout: float | None = None,
@@ -411,9 +416,14 @@ class WorktreePool:
                 self._slots[int(match.group(1))] = _Slot(int(match.group(1)), path)
 
     def _choose(self, branch: str) -> _Slot:
-        """A free slot, preferring the one that holds ``branch`` already; a new one when none is free."""
-        # A slot an earlier waveui left may still hold one of its tasks (a --fresh run, another epic's).
-        free = [s for s in self._slots.values() if not s.busy and (s.ours or not slot_in_use(s.path))]
+        """A free slot, preferring the one that holds ``branch`` already; a new one when none is free.
+
+        Called holding the pool's lock. A slot being released is waited for rather than a new one made:
+        it is free in milliseconds, and it keeps what its setup installed, which a new one would install again.
+        """
+        while any(s.releasing for s in self._slots.values()) and not self._free_slots():
+            self._released.wait()
+        free = self._free_slots()
         for slot in free:
             if slot.branch == branch:
                 return slot
@@ -423,6 +433,10 @@ class WorktreePool:
         slot = _Slot(number, self.root.resolve() / f"slot-{number}", ours=True)
         self._slots[number] = slot
         return slot
+
+    def _free_slots(self) -> list[_Slot]:
+        # A slot an earlier waveui left may still hold one of its tasks (a --fresh run, another epic's).
+        return [s for s in self._slots.values() if not s.busy and (s.ours or not slot_in_use(s.path))]
 
     def _free_branch(self, branch: str, keep: _Slot) -> None:
         """Detach another idle slot still holding ``branch`` (after a crash), or refuse if it is lent out."""
