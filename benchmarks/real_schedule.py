@@ -26,7 +26,8 @@ The makespan runs from the first task's ``preparing`` to the last task's
 (the last dependency of a task merged, then the task's command started) and
 for every task's end (its command exited, then its work merged):
 
-* dispatch: the last dependency's ``done`` to the task's ``preparing``;
+* dispatch: the last dependency's ``done`` to the task's ``preparing`` (in a
+  graph, mostly waiting for a worker: ``--chain`` measures the hop alone);
 * prepare: ``preparing`` to the command's first line (worktree, journal, supervisor);
 * commit: the command's last line to ``merging`` (the task's work committed);
 * merge: ``merging`` to ``done``;
