@@ -185,6 +185,46 @@ def test_refuses_to_move_a_checked_out_integration_branch(repo):
     assert integ.tip() == tip and git(repo, "status", "--porcelain") == ""
 
 
+def test_refuses_to_move_the_integration_branch_checked_out_in_another_worktree(repo, tmp_path):
+    integ = Integrator(repo, "ep", None)
+    integ.ensure_branch()
+    pool = WorktreePool(repo, "ep", None, [])
+    wt, _, _ = run_task(pool, integ, "t1", {"x.txt": "x\n"})
+    other = tmp_path / "other checkout"
+    git(repo, "worktree", "add", "-q", str(other), "waveui/ep")
+    tip = integ.tip()
+    with pytest.raises(GitError, match=f"checked out in {other}"):
+        integ.merge(wt.branch, "merge t1")
+    git(other, "checkout", "-q", "--detach")
+    assert integ.merge(wt.branch, "merge t1").ok and integ.tip() != tip
+
+
+def test_a_merge_of_this_process_half_done_is_not_taken_for_a_move(repo):
+    """check_unmoved beside a merge that has moved the branch but not yet noted where: no RefMoved."""
+    import threading
+
+    integ = Integrator(repo, "ep", None)
+    old = integ.ensure_branch()
+    new = git(repo, "commit-tree", f"{old}^{{tree}}", "-p", old, "-m", "as a merge would")
+    read_once, answers = threading.Event(), []
+    resolve = integ._resolve
+
+    def resolve_and_tell(rev):  # the real read; the event only says it happened
+        found = resolve(rev)
+        read_once.set()
+        return found
+
+    integ._resolve = resolve_and_tell
+    with integ._lock:  # a merge in progress: the branch moved, `expected` not yet updated
+        git(repo, "update-ref", integ.ref, new, old)
+        checker = threading.Thread(target=lambda: answers.append(integ.check_unmoved()))
+        checker.start()
+        read_once.wait()
+        integ.expected = new
+    checker.join()
+    assert answers == [new]
+
+
 def test_existing_integration_branch_is_kept(repo):
     first = Integrator(repo, "ep", None)
     tip = first.ensure_branch()
@@ -301,3 +341,15 @@ def test_branch_moved_by_someone_else_is_never_built_upon(repo):
     assert git(repo, "rev-parse", "waveui/ep") == other  # nothing written over it
     integ.accept(other)  # a resume that checked the move (forward) takes it
     assert integ.merge(wt.branch, "merge t1").ok
+
+
+def test_resolve_all_names_every_revision_in_one_answer(repo):
+    from waveui.git.command import GitError as CommandError, Repository
+
+    repository = Repository.open(repo)
+    head = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    assert repository.resolve_all("HEAD^{commit}", "refs/heads/none^{commit}", "HEAD^{tree}", "-x") == \
+        [head, None, tree, None]
+    with pytest.raises(CommandError):
+        repository.resolve_all("HEAD\nrefs/heads/main")  # would shift every answer after it

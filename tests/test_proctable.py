@@ -11,6 +11,7 @@ import time
 from waveui.executors.local.proctable import (
     Entry,
     alive,
+    childless,
     descendants,
     process_table,
     read_entry,
@@ -86,3 +87,20 @@ def test_the_table_sees_a_child_as_a_descendant():
     finally:
         child.kill()
         child.wait()
+
+
+def test_childless_sees_a_child_until_it_is_reaped():
+    # In a process of its own: this one may have children of earlier tests (a launcher, say).
+    script = """
+import subprocess
+from waveui.executors.local.proctable import childless
+before = childless()
+child = subprocess.Popen(["sleep", "30"])
+running = childless()
+child.kill()
+killed = childless()  # dead or dying, not reaped: still a child
+child.wait()
+print(before, running, killed, childless())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False", "True"]

@@ -51,7 +51,7 @@ from waveui.engine.locks import ControllerBusy, ControllerLock, FileLocks
 from waveui.core.errors import describe
 from waveui.engine.recovery import merge_message
 from waveui.git.merge import GitError, Integrator, RefMoved
-from waveui.git.worktrees import BrokenSlot, WorktreePool
+from waveui.git.worktrees import BrokenSlot, Worktree, WorktreePool
 from waveui.git.command import clean_env
 from waveui.run.metrics import committed_cost, money
 from waveui.run.state import SLOT_STATES, Attempt, RunState, fold, replay
@@ -121,6 +121,7 @@ class Engine:
         self._worktrees: dict[str, object | None] = {}  # the worktree each running job holds until it frees it
         self._jobs: dict[str, asyncio.Task] = {}
         self._free_slots: list[int] = []
+        self._holding: dict[str, int] = {}  # the worker slot each task holds, from its start to its merge
         self._wake = asyncio.Event()
         self._stopping: str | None = None
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
@@ -377,8 +378,8 @@ class Engine:
             self._wake.clear()
             if self._stopping:
                 return
-            # jobs, not states: a job just created has not emitted its first state yet
-            room = min(self.state.limit - len(self._jobs), len(self._free_slots))
+            # slots held, not states: a job just created has not emitted its first state yet
+            room = min(self.state.limit - len(self._holding), len(self._free_slots))
             if not self.state.paused and room > 0:
                 picked = self.ready.next_ready(room, self.clock(), self.locks.free_for)
                 if picked and not self._check_run_budget():
@@ -390,6 +391,7 @@ class Engine:
                         continue
                     self.locks.acquire(task_id)
                     slot = self._free_slots.pop(0)
+                    self._holding[task_id] = slot
                     self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
             if not self._jobs and (self.ready.settled() or self._budget_reached):
                 if self._closing or not self.options.stay_open:
@@ -496,13 +498,10 @@ class Engine:
             if not adopted:
                 self._set_state(task_id, "preparing", attempt=attempt, worker=slot, reason=self._order_note(task_id))
                 if self.pool:
-                    start_point = await asyncio.to_thread(self.integrator.check_unmoved)
                     resume_from = self._kept_attempt(task_id, self._start_from.pop(task_id, None))
-                    if resume_from is not None:  # going on from a kept attempt: from where that started
-                        start_point = resume_from.base
-                    await asyncio.to_thread(self._brief_previous, task_id, attempt)
-                    worktree = await asyncio.to_thread(self.pool.acquire, task_id, start_point,
-                                                       resume_from.commit if resume_from else None)
+                    # One hand-over to a thread for all of it: each costs milliseconds on a busy machine.
+                    start_point, worktree = await asyncio.to_thread(self._prepare_worktree, task_id, attempt,
+                                                                    resume_from)
                     self._worktrees[task_id] = worktree
                     # journaled before the command starts, so a task adopted after a crash knows its base
                     self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
@@ -542,11 +541,29 @@ class Engine:
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await self._release(task_id, worktree, attempt)
-            self._free_slots.append(slot)
-            self._free_slots.sort()
+            self._free_worker(task_id)
             if self.state.tasks[task_id].state != "merging":
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)
+            self._wake.set()
+
+    def _prepare_worktree(self, task_id: str, attempt: int, resume_from: Attempt | None) -> tuple[str, Worktree]:
+        """The attempt's start point (the integration tip, checked unmoved) and its worktree; blocking.
+
+        Going on from a kept attempt, it starts from where that attempt started.
+        """
+        start_point = self.integrator.check_unmoved()
+        if resume_from is not None:
+            start_point = resume_from.base
+        self._brief_previous(task_id, attempt)
+        return start_point, self.pool.acquire(task_id, start_point, resume_from.commit if resume_from else None)
+
+    def _free_worker(self, task_id: str) -> None:
+        """Give back the worker slot the task holds, if it still holds one, and let the dispatch use it."""
+        slot = self._holding.pop(task_id, None)
+        if slot is not None:
+            self._free_slots.append(slot)
+            self._free_slots.sort()
             self._wake.set()
 
     def _kept_attempt(self, task_id: str, number: int | None) -> Attempt | None:
@@ -702,15 +719,24 @@ class Engine:
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, self._merge_message(task.id),
                                          agents.keep_out(task.command or self.epic.command or ""))
 
-        async def free_worktree() -> None:
-            # The work is on its branch now: the worktree can go to the next task while the merge waits.
+        def free_worktree() -> Awaitable[None]:
+            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs,
+            # and the worker takes the next task (merging holds no slot), unless a resolver of a conflict
+            # may have to run for this one.
             self._worktrees.pop(task.id, None)
-            await self._release(task.id, worktree, attempt)
+            if self.epic.conflict_policy(task)[0] != "resolve":
+                self._free_worker(task.id)
+            return asyncio.ensure_future(self._release(task.id, worktree, attempt))
         await self._merge_commit(task, commit, start_point, attempt, free_worktree)
 
     async def _merge_commit(self, task: Task, commit: str | None, start_point: str, attempt: int,
                             free_worktree: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Merge the commit an attempt left on the task's branch; None: it changed nothing, which may fail it."""
+        """Merge the commit an attempt left on the task's branch; None: it changed nothing, which may fail it.
+
+        ``free_worktree`` starts releasing the attempt's worktree; the merge does not wait for it (it
+        touches no worktree), so a dependent starts as soon as the merge is in, but the job ends only
+        once both are done: its worker is not lent again before its worktree is free.
+        """
         if commit is None:
             denied = self.state.tasks[task.id].denied
             if denied and task.expect_changes:  # what it was refused is likely why it did nothing
@@ -725,9 +751,12 @@ class Engine:
         undeclared = self.integrator.undeclared(changed, task.affected_files) if task.affected_files else []
         self._set_state(task.id, "merging", commit=commit, files=changed, undeclared=undeclared)
         await self.journal.durable()  # resume must know a merge may have happened
-        if free_worktree is not None:
-            await free_worktree()
-        await self._merge(task.id, self._branch(task.id), self._merge_message(task.id), changed, undeclared)
+        releasing = free_worktree() if free_worktree is not None else None
+        try:
+            await self._merge(task.id, self._branch(task.id), self._merge_message(task.id), changed, undeclared)
+        finally:
+            if releasing is not None:
+                await asyncio.shield(releasing)  # a run stopping meanwhile still leaves the slot cleaned
 
     async def _merge(self, task_id: str, branch: str, message: str, changed: list[str],
                      undeclared: list[str]) -> None:

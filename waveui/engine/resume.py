@@ -350,6 +350,7 @@ class Resume:
         """Take a slot and a job for a task adopted in flight; True."""
         engine = self.engine
         slot = engine._free_slots.pop(0)
+        engine._holding[task.id] = slot
         engine.locks.acquire(task.id)
         adoption = Adoption(step, process, worktree, task.start_point, task.attempt)
         engine._jobs[task.id] = asyncio.create_task(engine._run_task(task.id, slot, adoption))

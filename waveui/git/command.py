@@ -111,6 +111,23 @@ class Checkout:
         return _execute(self.work_tree, (f"--git-dir={self.git_dir}", f"--work-tree={self.work_tree}", *args),
                         ok, input, f"in {self.work_tree}", timeout)
 
+    def resolve_all(self, *revs: str) -> list[str | None]:
+        """The object each of ``revs`` names (``X^{commit}`` for a commit), None for those naming none.
+
+        One git process for all of them (``cat-file --batch-check``): a task's
+        commit and merge ask several at once, and each process costs milliseconds.
+        """
+        for rev in revs:
+            if "\n" in rev or not rev.strip():  # one line each: such a name would shift every answer after it
+                raise GitError(f"not a revision: {rev!r}")
+        out = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
+                       input="".join(rev + "\n" for rev in revs)).out.splitlines()
+        if len(out) != len(revs):
+            raise GitError(f"git cat-file answered {len(out)} lines for {len(revs)} revisions")
+        # An unknown or ambiguous name is answered "<name> missing" or "<name> ambiguous".
+        return [line.split(" ")[0] if line.endswith((" commit", " tree", " blob", " tag")) else None
+                for line in out]
+
 
 @dataclass(frozen=True)
 class Repository:
@@ -162,6 +179,10 @@ class Repository:
             numbers.append(int(part))
         return tuple(numbers)
 
+    def resolve_all(self, *revs: str) -> list[str | None]:
+        """See :meth:`Checkout.resolve_all`."""
+        return self.checkout.resolve_all(*revs)
+
     def resolve(self, rev: str) -> str | None:
         """The commit ``rev`` names, or None."""
         result = self.run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}",
@@ -185,6 +206,37 @@ class Repository:
         if current:
             entries.append(current)
         return entries
+
+    def checked_out(self) -> dict[str, Path] | None:
+        """Which branch each worktree of the repository is on (``refs/heads/...`` -> its folder).
+
+        Read from their HEAD files, as ``git worktree list`` reads them, without
+        a git process: a merge asks before every move of the integration
+        branch. None where HEADs are not kept in files (a reftable): ask
+        :meth:`worktrees` then.
+        """
+        if (self.common_dir / "reftable").exists():
+            return None
+        heads = [(self.common_dir / "HEAD", self.common_dir.parent if self.common_dir.name == ".git" else self.root)]
+        try:
+            linked = list((self.common_dir / "worktrees").iterdir())
+        except FileNotFoundError:
+            linked = []
+        for admin in linked:
+            try:
+                folder = Path((admin / "gitdir").read_text(encoding="utf-8", errors="surrogateescape").strip()).parent
+            except OSError:
+                folder = admin
+            heads.append((admin / "HEAD", folder))
+        branches = {}
+        for head, folder in heads:
+            try:
+                text = head.read_text(encoding="utf-8", errors="surrogateescape").strip()
+            except OSError:
+                continue
+            if text.startswith("ref: "):
+                branches.setdefault(text[len("ref: "):], folder)
+        return branches
 
     def identity(self) -> list[str]:
         """``-c user.name=... -c user.email=...`` for whichever the repository has not configured.

@@ -84,6 +84,7 @@ class RepositoryGuard:
         self._info_dir = repository.common_dir / "info"
         self._info = {name: _read_bytes(self._info_dir / name) for name in _INFO_FILES}
         self._stamp = self._stamps()
+        self._stash_stamp = self._stash_log_stamp()
 
     # ---------------------------------------------------------------- checking
 
@@ -91,7 +92,10 @@ class RepositoryGuard:
         """Compare with the snapshot; revert config and hooks a task changed; report the rest."""
         report = GuardReport([], [])
         self._check_refs(report)
-        self._check_stash(report)
+        stash_stamp = self._stash_log_stamp()
+        if stash_stamp is None or stash_stamp != self._stash_stamp:  # its reflog is read only when it changed
+            self._check_stash(report)
+            self._stash_stamp = self._stash_log_stamp()
         self._check_head(report)
         stamp = self._stamps()
         if stamp != self._stamp:  # the files are read only when something about them changed
@@ -100,6 +104,21 @@ class RepositoryGuard:
             self._check_info(report)
             self._stamp = self._stamps()
         return report
+
+    def _stash_log_stamp(self) -> tuple | None:
+        """What the stash's reflog file looks like (every push, pop or drop rewrites it); None: not told so.
+
+        A repository keeping refs in a reftable has no such file: its stash is read every time.
+        """
+        if (self.repository.common_dir / "reftable").exists():
+            return None
+        try:
+            st = (self.repository.common_dir / "logs" / "refs" / "stash").stat()
+        except FileNotFoundError:
+            return ()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
 
     def _stamps(self) -> tuple:
         def stat(path: Path) -> tuple:

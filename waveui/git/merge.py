@@ -83,6 +83,15 @@ class Integrator:
     def check_unmoved(self) -> str:
         """The branch's tip, or RefMoved when it is not where waveui last put it."""
         tip = self._resolve(self.ref)
+        if tip is not None and tip == self.expected:
+            return tip
+        # A merge of this process may be between moving the branch and noting where it put it: under
+        # its lock the two agree, so only a move by someone else is taken for one.
+        with self._lock:
+            return self._unmoved(self._resolve(self.ref))
+
+    def _unmoved(self, tip: str | None) -> str:
+        """``tip``, just read from the branch, or RefMoved (see :meth:`check_unmoved`)."""
         if self.expected is not None and tip != self.expected:
             raise RefMoved(_moved_message(self.branch, self.expected, tip))
         if tip is None:
@@ -195,10 +204,7 @@ class Integrator:
         else moved meanwhile raises RefMoved instead of being built upon;
         a branch checked out somewhere raises MergeBlocked (try again later).
         """
-        task_tip = self._resolve(f"refs/heads/{task_branch}")
-        if task_tip is None:
-            raise GitError(f"task branch {task_branch} does not exist")
-        return self._publish(task_tip, message, task_branch, fast_forward=False)
+        return self._publish(f"refs/heads/{task_branch}", message, task_branch, fast_forward=False)
 
     def merge_resolved(self, commit: str, message: str) -> MergeResult:
         """Publish a merge commit in which a task's conflict was resolved.
@@ -208,22 +214,33 @@ class Integrator:
         meanwhile, it is merged like a task's branch, and a new conflict is
         reported as usual. RefMoved and MergeBlocked as for ``merge``.
         """
-        if self._resolve(commit) is None:
-            raise GitError(f"the resolved merge {commit[:12]} is not a commit in {self.repo_root}")
         return self._publish(commit, message, f"the resolved merge {commit[:12]}", fast_forward=True)
 
-    def _publish(self, commit: str, message: str, what: str, fast_forward: bool) -> MergeResult:
-        """Merge ``commit`` into the integration branch; with ``fast_forward``, a commit built on the tip becomes it."""
+    def _publish(self, rev: str, message: str, what: str, fast_forward: bool) -> MergeResult:
+        """Merge ``rev`` into the integration branch; with ``fast_forward``, a commit built on the tip becomes it.
+
+        Every git process counts on the way from a task's end to its dependents' start: the
+        names are read in one, and one merge-base tells both ways of ancestry, or none is needed.
+        """
         with self._lock:
             for _ in range(_CAS_ATTEMPTS):
                 self._refuse_if_checked_out()
-                tip = self.check_unmoved()
-                if self._is_ancestor(commit, tip):
+                found, commit, tree, parent = self.repository.resolve_all(
+                    f"{self.ref}^{{commit}}", f"{rev}^{{commit}}", f"{rev}^{{tree}}", f"{rev}^1^{{commit}}")
+                if commit is None:
+                    raise GitError(f"task branch {what} does not exist" if rev.startswith("refs/heads/")
+                                   else f"{what} is not a commit in {self.repo_root}")
+                tip = self._unmoved(found)
+                if parent == tip:  # built right on the tip, as a task is when nothing was merged since it started
+                    bases = [tip]
+                else:
+                    bases = self.repository.run("merge-base", "--all", tip, commit, ok=(0, 1)).out.split()
+                if bases == [commit]:  # already in the branch
                     return MergeResult(True, tip, [])
-                if fast_forward and self._is_ancestor(tip, commit):
+                if fast_forward and bases == [tip]:
                     new = commit
                 else:
-                    new, conflicted = self._merge_commit(tip, commit, message)
+                    new, conflicted = self._merge_commit(tip, commit, message, tree if bases == [tip] else None)
                     if new is None:
                         return MergeResult(False, tip, conflicted)
                 swapped = self.repository.run("update-ref", "-m", f"waveui: merge {what}",
@@ -234,12 +251,14 @@ class Integrator:
                 # Lost the swap: check_unmoved names whoever moved it on the next round.
         raise GitError(f"the branch {self.branch} kept moving while merging {what}")
 
-    def _merge_commit(self, tip: str, commit: str, message: str) -> tuple[str | None, list[str]]:
-        """A merge commit of ``commit`` onto ``tip``, made in the object database; None and the files in conflict."""
-        if self._is_ancestor(tip, commit):
-            # Nothing happened on the branch since the task started: the result is the task's tree.
-            tree = self.repository.run("rev-parse", f"{commit}^{{tree}}").out
-        else:
+    def _merge_commit(self, tip: str, commit: str, message: str,
+                      tree: str | None = None) -> tuple[str | None, list[str]]:
+        """A merge commit of ``commit`` onto ``tip``, made in the object database; None and the files in conflict.
+
+        ``tree`` is the commit's tree when the tip is in its history: nothing happened on the branch
+        since the task started, so that is the merge's result.
+        """
+        if tree is None:
             merged = self.repository.run_on_history("merge-tree", "--write-tree", "--name-only", "-z",
                                                     tip, commit, ok=(0, 1))
             tree, conflicted = parse_merge_tree(merged.out)
@@ -252,12 +271,15 @@ class Integrator:
 
     def _refuse_if_checked_out(self) -> None:
         """Moving a branch someone has checked out would make their checkout look changed: wait instead."""
-        for entry in self.repository.worktrees():
-            if entry.get("branch") == self.ref:
-                where = entry.get("worktree", "?")
-                whose = "your checkout" if same_path(Path(where), self.repo_root) else where
-                raise MergeBlocked(f"the integration branch {self.branch} is checked out in {whose}; "
-                                   "switch that checkout to another branch and the merge goes on")
+        checked_out = self.repository.checked_out()
+        if checked_out is None:
+            checked_out = {entry["branch"]: Path(entry.get("worktree", "?"))
+                           for entry in self.repository.worktrees() if "branch" in entry}
+        if self.ref in checked_out:
+            where = checked_out[self.ref]
+            whose = "your checkout" if same_path(where, self.repo_root) else str(where)
+            raise MergeBlocked(f"the integration branch {self.branch} is checked out in {whose}; "
+                               "switch that checkout to another branch and the merge goes on")
 
 
 def _moved_message(branch: str, expected: str, found: str | None) -> str:

@@ -86,6 +86,7 @@ class _Slot:
     number: int
     path: Path
     busy: bool = False
+    releasing: bool = False  # being cleaned for the next task: free in a moment
     branch: str | None = None  # checked out there, as far as we know
     clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
     ours: bool = False  # made or lent by this pool: no step of an earlier waveui can still run in it
@@ -132,6 +133,7 @@ class WorktreePool:
         self.root = ensure_private_dir(waveui_dir(self.repo_root) / "worktrees")
         exclude_waveui(self.common_dir)
         self._lock = threading.Lock()  # guards the slot table
+        self._released = threading.Condition(self._lock)  # a slot being released is free now
         self._admin = threading.Lock()  # one `git worktree add/prune/repair` at a time
         self._slots: dict[int, _Slot] = {}
         self._discover()
@@ -151,9 +153,13 @@ class WorktreePool:
         tip already holds it.
         """
         branch = task_branch(self.epic, task_id)
-        commit = self._commit_of(start_point)
-        tip = commit if resume_from is None else self._commit_of(resume_from)
-        if not self.repository.is_ancestor(commit, tip):
+        # One git process for every name the acquire needs (see Checkout.resolve_all).
+        commit, tip, branch_tip = self.repository.resolve_all(
+            f"{start_point}^{{commit}}", f"{resume_from or start_point}^{{commit}}", f"refs/heads/{branch}^{{commit}}")
+        for rev, found in ((start_point, commit), (resume_from, tip)):
+            if found is None:
+                raise GitError(f"start point {rev!r} is not a commit in {self.repo_root}")
+        if commit != tip and not self.repository.is_ancestor(commit, tip):
             raise GitError(f"{resume_from!r} is not built on the start point {start_point!r}: "
                            "an attempt can only be resumed on the commit it started from")
         with self._lock:
@@ -162,11 +168,13 @@ class WorktreePool:
         try:
             checkout = self._make_ready(slot, commit)
             self._free_branch(branch, slot)
-            if not slot.clean:
+            cleaned = slot.clean  # by this pool's release, and nothing ran in it since
+            if not cleaned:
                 checkout = self._save_leftovers(slot, checkout, commit)
-            keep_branch_tip(self.repository, self.epic, task_id, branch, tip)
+            keep_old_tip(self.repository, self.epic, task_id, branch_tip, tip)
             checkout.run("checkout", "-q", "-f", "-B", branch, tip, "--")
-            self._clean(slot, checkout)
+            if not cleaned:  # a forced checkout of a clean slot leaves it clean
+                self._clean(slot, checkout)
             slot.branch = branch
             slot.clean = False
             slot.ours = True
@@ -221,28 +229,32 @@ class WorktreePool:
             self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
                            " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
         tree = checkout.run("write-tree").out.strip()
-        head = revision(checkout, "HEAD^{commit}")
+        head, start_commit, head_tree, tip = checkout.resolve_all("HEAD^{commit}", f"{start}^{{commit}}",
+                                                                   "HEAD^{tree}", f"{ref}^{{commit}}")
+        if start_commit is None:
+            raise GitError(f"start point {start!r} is not a commit in {self.repo_root}")
         slot = self._slots[wt.slot]
-        slot.start = self._commit_of(start)
-        if head is None or not (head == start or self.repository.is_ancestor(start, head)):
+        slot.start = start_commit
+        if head is None or not (head == start_commit or self.repository.is_ancestor(start_commit, head)):
             where = _head_name(checkout) or "an unrelated commit"
             raise GitError(f"the task left its worktree on {where}, not built on the commit it started from; "
                            "its work is kept under refs/waveui/")
-        if tree == revision(checkout, "HEAD^{tree}"):
-            if head == start:
+        if tree == head_tree:
+            if head == start_commit:
                 slot.task_commit = slot.start
                 return None
             new = head  # the task committed everything itself
         else:
             new = checkout.run(*self.repository.identity(), "commit-tree", tree, "-p", head, "-m", message).out.strip()
-        tip = revision(checkout, ref)
-        if tip is not None and tip != new and not self.repository.is_ancestor(tip, new):
+        # The branch's tip is HEAD or behind it unless the task moved the branch elsewhere.
+        if tip is not None and tip not in (new, head) and not self.repository.is_ancestor(tip, new):
             # The branch went somewhere else than HEAD (the task moved it): keep that line too.
             self.repository.run("update-ref", "-m", "waveui: branch moved by the task",
                                 attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], f"moved-{tip[:12]}"),
                                 tip)
         self.repository.run("update-ref", "-m", "waveui: task commit", ref, new, tip or "")
-        checkout.run("symbolic-ref", "HEAD", ref)  # the worktree is on its branch again, index and files as committed
+        if _read_head(checkout) != f"ref: {ref}":
+            checkout.run("symbolic-ref", "HEAD", ref)  # on its branch again, index and files as committed
         slot.task_commit = new
         return new
 
@@ -292,6 +304,8 @@ class WorktreePool:
         slot = self._slots.get(wt.slot)
         if slot is None or not slot.busy:
             raise ValueError(f"slot {wt.slot} is not lent out")
+        with self._lock:
+            slot.releasing = True
         cleaned, kept = False, None
         try:
             if attempt is not None and slot.task_commit is not None:
@@ -311,10 +325,9 @@ class WorktreePool:
             else:
                 self._save_leftovers(slot, checkout, "HEAD")
             self._set_aside_nested(slot, checkout)
-            self._clean(slot, checkout)
             # Detached, the slot holds no branch: the task's branch can be reset or
             # checked out elsewhere, and merging never needs this folder.
-            checkout.run("checkout", "-q", "--detach")
+            self._clean(slot, checkout, detach=True)
             slot.branch = None
             slot.clean = True
             cleaned = True
@@ -322,8 +335,9 @@ class WorktreePool:
             self.on_notice(f"could not clean {slot.path}: {error.message}")
         finally:
             with self._lock:
-                slot.busy = False
+                slot.busy = slot.releasing = False
                 slot.start = slot.task_commit = None
+                self._released.notify_all()
         return Released(cleaned, kept, kept and self._attempt_ref(wt, attempt))
 
     def ensure_setup(self, wt: Worktree, env: dict, timeout: float | None = None,
@@ -402,9 +416,14 @@ class WorktreePool:
                 self._slots[int(match.group(1))] = _Slot(int(match.group(1)), path)
 
     def _choose(self, branch: str) -> _Slot:
-        """A free slot, preferring the one that holds ``branch`` already; a new one when none is free."""
-        # A slot an earlier waveui left may still hold one of its tasks (a --fresh run, another epic's).
-        free = [s for s in self._slots.values() if not s.busy and (s.ours or not slot_in_use(s.path))]
+        """A free slot, preferring the one that holds ``branch`` already; a new one when none is free.
+
+        Called holding the pool's lock. A slot being released is waited for rather than a new one made:
+        it is free in milliseconds, and it keeps what its setup installed, which a new one would install again.
+        """
+        while any(s.releasing for s in self._slots.values()) and not self._free_slots():
+            self._released.wait()
+        free = self._free_slots()
         for slot in free:
             if slot.branch == branch:
                 return slot
@@ -414,6 +433,10 @@ class WorktreePool:
         slot = _Slot(number, self.root.resolve() / f"slot-{number}", ours=True)
         self._slots[number] = slot
         return slot
+
+    def _free_slots(self) -> list[_Slot]:
+        # A slot an earlier waveui left may still hold one of its tasks (a --fresh run, another epic's).
+        return [s for s in self._slots.values() if not s.busy and (s.ours or not slot_in_use(s.path))]
 
     def _free_branch(self, branch: str, keep: _Slot) -> None:
         """Detach another idle slot still holding ``branch`` (after a crash), or refuse if it is lent out."""
@@ -486,10 +509,14 @@ class WorktreePool:
         slot.branch = None
         slot.clean = True
 
-    def _clean(self, slot: _Slot, checkout: Checkout) -> None:
+    def _clean(self, slot: _Slot, checkout: Checkout, detach: bool = False) -> None:
         """Tracked files as committed, no untracked or ignored file left, nested repositories included,
-        except what setup installed (recorded in the slot's setup marker)."""
-        checkout.run("reset", "-q", "--hard")
+        except what setup installed (recorded in the slot's setup marker); with ``detach``, HEAD detached."""
+        # A forced checkout resets the index and files as `reset --hard` does; detaching costs no other process.
+        if detach:
+            checkout.run("checkout", "-q", "-f", "--detach")
+        else:
+            checkout.run("reset", "-q", "--hard")
         _, kept = self._read_marker(self._setup_marker(slot.number))
         excludes = [arg for path in kept for arg in ("-e", "/" + _escape_pattern(path.rstrip("/"))
                                                       + ("/" if path.endswith("/") else ""))]
@@ -589,12 +616,6 @@ class WorktreePool:
             time.sleep(0.1)  # a live git may be about to finish with it
         lock.unlink(missing_ok=True)
 
-    def _commit_of(self, start_point: str) -> str:
-        commit = self.repository.resolve(start_point)
-        if commit is None:
-            raise GitError(f"start point {start_point!r} is not a commit in {self.repo_root}")
-        return commit
-
     # --------------------------------------------------------------- setup
 
     def _setup_marker(self, number: int) -> Path:
@@ -645,7 +666,11 @@ def keep_branch_tip(repository: Repository, epic: str, task_id: str, branch: str
     Unless ``new_tip`` or a ref under ``refs/waveui/<epic>/<task>/`` holds it,
     the old tip is kept as ``refs/waveui/<epic>/<task>/branch-<commit>``.
     """
-    tip = repository.resolve(f"refs/heads/{branch}")
+    keep_old_tip(repository, epic, task_id, repository.resolve(f"refs/heads/{branch}"), new_tip)
+
+
+def keep_old_tip(repository: Repository, epic: str, task_id: str, tip: str | None, new_tip: str) -> None:
+    """:func:`keep_branch_tip` for a caller that has just read the branch's commit (``tip``; None: no branch)."""
     if tip is None or tip == new_tip or repository.is_ancestor(tip, new_tip):
         return
     prefix = f"refs/waveui/{epic}/{task_id}/"
@@ -673,6 +698,14 @@ def revision(checkout: Checkout, rev: str) -> str | None:
     """What ``rev`` names as seen from the worktree (its HEAD, its MERGE_HEAD), or None."""
     result = checkout.run("rev-parse", "--verify", "--quiet", "--end-of-options", rev, ok=(0, 1, 128))
     return result.out.strip() if result.status == 0 and result.out.strip() else None
+
+
+def _read_head(checkout: Checkout) -> str | None:
+    """The worktree's HEAD file as it is (``ref: refs/heads/...`` or a commit), read without a git process."""
+    try:
+        return (checkout.git_dir / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
 
 
 def _head_branch(checkout: Checkout) -> str | None:

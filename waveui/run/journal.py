@@ -3,10 +3,12 @@
 Every event is written and flushed to the operating system before
 :meth:`Journal.append` returns, so a killed waveui (even by ``kill -9``) never
 loses one, and watchers see it at once. Making state changes durable against
-a machine crash takes an fsync, which costs milliseconds: :meth:`Journal.durable`
-runs it in a thread and lets every caller waiting at the same time share one
-(group commit), and the engine awaits it before it acts on a change (before
-starting a task's process, before moving the integration branch). Progress
+a machine crash takes an fsync, which costs milliseconds on a slow disk: there
+:meth:`Journal.durable` runs it in a thread and lets every caller waiting at the
+same time share one (group commit); where the last fsync took well under the
+cost of handing work to a thread, it runs at once. The engine awaits it before
+it acts on a change (before starting a task's process, before moving the
+integration branch). Progress
 and metrics samples never wait for it. Readers tolerate a torn last line: a
 crash mid-write leaves one. Resume reads with :func:`read_events` and a list
 for :class:`UnreadableLine` entries, so no line it could not read goes unreported.
@@ -27,6 +29,9 @@ from pathlib import Path
 from waveui.run.events import Event, MetricsSample, TaskProgress, from_dict, to_json
 
 JOURNAL_NAME = "events.jsonl"
+# While fsyncs take less than this they are done in the event loop rather than in a thread: waking a
+# thread and getting the answer back costs milliseconds on a busy machine, which a fast disk beats.
+INLINE_SYNC_SECONDS = 0.002
 _UNSYNCED = (TaskProgress, MetricsSample)
 
 
@@ -73,6 +78,7 @@ class Journal:
         self._written = 0  # state changes appended
         self._synced = 0  # state changes known to be on disk
         self._sync_lock: asyncio.Lock | None = None
+        self._last_sync_seconds = 0.0  # the first fsync, in the loop, tells how fast the disk is
         self._repair_torn_tail()
 
     def _repair_torn_tail(self) -> None:
@@ -94,7 +100,9 @@ class Journal:
         """fsync now if a state change is not yet on disk (blocking)."""
         target = self._written
         if self._synced < target:
+            began = time.perf_counter()
             os.fsync(self._file.fileno())
+            self._last_sync_seconds = time.perf_counter() - began
             self._synced = max(self._synced, target)
 
     async def durable(self) -> None:
@@ -103,6 +111,9 @@ class Journal:
             return
         if self._sync_lock is None:
             self._sync_lock = asyncio.Lock()
+        if self._last_sync_seconds < INLINE_SYNC_SECONDS and not self._sync_lock.locked():
+            self.sync()
+            return
         async with self._sync_lock:
             await asyncio.to_thread(self.sync)
 

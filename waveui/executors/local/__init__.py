@@ -8,10 +8,12 @@ waveui finds and adopts it.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from waveui.executors import LineReader, OnProgress, Sandbox
 from waveui.executors.local import proctable, runner
+from waveui.executors.local.launcher import Launcher
 from waveui.executors.local.sandbox import sandboxed_command
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervision import LiveStep, SupervisedStep, live_steps
@@ -37,11 +39,13 @@ class LocalExecutor:
                     read_line: LineReader | None = None, sandbox: Sandbox | None = None) -> SupervisedStep:
         if sandbox is not None:
             command = sandboxed_command(command, sandbox, cwd, env)
+        # Started once per process, in a thread: it takes a new interpreter's start.
+        launcher = Launcher.running() or await asyncio.to_thread(Launcher.shared)
         # Without a reader of its own a step's output is read for ``::waveui`` lines. Every attempt's steps
         # go to one log: each starts under a line saying which it is.
         return await SupervisedStep.start(command, cwd, env, self._files(task_id, step), on_progress, timeout, grace,
                                           read_line=read_line or read_directive,
-                                          heading=heading(env.get("WAVEUI_ATTEMPT", "1"), step))
+                                          heading=heading(env.get("WAVEUI_ATTEMPT", "1"), step), launcher=launcher)
 
     def adopt(self, task_id: str, step: str, on_progress: OnProgress,
               read_line: LineReader | None = None) -> SupervisedStep | None:

@@ -51,6 +51,7 @@ from waveui.executors.local.proctable import (
     Entry,
     Targets,
     alive,
+    childless,
     descendants,
     descendants_of_me,
     group_exists,
@@ -357,7 +358,7 @@ class TaskProcess:
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
         if self._subreaper:
-            return not self._subreaper_targets()[1]
+            return childless() or not self._subreaper_targets()[1]
         if not self._group_gone:
             if group_exists(self.pgid):
                 return False
@@ -604,7 +605,7 @@ def _spawn(command: str, cwd: Path, env: dict[str, str], log_path: Path) -> _Spa
 
 async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Path,
                      on_directive: Callable[[dict], None],
-                     read_line: LineReader | None = read_directive) -> TaskProcess:
+                     read_line: LineReader | None = read_directive, spawn_in_thread: bool = True) -> TaskProcess:
     """Start ``/bin/sh -c command`` in ``cwd`` with exactly ``env``; its output is appended to ``log_path``.
 
     ``on_directive`` is called, on the event loop, with the fields
@@ -613,21 +614,26 @@ async def start_task(command: str, cwd: Path, env: dict[str, str], log_path: Pat
     start kills the shell if it had started already. Whether the task's
     processes are found by mechanism or by sampling depends on the calling
     process: by mechanism once it called :func:`become_subreaper`.
+    ``spawn_in_thread`` False spawns in the event loop: for a caller with
+    nothing else to do meanwhile (a supervisor), to which a thread is only a delay.
     """
     loop = asyncio.get_running_loop()
-    # Creating a file and forking block for a while (the parent is suspended
-    # until the child execs): in a thread, other tasks' output and exits are
-    # handled meanwhile, which nearly doubled the rate of no-op tasks in
-    # benchmarks/overhead.py.
-    spawning = loop.run_in_executor(None, _spawn, command, cwd, env, Path(log_path))
-    try:
-        spawned = await asyncio.shield(spawning)
-    except asyncio.CancelledError:
-        def discard(future: asyncio.Future) -> None:
-            if not future.cancelled() and future.exception() is None:
-                future.result().discard(loop)
-        spawning.add_done_callback(discard)
-        raise
+    if spawn_in_thread:
+        # Creating a file and forking block for a while (the parent is suspended
+        # until the child execs): in a thread, other tasks' output and exits are
+        # handled meanwhile, which nearly doubled the rate of no-op tasks in
+        # benchmarks/overhead.py.
+        spawning = loop.run_in_executor(None, _spawn, command, cwd, env, Path(log_path))
+        try:
+            spawned = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            def discard(future: asyncio.Future) -> None:
+                if not future.cancelled() and future.exception() is None:
+                    future.result().discard(loop)
+            spawning.add_done_callback(discard)
+            raise
+    else:
+        spawned = _spawn(command, cwd, env, Path(log_path))
     protocol = _OutputProtocol(loop, spawned.log_fd, on_directive, read_line)
     try:
         transport, _ = await loop.connect_read_pipe(lambda: protocol, spawned.popen.stdout)

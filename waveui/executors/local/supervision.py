@@ -19,12 +19,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import NoReturn
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from waveui.core.pids import CREATE_TIME_TOLERANCE
+from waveui.executors.local.launcher import Launcher
 from waveui.executors.local.runner import ExitResult
 from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
 from waveui.executors.steps import StepFiles, read_json, read_status
@@ -36,6 +38,7 @@ POLL_SECONDS = 0.1
 START_WAIT_SECONDS = 10.0
 READ_CHUNK = 1 << 20
 LONGEST_LINE = 1 << 20  # longer lines are logged but not parsed
+INLINE_READ = 1 << 16  # bytes of log read in the event loop; more are read in a thread
 
 
 def _alive(pid: int | None, started: float | None) -> bool:
@@ -50,11 +53,23 @@ def _alive(pid: int | None, started: float | None) -> bool:
 
 
 def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                     timeout: float | None, grace: float) -> int:
+                     timeout: float | None, grace: float) -> tuple[int, int]:
+    """The supervisor's pid, and the read end of a pipe that ends once its pid file is written."""
+    started, started_in_child = os.pipe()
     pid = os.fork()
     if pid:
-        return pid
-    # The child: from here on only plain, blocking calls, then _exit (never back into asyncio).
+        os.close(started_in_child)
+        return pid, started
+    become_supervisor(command, cwd, env, files, timeout, grace, started_in_child)
+
+
+def become_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
+                      grace: float, started_fd: int) -> NoReturn:
+    """In a process just forked (from waveui or its launcher): leave the session, supervise the step, exit.
+
+    ``started_fd`` is closed once the step's pid file is written.
+    """
+    # From here on only plain, blocking calls, then _exit (never back into the parent's asyncio).
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
@@ -65,14 +80,47 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
-            if int(name) > 2:
+            if int(name) > 2 and int(name) != started_fd:
                 try:
                     os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
                 except OSError:
                     pass
-        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace)
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_fd)
     finally:
         os._exit(0)
+
+
+def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
+                       timeout: float | None, grace: float) -> tuple[int | None, int]:
+    """Start the step's supervisor: its pid when it is this process's child (None when the launcher forked it),
+    and the read end of the pipe that ends once its pid file is written."""
+    if launcher is not None:
+        started, started_in_child = os.pipe()
+        try:
+            launcher.launch(command, cwd, env, files, timeout, grace, started_in_child)
+            return None, started
+        except OSError:  # the launcher died meanwhile: this process forks the supervisor itself
+            os.close(started)
+        finally:
+            os.close(started_in_child)
+    return _fork_supervisor(command, cwd, env, files, timeout, grace)
+
+
+async def _readable(fd: int, timeout: float) -> None:
+    """Return once ``fd`` is readable (or at its end), or after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(fd)
 
 
 class SupervisedStep:
@@ -101,10 +149,12 @@ class SupervisedStep:
     @classmethod
     async def start(cls, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
                     on_directive: Callable[[dict], None], timeout: float | None, grace: float,
-                    read_line: LineReader = read_directive, heading: str = "") -> SupervisedStep:
+                    read_line: LineReader = read_directive, heading: str = "",
+                    launcher: Launcher | None = None) -> SupervisedStep:
         """Start ``command`` under a supervisor; ``on_directive`` gets what ``read_line`` finds in its output.
 
         ``heading``, a line put in the log first, tells this step's output from the earlier ones' it follows.
+        The supervisor is forked by ``launcher`` when given (and working), else from this process.
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
@@ -115,21 +165,27 @@ class SupervisedStep:
             finally:
                 os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
-        supervisor = _fork_supervisor(command, cwd, env, files, timeout, grace)
+        supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
-        delay = 0.0005  # a supervisor is up within milliseconds: look often at first
-        while time.monotonic() < deadline:
+        try:
+            # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
+            # ended), not by polling: a poll that backs off started commands up to its step late.
+            await _readable(started, START_WAIT_SECONDS)
+        finally:
+            os.close(started)
+        while True:
             record = read_json(files.pidfile)
             if record and "pid" in record:
-                return cls(files, record, on_directive, True, offset, read_line)
+                return cls(files, record, on_directive, supervisor is not None, offset, read_line)
             status = read_status(files)
             if status:  # could not even start (e.g. the folder vanished)
                 now = time.time()
-                return cls(files, {"pid": 0, "started": now, "supervisor": supervisor,
-                                   "supervisor_started": now}, on_directive, True, offset, read_line)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
+                return cls(files, {"pid": 0, "started": now, "supervisor": supervisor or 0,
+                                   "supervisor_started": now}, on_directive, supervisor is not None, offset,
+                           read_line)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
+            await asyncio.sleep(0.02)  # it ended without either, or a status is still being written
 
     @classmethod
     def adopt(cls, files: StepFiles, on_directive: Callable[[dict], None],
@@ -209,12 +265,19 @@ class SupervisedStep:
     # ---- following ----
 
     async def _read_more(self) -> None:
-        """Read what the log gained (in a thread: it blocks) and report its lines here, on the event loop.
+        """Read what the log gained and report its lines here, on the event loop.
 
         The report reaches the engine, which journals it and folds it into the
         run's state; doing that from the reading thread raced the loop's own events.
+        A large read goes to a thread; a few kilobytes are read at once, as
+        handing them to a thread costs more than reading them.
         """
-        for values in await asyncio.to_thread(self._read_log):
+        try:
+            grown = os.stat(self.files.log).st_size - self._offset
+        except OSError:
+            grown = 0
+        found = self._read_log() if grown <= INLINE_READ else await asyncio.to_thread(self._read_log)
+        for values in found:
             self._on_directive(values)
 
     def _read_log(self) -> list[dict]:
@@ -271,7 +334,7 @@ class SupervisedStep:
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
         while True:
             await self._read_more()
-            status = await asyncio.to_thread(read_status, self.files)
+            status = read_status(self.files)  # a small file: a thread would cost more than the read
             if status is not None:
                 while True:  # the step ended: read the rest of its log, however far behind a flood left us
                     offset = self._offset

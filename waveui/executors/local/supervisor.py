@@ -177,7 +177,7 @@ def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> N
 
 
 async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
-                     timeout: float | None, grace: float) -> None:
+                     timeout: float | None, grace: float, started_fd: int | None) -> None:
     # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
     become_subreaper()
     if Path(cwd).parent.name == "worktrees":  # a pooled slot: other runs must see it in use
@@ -185,7 +185,8 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
     try:
         # The runner does the work: output to the log, the timeout (paused time not counted),
         # and no process of the task outliving it. waveui reads the log for progress itself.
-        process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None)
+        process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None,
+                                   spawn_in_thread=False)
     except OSError as error:
         record_status(status, None, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
                                      "ended": time.time(), "error": str(error)})
@@ -200,6 +201,8 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
                                      "seconds": result.seconds, "ended": time.time(),
                                      "error": f"cannot write the pid file: {error}"})
         return
+    if started_fd is not None:
+        os.close(started_fd)  # waveui, waiting for the pid file, reads the end of this pipe
     # waveui steers the command through its supervisor, which keeps the books (paused time, cleanup).
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(process.terminate(grace)))
@@ -214,11 +217,17 @@ async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pi
 
 
 def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pidfile: Path, status: Path,
-              timeout: float | None, grace: float) -> None:
-    """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone."""
+              timeout: float | None, grace: float, started_fd: int | None = None) -> None:
+    """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone.
+
+    ``started_fd``, the write end of a pipe, is closed once the pid file is written (or this process ends).
+    """
     asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
-    asyncio.run(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile, status,
-                           timeout, grace))
+    # Not asyncio.run: its teardown (joining the thread pool in a new thread) took milliseconds after
+    # the status was out, and waveui learns the end when this process exits, which it does right after.
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile,
+                                       status, timeout, grace, started_fd))
 
 
 def main(argv: list[str] | None = None) -> int:
