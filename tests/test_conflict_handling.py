@@ -138,7 +138,14 @@ def test_a_serialised_task_runs_when_the_earlier_one_fails_and_blocked_reasons_n
 # ------------------------------------------------------------ on_conflict = "retry"
 
 
-def _same_line_epic(repo: Path, name: str, tasks: list[str], extra: str = "", wait: str = "") -> object:
+def once_merged(repo: Path, epic: str, task: str) -> str:
+    """A shell command that waits until ``task`` is merged: a later task then conflicts, whatever the load."""
+    return f"until git -C {repo} log --format=%s waveui/{epic} -- 2>/dev/null | grep -q '^waveui: {task}$'; do sleep 0.05; done"
+
+
+def _same_line_epic(repo: Path, name: str, tasks: list[str], extra: str = "", stagger: bool = False) -> object:
+    """Tasks that rewrite the same line; with ``stagger`` each after the first finishes once the first merged."""
+    wait = f" && {once_merged(repo, name, tasks[0])}" if stagger else ""
     rows = "\n".join(f'''
         [[task]]
         id = "{task}"
@@ -154,7 +161,7 @@ def _same_line_epic(repo: Path, name: str, tasks: list[str], extra: str = "", wa
 
 def test_retry_reruns_a_conflicted_task_from_the_new_tip_and_never_beside_its_rivals(tmp_path):
     repo = make_repo(tmp_path / "repo", SAME_LINE)
-    epic = _same_line_epic(repo, "rerun", ["a", "b", "c"], 'on_conflict = "retry"', wait=" && sleep 0.5")
+    epic = _same_line_epic(repo, "rerun", ["a", "b", "c"], 'on_conflict = "retry"', stagger=True)
     engine = run_engine(epic, repo)
     tasks = engine.state.tasks
     assert all(t.state == "done" for t in tasks.values()), {t.id: t.reason for t in tasks.values()}
@@ -172,7 +179,7 @@ def test_retry_reruns_a_conflicted_task_from_the_new_tip_and_never_beside_its_ri
 
 def _resolver_epic(repo: Path, resolver: Path, verify: str = "true") -> object:
     return _same_line_epic(repo, "solve", ["a", "b"], f'on_conflict = "resolve"\nresolve = "{resolver}"\n'
-                                                      f'verify = "{verify}"', wait=" && sleep 0.5")
+                                                      f'verify = "{verify}"', stagger=True)
 
 
 KEEP_BOTH = """
@@ -216,7 +223,7 @@ def test_a_resolution_whose_verify_fails_is_not_merged(tmp_path):
 
 def _conflicted_run(tmp_path) -> tuple[Path, Engine]:
     repo = make_repo(tmp_path / "repo", SAME_LINE)
-    epic = _same_line_epic(repo, "hand", ["a", "b"], wait=" && sleep 0.5")
+    epic = _same_line_epic(repo, "hand", ["a", "b"], stagger=True)
     (repo / "waveui.toml").write_text((repo / "waveui.toml").read_text() + '''
 [[task]]
 id = "after-b"
@@ -287,7 +294,7 @@ def test_a_conflict_merged_outside_waveui_is_done_and_never_rerun(tmp_path):
 
 def test_a_conflict_names_the_task_that_changed_the_file_without_declaring_it(tmp_path):
     repo = make_repo(tmp_path / "repo", SAME_LINE)
-    epic = write_epic(repo, '''
+    epic = write_epic(repo, f'''
         [epic]
         name = "blame"
         max_parallel = 2
@@ -298,7 +305,7 @@ def test_a_conflict_names_the_task_that_changed_the_file_without_declaring_it(tm
         [[task]]
         id = "honest"
         affected_files = ["notes.txt"]
-        command = "sed -i 's/^two$/two by honest/' notes.txt && sleep 0.5"
+        command = "sed -i 's/^two$/two by honest/' notes.txt && {once_merged(repo, "blame", "culprit")}"
         ''')
     engine = run_engine(epic, repo)
     honest = engine.state.tasks["honest"]
@@ -311,7 +318,7 @@ def test_a_conflict_names_the_task_that_changed_the_file_without_declaring_it(tm
 def test_waveui_resolve_beside_a_live_run_hands_the_merge_to_it(tmp_path):
     """The run is still open (a user at the app): `waveui resolve` leaves the merge, the run merges it and goes on."""
     repo = make_repo(tmp_path / "repo", SAME_LINE)
-    epic = _same_line_epic(repo, "live", ["a", "b"], wait=" && sleep 0.5")
+    epic = _same_line_epic(repo, "live", ["a", "b"], stagger=True)
     engine = Engine(epic, repo, RunOptions(backoff=0.05, grace=0.5, sample_seconds=0.2, stay_open=True))
     outcome = {}
 
@@ -349,7 +356,7 @@ def test_a_sandboxed_resolver_resolves_in_its_worktree_and_writes_nothing_else(t
     # In the user's checkout (visible, read-only, in the sandbox), not under /tmp: the sandbox's /tmp is its own.
     resolver = script(repo / "keep-both", KEEP_BOTH + f"echo escaped > {outside} 2>/dev/null || true\n")
     epic = _same_line_epic(repo, "boxsolve", ["a", "b"], f'on_conflict = "resolve"\nresolve = "{resolver}"\n'
-                                                         'sandbox = true', wait=" && sleep 0.5")
+                                                         'sandbox = true', stagger=True)
     engine = run_engine(epic, repo)
     b = engine.state.tasks["b"]
     assert b.state == "done", b.reason
