@@ -137,6 +137,8 @@ class RunHeader(Horizontal):
             return (f"■ controller gone since {since} — `waveui run` to resume", "bold $error")
         if figures.read_only and figures.now - state.now > STALE_AFTER:
             return (f"? no events for {metrics.duration(figures.now - state.now)}", "bold $warning")
+        if state.idle and state.done == state.total:
+            return ("✓ all done" if short else "✓ all done: quit to finish the run", "bold $success")
         if state.idle:
             return ("◦ idle" if short else "◦ nothing left to run: retry, or quit to finish", "bold $text-muted")
         if state.paused:
