@@ -61,6 +61,9 @@ HOST_FIGURES_SECONDS = 10.0  # a host's figures this old say nothing any more (i
 OnEvent = Callable[[dict], None]  # one event a worker posted about the attempt
 
 
+WORKER_GONE_SECONDS = 5.0  # how long a failed send waits to see whether its worker left the cluster
+
+
 class SchedulerGone(Exception):
     """The scheduler cannot be reached; the message says so in one line."""
 
@@ -189,12 +192,29 @@ class DaskExecutor(LocalExecutor):
                 known = [] if resend else self._known.get(worker, [])
                 bundle = await asyncio.to_thread(bundle_for, known)
                 key = f"{self.topic}-{job.task_id}-{job.attempt}" + (f"-{resend + 1}" if resend else "")
-                # Sent to the worker straight, not through the scheduler with the task: it may be large.
-                data = await self.client.scatter(bundle, workers=[worker]) if bundle is not None else None
-                future = self.client.submit(run_attempt, replace(job, control=key), data, key=key, workers=[worker],
-                                            allow_other_workers=False, resources={RESOURCE: 1}, pure=False)
-                self._running[key] = worker
-                await distributed.Variable(key, client=self.client).set(future)
+                try:
+                    # Sent to the worker straight, not through the scheduler with the task: it may be large.
+                    data = await self.client.scatter(bundle, workers=[worker]) if bundle is not None else None
+                    future = self.client.submit(run_attempt, replace(job, control=key), data, key=key,
+                                                workers=[worker], allow_other_workers=False,
+                                                resources={RESOURCE: 1}, pure=False)
+                    self._running[key] = worker
+                    await distributed.Variable(key, client=self.client).set(future)
+                except (SchedulerGone, asyncio.CancelledError):
+                    raise
+                except Exception as error:
+                    # The worker died as the attempt was being sent ("unknown to scheduler" once its one
+                    # allowed worker is gone): nothing ran, so it is lost and runs again elsewhere.
+                    if self.gone:
+                        raise SchedulerGone(self.gone) from None
+                    await self._forget(key)
+                    deadline = time.monotonic() + WORKER_GONE_SECONDS
+                    while worker in self._slots and time.monotonic() < deadline:
+                        await asyncio.sleep(WATCH_SECONDS)
+                    if worker in self._slots:  # its worker is there: a failure of another kind, reported as it is
+                        raise
+                    return RemoteOutcome(lost=True, reason=f"its Dask worker went away as the attempt was sent "
+                                                           f"({type(error).__name__}: {error})")
                 on_submitted(key)
                 outcome = await self._collect(key, future, (job.task_id, job.attempt))
                 if not outcome.stale:
