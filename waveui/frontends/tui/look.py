@@ -11,6 +11,13 @@ from textual.widget import Widget
 
 from waveui.run.state import TaskView
 
+# Below this many columns the panes stack, the header is one line and the help puts its marks under the keys;
+# below this many rows the panes share the rows (waveui.tcss styles the classes these breakpoints set).
+NARROW_BELOW = 100
+SHORT_BELOW = 36
+HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
+
 MARKS = {
     "pending": "·", "ready": "○", "preparing": "◌", "running": "▶", "paused": "‖", "verifying": "◎",
     "merging": "⇢",    "done": "✓", "failed": "✗", "blocked": "⊘", "conflicted": "≠", "cancelled": "–",

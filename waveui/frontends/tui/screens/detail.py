@@ -21,15 +21,12 @@ from waveui.core.paths import covers
 from waveui.run import metrics
 from waveui.frontends.tui.gitdiff import BranchDiff, branch_diff, branch_of, kept_diff
 from waveui.frontends.tui.keys import RUN_BINDINGS
-from waveui.frontends.tui.look import COLOUR, mark
+from waveui.frontends.tui.look import COLOUR, HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, mark
 from waveui.core.sanitize import sanitize_line
 from waveui.frontends.tui.widgets.footer import KeyFooter
 from waveui.frontends.tui.widgets.logview import TaskLog
 
 DIFF_LINES_SHOWN = 5_000
-# Columns and rows below which the side tables go under the log and take fewer rows.
-NARROW_BELOW = 100
-SHORT_BELOW = 36
 
 
 def declared_by(path: str, patterns: list[str]) -> bool:
@@ -47,8 +44,8 @@ class TaskDetailScreen(Screen):
     In a narrow terminal the files and attempts go under the log (waveui.tcss), so the log keeps its width.
     """
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS  # narrow: the side tables go under the log
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
     BINDINGS = [
         Binding("escape", "close", "Back", id="detail.back"),
         *RUN_BINDINGS,

@@ -9,9 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from waveui.frontends.tui.look import COLOUR, CRITICAL_MARK, MARKS
+from waveui.frontends.tui.look import COLOUR, CRITICAL_MARK, HORIZONTAL_BREAKPOINTS, MARKS
 
-NARROW_BELOW = 100  # columns: below, the marks go under the keys
 
 PANE_KEYS = [
     ("j / k, ↓ / ↑", "next / previous task (graph: in the same wave)"),
@@ -33,7 +32,7 @@ class HelpScreen(ModalScreen[None]):
     """The keys in a grid (a long description wraps beside its key) and the marks beside them, or below
     them in a narrow terminal; the dialog scrolls when the terminal is too short for it."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS  # narrow: the marks go under the keys
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close", id="help.close")]
 
     def __init__(self, bindings: list[Binding], read_only: bool) -> None:

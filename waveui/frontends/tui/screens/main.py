@@ -25,7 +25,7 @@ from waveui.run import metrics
 from waveui.frontends.tui.bridge import Changes
 from waveui.frontends.tui.graph_layout import GraphLayout
 from waveui.frontends.tui.keys import RUN_BINDINGS
-from waveui.frontends.tui.look import TaskFilter
+from waveui.frontends.tui.look import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, TaskFilter
 from waveui.frontends.tui.messages import FilterClosed, TaskOpened, TaskSelected
 from waveui.frontends.tui.screens.detail import TaskDetailScreen
 from waveui.run.usage import Usage
@@ -42,9 +42,6 @@ ETA_REFRESH_SECONDS = 5.0
 ETA_MIN_SECONDS = 1.0  # the simulation costs milliseconds per thousand tasks: not at every flush
 # Larger graphs are laid out in a thread so the first screen appears at once.
 LAYOUT_IN_THREAD_FROM = 300
-# Below this many columns the panes stack; below this many rows they share the rows (waveui.tcss).
-NARROW_BELOW = 100
-SHORT_BELOW = 36
 
 
 class MainScreen(Screen):
@@ -56,8 +53,8 @@ class MainScreen(Screen):
     header, ``clock`` gives "now".
     """
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_BELOW, "-tall")]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
     BINDINGS = [
         *RUN_BINDINGS,
         Binding("enter", "open_detail", "Detail", id="waveui.detail",

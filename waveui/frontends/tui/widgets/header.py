@@ -13,14 +13,13 @@ from textual.widgets import Static
 
 from waveui.run.state import RunState
 from waveui.run import metrics
+from waveui.frontends.tui.look import NARROW_BELOW
 from waveui.core.sanitize import sanitize_line
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 20
 # In watch mode, a journal this quiet (seconds) means the run's process may be gone.
 STALE_AFTER = 60.0
-# Narrower than this (columns), the header is one line of short labels, without the sparklines.
-COMPACT_BELOW = 100
 
 
 def sparkline(values: list[float], width: int = SPARK_WIDTH, top: float = 100.0) -> str:
@@ -65,7 +64,7 @@ class RunHeader(Horizontal):
         return self.has_class("-compact")
 
     def on_resize(self, event: events.Resize) -> None:
-        compact = event.size.width < COMPACT_BELOW
+        compact = event.size.width < NARROW_BELOW  # one line of short labels, no sparklines
         if compact != self.compact:
             self.set_class(compact, "-compact")
             if self._last is not None:
