@@ -1,4 +1,5 @@
-"""The launcher that forks supervisors: steps it starts outlive their controller, and without it steps still start."""
+"""The launcher and its supervisors: steps outlive their controller, a supervisor runs step after step, and
+without the launcher steps still start."""
 
 from __future__ import annotations
 
@@ -101,3 +102,105 @@ def test_steps_of_several_executors_share_one_launcher(tmp_path):
     launcher, again, first, second = asyncio.run(scenario())
     assert launcher is not None and launcher is again
     assert first.exit_code == 0 and second.exit_code == 0
+
+
+# --- one supervisor, step after step -------------------------------------------------------------------
+
+
+def _run_steps(folder: Path, commands: list[str], between=None) -> list[tuple[SupervisedStep, object]]:
+    """Run ``commands`` one after another through one launcher; each step and its result."""
+    async def scenario():
+        launcher = Launcher()
+        try:
+            done = []
+            for number, command in enumerate(commands):
+                files = StepFiles.of(folder / "logs", f"t{number}", "running")
+                step = await SupervisedStep.start(command, folder, dict(os.environ), files, lambda _values: None,
+                                                  None, 1.0, launcher=launcher)
+                done.append((step, await step.wait()))
+                if between is not None:
+                    between(step)
+            return done
+        finally:
+            launcher.close()
+    return asyncio.run(scenario())
+
+
+def test_a_supervisor_whose_step_ended_runs_the_next_step(tmp_path):
+    steps = _run_steps(tmp_path, ["echo one", "echo two", "exit 3"])
+    assert [result.exit_code for _, result in steps] == [0, 0, 3]
+    # The same process ran all three, each command a process of its own.
+    assert len({step.supervisor for step, _ in steps}) == 1
+    assert len({step.pid for step, _ in steps}) == 3
+    assert (tmp_path / "logs" / "t1.log").read_text() == "two\n"
+
+
+def test_what_a_step_left_running_is_gone_before_the_next_step_starts(tmp_path):
+    # The first step detaches a process of its own session that would outlive it; the second looks for it.
+    steps = _run_steps(tmp_path, ["setsid sh -c 'echo $$ > left.pid; exec sleep 300' & sleep 0.3",
+                                  "kill -0 $(cat left.pid) 2>/dev/null && echo alive || echo gone"])
+    assert [result.exit_code for _, result in steps] == [0, 0]
+    assert (tmp_path / "logs" / "t1.log").read_text() == "gone\n"
+    assert not psutil.pid_exists(int((tmp_path / "left.pid").read_text())) or \
+        psutil.Process(int((tmp_path / "left.pid").read_text())).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_pause_asked_of_a_step_that_ended_does_not_reach_the_next_one(tmp_path):
+    def late_signals(step: SupervisedStep) -> None:
+        step.pause()  # the step ended: its supervisor is idle, or running the next step
+        os.kill(step.supervisor, signal.SIGUSR1)  # and a pause that arrived after the end, as a race would
+    steps = _run_steps(tmp_path, ["true", "sleep 0.2; echo ran"], between=late_signals)
+    assert steps[1][1].exit_code == 0
+    assert (tmp_path / "logs" / "t1.log").read_text() == "ran\n"
+
+
+def test_a_step_run_in_a_slot_frees_it_when_it_ends_though_its_supervisor_lives_on(tmp_path):
+    from waveui.core.occupancy import slot_in_use
+
+    slot = tmp_path / "worktrees" / "slot-0"
+    slot.mkdir(parents=True)
+    seen_busy = []
+
+    async def scenario():
+        launcher = Launcher()
+        try:
+            files = StepFiles.of(tmp_path / "logs", "t0", "running")
+            step = await SupervisedStep.start("while [ ! -e go ]; do sleep 0.05; done", slot, dict(os.environ),
+                                              files, lambda _values: None, None, 1.0, launcher=launcher)
+            seen_busy.append(slot_in_use(slot))
+            (slot / "go").touch()
+            await step.wait()
+            return step
+        finally:
+            launcher.close()
+
+    asyncio.run(scenario())
+    assert seen_busy == [True]
+    assert not slot_in_use(slot)
+
+
+IDLE_CONTROLLER = textwrap.dedent("""
+    import asyncio, json, os, sys
+    from pathlib import Path
+    from waveui.executors.local import LocalExecutor
+
+    async def main():
+        folder = Path(sys.argv[1])
+        step = await LocalExecutor(folder, "run-1").start("t1", "running", "true", folder, dict(os.environ), None,
+                                                          1.0, lambda _values: None)
+        await step.wait()
+        print(json.dumps({"supervisor": step.supervisor}), flush=True)
+        await asyncio.sleep(3600)  # killed -9 meanwhile
+
+    asyncio.run(main())
+""")
+
+
+def test_an_idle_supervisor_exits_when_its_controller_is_killed_9(tmp_path):
+    controller = subprocess.Popen([sys.executable, "-c", IDLE_CONTROLLER, str(tmp_path)], stdout=subprocess.PIPE,
+                                  text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1])))
+    supervisor = psutil.Process(json.loads(controller.stdout.readline())["supervisor"])
+    assert supervisor.is_running()  # kept for the next step
+    controller.send_signal(signal.SIGKILL)
+    controller.wait()
+    supervisor.wait(timeout=WAIT)  # nothing to finish: it goes with its controller

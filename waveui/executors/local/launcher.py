@@ -1,22 +1,29 @@
-"""A small process that forks supervisors on waveui's behalf, so that starting a step does not fork waveui itself.
+"""A small process that forks supervisors on waveui's behalf, and the supervisors that run step after step.
 
 Forking copies the parent's page tables and, as the child runs, every page it
 touches: from waveui (an event loop, a user interface, a thread pool, every
 module loaded) that took milliseconds of the event loop's time per step, and
-the supervisor's first milliseconds more. The launcher is a fresh interpreter
-that loads only the supervisor; waveui starts one per process, the first time
-a step starts, and sends it each step over a Unix socket (:class:`Launcher`).
-The launcher forks a supervisor for it exactly as waveui would
-(:func:`waveui.executors.local.supervision.become_supervisor`: a session of
-its own, waveui's files closed), handing it the write end of the pipe by which
-the step's start is told (passed with the request, ``SCM_RIGHTS``).
+a fork and an exit of even a small interpreter cost milliseconds more. The
+launcher is a fresh interpreter that loads only the supervisor; waveui starts
+one per process, the first time a step starts (:class:`Launcher`). Asked over
+a Unix socket, it forks a supervisor exactly as waveui would
+(:func:`waveui.executors.local.supervision.serve_steps`: a session of its
+own, waveui's files closed), handing it a socket of its own to waveui.
 
-Nothing about a supervisor depends on the launcher once it is forked: the
-launcher lives in a session of its own and ends when waveui's end of the
-socket closes (waveui exited, or was killed), leaving its supervisors running
-for the next waveui to adopt. Children it forked are reaped by the kernel
-(``SIGCHLD`` ignored), so none lingers as a zombie. If the launcher cannot be
-started, or dies, waveui forks supervisors itself as before.
+A supervisor runs one step at a time, and then the next step waveui sends it
+on that socket, so that starting a step costs no process but the command's
+own: a supervisor that finished its step is idle until waveui hands it
+another (:meth:`Launcher.launch`). With each step come the write ends of two
+pipes (``SCM_RIGHTS``), closed when the step's pid file is written and when its
+status is.
+
+Nothing about a supervisor depends on the launcher once it is forked, or on
+waveui: the launcher lives in a session of its own and ends when waveui's end
+of the socket closes (waveui exited, or was killed); a supervisor whose socket
+closes finishes the step it runs, for the next waveui to adopt, and exits.
+Children the launcher forked are reaped by the kernel (``SIGCHLD`` ignored), so
+none lingers as a zombie. If the launcher cannot be started, or dies, waveui
+forks supervisors itself, one per step, as before.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from waveui.executors.steps import StepFiles
 
 _HEADER = struct.Struct("!I")  # the length of the JSON request that follows
 READY = b"r"  # the launcher's first word: it is up and listening
+FORK = b"f"  # asks the launcher for a supervisor, whose socket comes with it
 READY_WAIT_SECONDS = 10.0
 # This waveui's package, wherever it was imported from (a checkout, say), found last so it shadows nothing.
 _START = ("import sys; sys.path.append(sys.argv[1]); from waveui.executors.local.launcher import main; "
@@ -60,7 +68,8 @@ class Launcher:
         finally:
             theirs.close()
         self._socket = ours
-        self._lock = threading.Lock()  # one request at a time on the stream
+        self._lock = threading.Lock()  # one request at a time on the stream, and the idle list
+        self._idle: list[SupervisorLine] = []  # supervisors whose step ended, waiting for another
         ours.settimeout(READY_WAIT_SECONDS)
         try:
             if ours.recv(1) != READY:
@@ -95,27 +104,78 @@ class Launcher:
             return cls._shared
 
     def launch(self, command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
-               grace: float, started_fd: int) -> None:
-        """Have a supervisor forked for the step; ``started_fd`` (the pipe's write end) goes with it. OSError if not."""
+               grace: float, started_fd: int, ended_fd: int) -> SupervisorLine:
+        """Have the step run by an idle supervisor, or by one forked for it; its line. OSError if neither can.
+
+        ``started_fd`` and ``ended_fd`` (the write ends of two pipes) go with the step.
+        """
         request = json.dumps({"command": command, "cwd": str(cwd), "env": env, "log": str(files.log),
                               "pidfile": str(files.pidfile), "status": str(files.status),
                               "timeout": timeout, "grace": grace}).encode()
+        while True:
+            with self._lock:
+                line = self._idle.pop() if self._idle else None
+            if line is None:
+                line = self._fork_supervisor()
+                line.send(request, [started_fd, ended_fd])  # a new one that fails: the launcher's fault
+                return line
+            try:
+                line.send(request, [started_fd, ended_fd])
+                return line
+            except OSError:  # it ended meanwhile (killed, or unable to run more than one step): another
+                line.close()
+
+    def give_back(self, line: SupervisorLine) -> None:
+        """Keep a supervisor whose step ended for the next step."""
         with self._lock:
-            socket.send_fds(self._socket, [_HEADER.pack(len(request))], [started_fd])
-            self._socket.sendall(request)
+            if self._socket.fileno() != -1:  # not closed
+                self._idle.append(line)
+                return
+        line.close()
+
+    def _fork_supervisor(self) -> SupervisorLine:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:  # one request at a time on the stream
+                socket.send_fds(self._socket, [FORK], [theirs.fileno()])
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return SupervisorLine(ours)
 
     def close(self) -> None:
-        """Close waveui's end: the launcher exits; supervisors it started go on."""
-        self._socket.close()
+        """Close waveui's end: the launcher and idle supervisors exit; steps running go on."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._socket.close()
+        for line in idle:
+            line.close()
         try:
             self.process.wait(timeout=READY_WAIT_SECONDS)
         except subprocess.TimeoutExpired:
             self.process.kill()
 
 
-def _receive(connection: socket.socket) -> tuple[dict, int] | None:
-    """The next request and the descriptor that came with it; None once waveui's end is closed."""
-    header, fds, _, _ = socket.recv_fds(connection, _HEADER.size, 1)
+class SupervisorLine:
+    """waveui's end of one supervisor's socket: the steps it is sent, one at a time."""
+
+    def __init__(self, connection: socket.socket):
+        self._socket = connection
+
+    def send(self, request: bytes, fds: list[int]) -> None:
+        socket.send_fds(self._socket, [_HEADER.pack(len(request))], fds)
+        self._socket.sendall(request)
+
+    def close(self) -> None:
+        """The supervisor exits once its step (if any) has ended."""
+        self._socket.close()
+
+
+def receive(connection: socket.socket, fd_count: int) -> tuple[dict, list[int]] | None:
+    """The next step sent to a supervisor and the descriptors that came with it; None once waveui's end closed."""
+    header, fds, _, _ = socket.recv_fds(connection, _HEADER.size, fd_count)
     if not header:
         return None
     while len(header) < _HEADER.size:
@@ -130,29 +190,30 @@ def _receive(connection: socket.socket) -> tuple[dict, int] | None:
         if not chunk:
             return None
         body += chunk
-    if len(fds) != 1:
+    if len(fds) != fd_count:
         for fd in fds:
             os.close(fd)
-        raise OSError("a request came without its pipe")
-    return json.loads(body), fds[0]
+        raise OSError("a step came without its pipes")
+    return json.loads(body), fds
 
 
 def serve(connection: socket.socket) -> None:
     """Fork a supervisor for every request until waveui's end of the socket closes."""
-    from waveui.executors.local.supervision import become_supervisor  # (it imports this module)
+    from waveui.executors.local.supervision import serve_steps  # (it imports this module)
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors: no zombies
     connection.sendall(READY)
     while True:
-        received = _receive(connection)
-        if received is None:
+        word, fds, _, _ = socket.recv_fds(connection, len(FORK), 1)
+        if not word:
             return
-        request, started_fd = received
+        if word != FORK or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            continue
         if os.fork() == 0:
-            become_supervisor(request["command"], Path(request["cwd"]), request["env"],
-                              StepFiles(Path(request["log"]), Path(request["pidfile"]), Path(request["status"])),
-                              request["timeout"], request["grace"], started_fd)
-        os.close(started_fd)
+            serve_steps(fds[0])
+        os.close(fds[0])
 
 
 def main(args: list[str]) -> int:

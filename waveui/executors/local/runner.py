@@ -32,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -118,6 +120,29 @@ def become_subreaper() -> bool:
 
 def _is_subreaper() -> bool:
     return _subreaper_pid == os.getpid()
+
+
+def subreaper_targets(shell: int | None) -> Targets:
+    """In a subreaper: every live descendant, and the group of ``shell`` (a session leader) while it lives.
+
+    ``shell`` is spared the reaping, for its owner to read its status; None once it was reaped.
+    """
+    _, pids = descendants_of_me(shell)
+    # The shell's group too, signalled as one (see terminate_steps): sent to its processes one by
+    # one, a shell whose `sleep` died first ran its next commands before its own signal came.
+    group = shell if shell is not None and group_exists(shell) else None
+    return group, pids
+
+
+def signal_subreaper_tree(shell: int | None, sig: int) -> None:
+    """In a subreaper: send ``sig`` to the group of ``shell`` (while it lives), then to every descendant."""
+    if shell is not None:
+        signal_group(shell, sig)
+    signalled = subreaper_targets(shell)[1]
+    signal_pids(signalled, sig)
+    # Again for a child forked just before the first scan, which that scan missed.
+    signal_pids({pid: start for pid, start in subreaper_targets(shell)[1].items()
+                 if signalled.get(pid) != start}, sig)
 
 
 # --- output -----------------------------------------------------------------
@@ -349,11 +374,7 @@ class TaskProcess:
         return table
 
     def _subreaper_targets(self) -> Targets:
-        _, pids = descendants_of_me(None if self.exited else self.pid)
-        # The shell's group too, signalled as one (see terminate_steps): sent to its processes one by
-        # one, a shell whose `sleep` died first ran its next commands before its own signal came.
-        group = self.pgid if not self.exited and group_exists(self.pgid) else None
-        return group, pids
+        return subreaper_targets(None if self.exited else self.pid)
 
     def _nothing_left(self) -> bool:
         """A quick check, without a scan, that the group is empty and every tracked process gone."""
@@ -393,17 +414,13 @@ class TaskProcess:
         return group, pids
 
     def _signal_all(self, sig: int) -> None:
+        if self._subreaper:
+            signal_subreaper_tree(None if self.exited else self.pid, sig)
+            return
         # The shell's group first, as one: signalled process by process, a shell whose `sleep` was
         # killed first could run its next commands before its own signal came.
         if not self._group_gone and not self.exited:
             signal_group(self.pgid, sig)
-        if self._subreaper:
-            signalled = self._subreaper_targets()[1]
-            signal_pids(signalled, sig)
-            # Again for a child forked just before the first scan, which that scan missed.
-            signal_pids({pid: start for pid, start in self._subreaper_targets()[1].items()
-                          if signalled.get(pid) != start}, sig)
-            return
         if not self._group_gone and self.exited:  # the group of a shell that exited may still hold children
             signal_group(self.pgid, sig)
         with self._lock:
@@ -562,6 +579,12 @@ def _make_private_dirs(path: Path) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
 
 
+def open_log(path: Path) -> int:
+    """A task's log, opened for appending (made owner-only, with its folders, if new); its descriptor."""
+    _make_private_dirs(path.parent)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
 @dataclass
 class _Spawned:
     popen: subprocess.Popen
@@ -580,8 +603,7 @@ class _Spawned:
 
 def _spawn(command: str, cwd: Path, env: dict[str, str], log_path: Path) -> _Spawned:
     """Open the log and start the shell; blocking (run in a thread)."""
-    _make_private_dirs(log_path.parent)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    log_fd = open_log(log_path)
     try:
         started = time.monotonic()
         # Popen rather than loop.subprocess_exec: the shell is reaped by
@@ -664,8 +686,7 @@ def run_to_end(command: str, cwd: Path, env: dict[str, str], log_path: Path | No
         return _run_to_end_sampled(command, cwd, env, log_path, timeout, grace)
     output = subprocess.DEVNULL
     if log_path is not None:
-        _make_private_dirs(Path(log_path).parent)
-        output = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        output = open_log(Path(log_path))
     try:
         parent = os.getpid()
         child = os.fork()
@@ -691,10 +712,7 @@ def run_to_end(command: str, cwd: Path, env: dict[str, str], log_path: Path | No
 def _run_as_subreaper(parent: int, command: str, cwd: Path, env: dict[str, str], output: int,
                       timeout: float | None, grace: float) -> int:
     """The forked child of :func:`run_to_end`: plain blocking calls only, never back into the parent's loop."""
-    stopping = []
-    signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, lambda *_: stopping.append(True))
+    requests = SignalRequests(stop=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if not become_subreaper():
         return 127  # the guarantee cannot be given: do not start
@@ -702,25 +720,141 @@ def _run_as_subreaper(parent: int, command: str, cwd: Path, env: dict[str, str],
     if os.getppid() != parent:
         return 128 + signal.SIGTERM  # it died before the line above
     try:
-        shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, start_new_session=True,
-                                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        task = ReapedTask(command, cwd, env, output)
     except OSError:
         return 127
-    deadline = None if timeout is None else time.monotonic() + timeout
-    timed_out = False
-    while shell.poll() is None:
-        if stopping or (deadline is not None and time.monotonic() >= deadline):
-            timed_out = not stopping
+    result = task.wait(requests, timeout, grace)
+    return TIMED_OUT_EXIT if result.timed_out else result.exit_code
+
+
+class SignalRequests:
+    """Signals that ask a blocking :meth:`ReapedTask.wait` to stop, pause or resume the task.
+
+    Their handlers only queue them; the signal also wakes the wait through
+    :func:`signal.set_wakeup_fd`, so none waits for a poll. Made before the
+    task starts, so that a signal sent at once is not lost (or fatal, as
+    SIGUSR1's default is). Main thread only, as every signal handler.
+    """
+
+    def __init__(self, stop: tuple[int, ...] = (signal.SIGTERM,), pause: int | None = None,
+                 resume: int | None = None):
+        self.stop, self.pause, self.resume = frozenset(stop), pause, resume
+        self._pending: list[int] = []
+        self.wake_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_fd)
+        for signum in (*stop, pause, resume):
+            if signum is not None:
+                signal.signal(signum, lambda signum, _frame: self._pending.append(signum))
+
+    def take(self) -> list[int]:
+        """The signals received since the last call, oldest first."""
+        try:
+            while os.read(self.wake_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        taken = self._pending[:]
+        del self._pending[:len(taken)]  # a handler may append meanwhile: only what was taken goes
+        return taken
+
+
+class ReapedTask:
+    """A task run by a subreaper with plain blocking calls: ``/bin/sh -c COMMAND`` and every descendant.
+
+    The supervisor's (and setup's) way of running a command: it has nothing
+    else to do, so a blocking loop woken by the shell's pidfd and by signals
+    does what :class:`TaskProcess` does on an event loop, at a fraction of
+    its cost per step. The output goes straight to ``output`` (the log,
+    opened for appending): nobody reads it on the way. Every process left is
+    a descendant of this process, by the subreaper's mechanism, so the
+    cleanup needs no sampling. Call :func:`become_subreaper` first.
+    """
+
+    def __init__(self, command: str, cwd: Path, env: dict[str, str], output: int):
+        self.started = time.monotonic()
+        self.shell = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, start_new_session=True,
+                                      stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        self.pid = self.shell.pid
+        self._exited_at: float | None = None
+        self._paused_since: float | None = None
+        self._paused_total = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """Running time so far (to the shell's exit), paused time not counted."""
+        end = self._exited_at or time.monotonic()
+        paused = self._paused_total + (max(0.0, end - self._paused_since) if self._paused_since is not None else 0.0)
+        return max(0.0, end - self.started - paused)
+
+    def _exited(self) -> bool:
+        if self._exited_at is None and self.shell.poll() is not None:
+            self._exited_at = time.monotonic()
+        return self._exited_at is not None
+
+    def pause(self) -> None:
+        if self._paused_since is None and not self._exited():
+            signal_subreaper_tree(self.pid, signal.SIGSTOP)
+            self._paused_since = time.monotonic()
+
+    def resume(self) -> None:
+        if self._paused_since is not None:
+            signal_subreaper_tree(None if self._exited() else self.pid, signal.SIGCONT)
+            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_since = None
+
+    def wait(self, requests: SignalRequests, timeout: float | None = None, grace: float = 5.0) -> ExitResult:
+        """Run the task to its end, and every process it started with it.
+
+        After ``timeout`` seconds of running (paused time not counted), or
+        on a stop request, every process of the task gets SIGTERM, and
+        SIGKILL after ``grace`` seconds; processes still alive when the
+        shell exits get the same.
+        """
+        try:
+            exit_fd: int | None = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            exit_fd = None  # no pidfd (or already gone): woken every POLL seconds instead
+        poller = select.poll()
+        poller.register(requests.wake_fd, select.POLLIN)
+        if exit_fd is not None:
+            poller.register(exit_fd, select.POLLIN)
+        timed_out = stopping = False
+        try:
+            while not self._exited():
+                for signum in requests.take():
+                    if signum in requests.stop:
+                        stopping = True
+                    elif signum == requests.pause:
+                        self.pause()
+                    elif signum == requests.resume:
+                        self.resume()
+                if not stopping and timeout is not None and self._paused_since is None \
+                        and self.seconds >= timeout:
+                    stopping = timed_out = True
+                if stopping:
+                    break
+                wait = None if timeout is None or self._paused_since is not None else timeout - self.seconds
+                if exit_fd is None:
+                    wait = POLL if wait is None else min(wait, POLL)
+                poller.poll(None if wait is None else max(1, math.ceil(wait * 1000)))
+        finally:
+            if exit_fd is not None:
+                os.close(exit_fd)
+        kill_at = time.monotonic() + grace
+        if stopping:
+            if self._paused_since is not None:
+                self._paused_total += time.monotonic() - self._paused_since
+                self._paused_since = None  # stopping continues it
             # The shell is spared by the reaping (not the signals): its Popen must read its status.
-            terminate_blocking(lambda: descendants_of_me(shell.pid), grace)
-            break
-        time.sleep(POLL)
-    code = shell.wait()
-    # The shell is gone: whatever it left behind is a descendant of this process, whatever it did.
-    terminate_blocking(lambda: descendants_of_me(None), grace)
-    if timed_out:
-        return TIMED_OUT_EXIT
-    return 128 - code if code < 0 else code
+            terminate_blocking(lambda: descendants_of_me(None if self._exited() else self.pid), grace)
+        returncode = self.shell.wait()
+        self._exited()
+        # The shell is gone: whatever it left behind is a descendant of this process, whatever it did.
+        leftovers = 0 if childless() else terminate_blocking(lambda: descendants_of_me(None),
+                                                              max(0.0, kill_at - time.monotonic()) if stopping else grace)
+        sig = -returncode if returncode < 0 else None
+        return ExitResult(exit_code=128 + sig if sig else returncode, timed_out=timed_out, signal=sig,
+                          seconds=self.seconds, leftovers=leftovers)
 
 
 def _run_to_end_sampled(command: str, cwd: Path, env: dict[str, str], log_path: Path | None,

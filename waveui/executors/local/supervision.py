@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import NoReturn
@@ -26,9 +27,9 @@ from pathlib import Path
 import psutil
 
 from waveui.core.pids import CREATE_TIME_TOLERANCE
-from waveui.executors.local.launcher import Launcher
-from waveui.executors.local.runner import ExitResult
-from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise
+from waveui.executors.local.launcher import Launcher, SupervisorLine
+from waveui.executors.local.runner import ExitResult, SignalRequests, become_subreaper
+from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL, supervise, supervise_step
 from waveui.executors.steps import StepFiles, read_json, read_status
 from waveui.run.directives import LineReader, read_directive
 from waveui.run.journal import runs_dir
@@ -60,50 +61,107 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
     if pid:
         os.close(started_in_child)
         return pid, started
-    become_supervisor(command, cwd, env, files, timeout, grace, started_in_child)
-
-
-def become_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
-                      grace: float, started_fd: int) -> NoReturn:
-    """In a process just forked (from waveui or its launcher): leave the session, supervise the step, exit.
-
-    ``started_fd`` is closed once the step's pid file is written.
-    """
-    # From here on only plain, blocking calls, then _exit (never back into the parent's asyncio).
     try:
-        os.setsid()
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
-            if int(name) > 2 and int(name) != started_fd:
-                try:
-                    os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
-                except OSError:
-                    pass
-        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_fd)
+        _leave_session(keep={started_in_child})
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_in_child)
     finally:
         os._exit(0)
 
 
+def serve_steps(connection_fd: int) -> NoReturn:
+    """In a process the launcher just forked: leave the session, run the steps sent on the socket, exit.
+
+    One step at a time, each to its end (status written), then the next; once
+    waveui's end of the socket closes, this process exits. Without a subreaper
+    (not Linux) a supervisor cannot tell one step's leftovers from the next
+    step's processes: it runs one step and exits, and waveui asks for another.
+    """
+    from waveui.executors.local.launcher import receive  # (it imports this module)
+
+    try:
+        _leave_session(keep={connection_fd})
+        with socket.socket(fileno=connection_fd) as connection:
+            subreaper = become_subreaper()
+            requests = SignalRequests(stop=(signal.SIGTERM,), pause=PAUSE_SIGNAL, resume=RESUME_SIGNAL) \
+                if subreaper else None
+            while (received := receive(connection, 2)) is not None:
+                step, (started_fd, ended_fd) = received
+                files = StepFiles(Path(step["log"]), Path(step["pidfile"]), Path(step["status"]))
+                try:
+                    if requests is None:
+                        supervise(step["command"], Path(step["cwd"]), step["env"], files.log, files.pidfile,
+                                  files.status, step["timeout"], step["grace"], started_fd)
+                        return
+                    requests.take()  # signals meant for the step before, sent as it ended
+                    supervise_step(step["command"], Path(step["cwd"]), step["env"], files.log, files.pidfile,
+                                   files.status, step["timeout"], step["grace"], started_fd, requests)
+                finally:
+                    os.close(ended_fd)  # after the status: waveui, following the step, reads this pipe's end
+    finally:
+        os._exit(0)
+
+
+def _leave_session(keep: set[int]) -> None:
+    """In a process just forked (from waveui or its launcher), become nobody's but the step's.
+
+    From here on only plain, blocking calls, then _exit (never back into the parent's asyncio).
+    """
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        if int(name) > 2 and int(name) not in keep:
+            try:
+                os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
+            except OSError:
+                pass
+
+
 def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                       timeout: float | None, grace: float) -> tuple[int | None, int]:
-    """Start the step's supervisor: its pid when it is this process's child (None when the launcher forked it),
-    and the read end of the pipe that ends once its pid file is written."""
+                       timeout: float | None, grace: float) -> tuple[int | None, int, _Ending]:
+    """Have the step started by a supervisor: its pid when it is this process's child (None when the launcher's),
+    the read end of the pipe that ends once its pid file is written, and how its end is told."""
     if launcher is not None:
         started, started_in_child = os.pipe()
+        ended, ended_in_child = os.pipe()
         try:
-            launcher.launch(command, cwd, env, files, timeout, grace, started_in_child)
-            return None, started
+            line = launcher.launch(command, cwd, env, files, timeout, grace, started_in_child, ended_in_child)
+            return None, started, _Ending(launcher, line, ended)
         except OSError:  # the launcher died meanwhile: this process forks the supervisor itself
             os.close(started)
+            os.close(ended)
         finally:
             os.close(started_in_child)
-    return _fork_supervisor(command, cwd, env, files, timeout, grace)
+            os.close(ended_in_child)
+    supervisor, started = _fork_supervisor(command, cwd, env, files, timeout, grace)
+    return supervisor, started, _Ending()
+
+
+@dataclass
+class _Ending:
+    """How a step's end is told, besides its status file: the launcher's supervisor that runs it closes
+    ``pipe``'s other end and is given back for another step; a supervisor of its own exits."""
+
+    launcher: Launcher | None = None
+    line: SupervisorLine | None = None
+    pipe: int | None = None  # its read end
+
+    def close(self, supervisor_moves_on: bool) -> None:
+        """Done with it; with ``supervisor_moves_on`` the supervisor ran the step to its end and awaits another."""
+        if self.pipe is not None:
+            os.close(self.pipe)
+            self.pipe = None
+        if self.line is not None:
+            if supervisor_moves_on:
+                self.launcher.give_back(self.line)
+            else:
+                self.line.close()
+            self.line = None
 
 
 async def _readable(fd: int, timeout: float) -> None:
@@ -127,7 +185,8 @@ class SupervisedStep:
     """A task step running under a supervisor: pause, resume, terminate, wait — started here or adopted."""
 
     def __init__(self, files: StepFiles, record: dict, on_directive: Callable[[dict], None],
-                 supervisor_is_child: bool, log_offset: int = 0, read_line: LineReader = read_directive):
+                 supervisor_is_child: bool, log_offset: int = 0, read_line: LineReader = read_directive,
+                 ending: _Ending | None = None):
         self.files = files
         self.pid: int = record["pid"]
         self.create_time: float = record["started"]
@@ -143,6 +202,8 @@ class SupervisedStep:
         self._started = time.monotonic()
         self._result: ExitResult | None = None
         self._exit_fd: int | None = None
+        self._ending = ending or _Ending()
+        self._status_read = False  # the step ended with a status: its supervisor ran it to the end
 
     # ---- starting and adopting ----
 
@@ -165,7 +226,7 @@ class SupervisedStep:
             finally:
                 os.close(log)
         offset = files.log.stat().st_size if files.log.exists() else 0
-        supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
+        supervisor, started, ending = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
         try:
             # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
@@ -176,13 +237,13 @@ class SupervisedStep:
         while True:
             record = read_json(files.pidfile)
             if record and "pid" in record:
-                return cls(files, record, on_directive, supervisor is not None, offset, read_line)
+                return cls(files, record, on_directive, supervisor is not None, offset, read_line, ending)
             status = read_status(files)
             if status:  # could not even start (e.g. the folder vanished)
                 now = time.time()
                 return cls(files, {"pid": 0, "started": now, "supervisor": supervisor or 0,
                                    "supervisor_started": now}, on_directive, supervisor is not None, offset,
-                           read_line)
+                           read_line, ending)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the supervisor of {files.log.stem} did not start")
             await asyncio.sleep(0.02)  # it ended without either, or a status is still being written
@@ -220,6 +281,8 @@ class SupervisedStep:
                 pass
 
     def _ask_supervisor(self, signum: int, fallback: int) -> None:
+        if self._result is not None:
+            return  # ended: its supervisor may be running another step now
         if self.supervisor_alive():
             try:
                 os.kill(self.supervisor, signum)
@@ -241,6 +304,8 @@ class SupervisedStep:
 
     async def terminate(self, grace: float = 5.0) -> ExitResult:
         """Ask the supervisor to stop the command (it still writes the status); kill it all if it cannot."""
+        if self._result is not None:
+            return self._result  # ended: its supervisor may be running another step now
         if self.supervisor_alive():
             try:
                 os.kill(self.supervisor, signal.SIGTERM)
@@ -255,7 +320,8 @@ class SupervisedStep:
             return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
 
     def detach(self) -> None:
-        """Leave the step running for the next waveui to adopt."""
+        """Leave the step running for the next waveui to adopt (its supervisor exits after it)."""
+        self._ending.close(supervisor_moves_on=False)
 
     @property
     def seconds(self) -> float:
@@ -300,17 +366,27 @@ class SupervisedStep:
         return found
 
     def _exit_signal(self) -> asyncio.Event:
-        """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll."""
+        """Set when the step's status is out (its ending pipe closed) or its supervisor exited: a wake-up at
+        once instead of at the next poll."""
         ended = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if self._ending.pipe is not None:
+            pipe = self._ending.pipe
+
+            def status_out() -> None:
+                loop.remove_reader(pipe)
+                ended.set()
+
+            loop.add_reader(pipe, status_out)
         try:
             fd = os.pidfd_open(self.supervisor)
         except (AttributeError, OSError):
             return ended  # no pidfd here (or already gone): polling alone notices the end
-        loop = asyncio.get_running_loop()
 
         def exited() -> None:
             loop.remove_reader(fd)
             os.close(fd)
+            self._exit_fd = None
             ended.set()
 
         loop.add_reader(fd, exited)
@@ -322,13 +398,18 @@ class SupervisedStep:
         if self._result is not None:
             return self._result
         ended = self._exit_signal()
+        loop = asyncio.get_running_loop()
         try:
             self._result = await self._follow(ended)
         finally:
-            if not ended.is_set() and self._exit_fd is not None:
-                asyncio.get_running_loop().remove_reader(self._exit_fd)
+            if self._exit_fd is not None:
+                loop.remove_reader(self._exit_fd)
                 os.close(self._exit_fd)
             self._exit_fd = None
+            if self._ending.pipe is not None:
+                loop.remove_reader(self._ending.pipe)
+            # With its status read, the supervisor has moved on; lost or cancelled, it is let go.
+            self._ending.close(supervisor_moves_on=self._result is not None and self._status_read)
         return self._result
 
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
@@ -345,6 +426,7 @@ class SupervisedStep:
                     self._partial += b"\n"
                     await self._read_more()
                 self._reap()
+                self._status_read = True
                 return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
             if not self.supervisor_alive():

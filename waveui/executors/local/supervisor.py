@@ -1,19 +1,23 @@
-"""The supervisor: a small process of waveui's own that runs one task command and outlives waveui.
+"""The supervisor: a small process of waveui's own that runs task commands, one at a time, and outlives waveui.
 
-waveui forks a supervisor into a session of its own for every command a task
-runs (``python -m waveui.executors.local.supervisor`` does the same by hand). The
-supervisor runs the command with :func:`waveui.executors.local.runner.start_task`: in a
-process group of its own, its output going to the task's log (the pipe ends in
-the supervisor, never in a waveui that may die), with the timeout enforced and
-whatever the command left behind killed. The supervisor is a child subreaper
-(Linux), so "whatever the command left behind" is every process still below
-it, detached or not. While it runs it holds a shared lock on the command's
-folder (:mod:`waveui.core.occupancy`), so no waveui reuses that worktree.
-Then it writes the exit status and end time next to the log. waveui pauses,
-resumes and stops the command by signalling the supervisor (SIGUSR1, SIGUSR2,
-SIGTERM), which keeps the books. If waveui is killed, the supervisor and its
-command go on; the next ``waveui run`` finds the status, or the supervisor
-still running, and adopts the task instead of starting it again.
+A supervisor runs in a session of its own, forked by waveui's launcher (see
+:mod:`waveui.executors.local.launcher`), which gives it step after step, or by
+waveui itself for one step (``python -m waveui.executors.local.supervisor``
+does the same by hand). It is a child subreaper (Linux) and runs the command
+with :class:`waveui.executors.local.runner.ReapedTask`: ``/bin/sh -c`` in a
+process group of its own, its output going straight to the task's log, with
+the timeout enforced and whatever the command left behind killed; being the
+subreaper, "whatever the command left behind" is every process still below
+it, detached or not. While the step runs it holds a shared lock on the
+command's folder (:mod:`waveui.core.occupancy`), so no waveui reuses that
+worktree. Then it writes the exit status and end time next to the log, and
+only then takes another step. waveui pauses, resumes and stops the command by
+signalling the supervisor (SIGUSR1, SIGUSR2, SIGTERM), which keeps the books.
+If waveui is killed, the supervisor and its command go on; the next ``waveui
+run`` finds the status, or the supervisor still running, and adopts the task
+instead of starting it again. Where it cannot be a subreaper, the supervisor
+runs its one step on an event loop with :func:`~waveui.executors.local.runner.start_task`,
+which samples the process tree instead.
 
 Files, for a step (``running`` or ``verifying``) of task ``ID``, in the run's
 logs folder:
@@ -44,12 +48,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
 from waveui.core.occupancy import occupy
-from waveui.executors.local.runner import become_subreaper, start_task
+from waveui.executors.local.runner import ReapedTask, SignalRequests, become_subreaper, open_log, start_task
 from waveui.run.journal import ensure_private_dir
 
 PAUSE_SIGNAL = signal.SIGUSR1
@@ -176,43 +181,105 @@ def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> N
         delay = min(delay * 2, RETRY_MOST)
 
 
-async def _supervise(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
-                     timeout: float | None, grace: float, started_fd: int | None) -> None:
-    # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
-    become_subreaper()
-    if Path(cwd).parent.name == "worktrees":  # a pooled slot: other runs must see it in use
-        occupy(cwd)  # held until this process exits, after the command's last process
+def supervise_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
+                   timeout: float | None, grace: float, started_fd: int | None, requests: SignalRequests) -> None:
+    """One step, by a supervisor that is a subreaper: run with plain blocking calls (see :class:`ReapedTask`).
+
+    ``requests`` are the signals waveui steers the step with, their handlers
+    installed beforehand. ``started_fd`` is closed once the pid file is
+    written, or the status if the step could not start. The supervisor may
+    run another step afterwards: nothing of this one is left open.
+    """
+    def tell_started() -> None:  # waveui, waiting for the pid file, reads the end of this pipe
+        nonlocal started_fd
+        if started_fd is not None:
+            os.close(started_fd)
+            started_fd = None
+
+    occupied = occupy(cwd) if Path(cwd).parent.name == "worktrees" else None  # a pooled slot: others see it in use
+    try:
+        _run_step(command, cwd, env, log, pidfile, status, timeout, grace, tell_started, requests)
+    finally:
+        tell_started()  # the status tells, if the step did not start
+        if occupied is not None:
+            os.close(occupied)  # after the command's last process: the slot is free
+
+
+def _run_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
+              timeout: float | None, grace: float, tell_started: Callable[[], None], requests: SignalRequests) -> None:
+    try:
+        output = open_log(log)
+        try:
+            task = ReapedTask(command, cwd, env, output)
+        finally:
+            os.close(output)  # the shell has it: output never passes through this process
+    except OSError as error:
+        record_status(status, None, _status(exit_code=127, seconds=0.0, error=str(error)))
+        return
+    record = {"supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
+              "pid": task.pid, "started": _create_time(task.pid), "cwd": os.path.abspath(cwd)}
+    try:
+        reserved = _pid_file(pidfile, record)
+    except OSError as error:  # no pid file, no way for waveui to follow it: do not let it run unseen
+        result = task.wait(requests, timeout=0.0, grace=grace)  # out of time at once: stopped
+        record_status(status, None, _status(exit_code=127, signum=result.signal, seconds=result.seconds,
+                                            error=f"cannot write the pid file: {error}"))
+        return
+    tell_started()
+    # waveui steers the command through this process, which keeps the books (paused time, cleanup).
+    result = task.wait(requests, timeout, grace)
+    # The handlers stay: a stop asked for now must not end this process before the status is out.
+    record_status(status, reserved, _status(exit_code=result.exit_code, signum=result.signal,
+                                            timed_out=result.timed_out, seconds=result.seconds))
+    reserved.close()
+
+
+def _status(exit_code: int, seconds: float, signum: int | None = None, timed_out: bool = False,
+            error: str | None = None) -> dict:
+    """A step's status, as its status file holds it."""
+    status = {"exit_code": exit_code, "signal": signum, "timed_out": timed_out, "seconds": seconds,
+              "ended": time.time()}
+    return status if error is None else {**status, "error": error}
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:  # not reaped yet, so only a failing /proc: the start is close enough
+        return time.time()
+
+
+async def _supervise_sampled(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path,
+                             status: Path, timeout: float | None, grace: float, started_fd: int | None) -> None:
+    """The supervisor where it cannot be a subreaper: the task run on an event loop, its tree sampled."""
+    if Path(cwd).parent.name == "worktrees":
+        occupy(cwd)
     try:
         # The runner does the work: output to the log, the timeout (paused time not counted),
         # and no process of the task outliving it. waveui reads the log for progress itself.
         process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None,
                                    spawn_in_thread=False)
     except OSError as error:
-        record_status(status, None, {"exit_code": 127, "signal": None, "timed_out": False, "seconds": 0.0,
-                                     "ended": time.time(), "error": str(error)})
+        record_status(status, None, _status(exit_code=127, seconds=0.0, error=str(error)))
         return
     record = {"supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
               "pid": process.pid, "started": process.create_time, "cwd": os.path.abspath(cwd)}
     try:
         reserved = _pid_file(pidfile, record)
-    except OSError as error:  # no pid file, no way for waveui to follow it: do not let it run unseen
+    except OSError as error:
         result = await process.terminate(grace)
-        record_status(status, None, {"exit_code": 127, "signal": result.signal, "timed_out": False,
-                                     "seconds": result.seconds, "ended": time.time(),
-                                     "error": f"cannot write the pid file: {error}"})
+        record_status(status, None, _status(exit_code=127, signum=result.signal, seconds=result.seconds,
+                                            error=f"cannot write the pid file: {error}"))
         return
     if started_fd is not None:
-        os.close(started_fd)  # waveui, waiting for the pid file, reads the end of this pipe
-    # waveui steers the command through its supervisor, which keeps the books (paused time, cleanup).
+        os.close(started_fd)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(process.terminate(grace)))
     loop.add_signal_handler(PAUSE_SIGNAL, process.pause)
     loop.add_signal_handler(RESUME_SIGNAL, process.resume)
     result = await process.wait(timeout=timeout, grace=grace)
-    # The handlers stay: a stop asked for now must not end this process before the status is out.
-    record_status(status, reserved, {"exit_code": result.exit_code, "signal": result.signal,
-                                     "timed_out": result.timed_out, "seconds": result.seconds,
-                                     "ended": time.time()})
+    record_status(status, reserved, _status(exit_code=result.exit_code, signum=result.signal,
+                                            timed_out=result.timed_out, seconds=result.seconds))
     reserved.close()
 
 
@@ -222,12 +289,18 @@ def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pi
 
     ``started_fd``, the write end of a pipe, is closed once the pid file is written (or this process ends).
     """
+    env = dict(os.environ) if env is None else env
+    # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
+    if become_subreaper():
+        requests = SignalRequests(stop=(signal.SIGTERM,), pause=PAUSE_SIGNAL, resume=RESUME_SIGNAL)
+        supervise_step(command, cwd, env, log, pidfile, status, timeout, grace, started_fd, requests)
+        return
     asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
     # Not asyncio.run: its teardown (joining the thread pool in a new thread) took milliseconds after
     # the status was out, and waveui learns the end when this process exits, which it does right after.
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(_supervise(command, cwd, dict(os.environ) if env is None else env, log, pidfile,
-                                       status, timeout, grace, started_fd))
+    loop.run_until_complete(_supervise_sampled(command, cwd, env, log, pidfile, status, timeout, grace,
+                                               started_fd))
 
 
 def main(argv: list[str] | None = None) -> int:
