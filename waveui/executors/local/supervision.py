@@ -1,12 +1,15 @@
 """Starting task commands under supervisors, following them, and adopting them after waveui died.
 
-A supervisor is forked from waveui (cheaper than starting a new Python) and
-leaves waveui's session at once, so nothing that happens to waveui reaches
-it: not ``kill -9``, not a closed terminal. waveui follows a supervised step
-through files only: it reads the log as it grows, with the line reader it
-was given (``::waveui`` lines, and the agent's own result lines), and
-learns the end from the status, which it reads from the status file or, when
-that could not be written, from the pid file (see :mod:`waveui.executors.local.supervisor`).
+A supervisor is forked by waveui's launcher and runs step after step (or,
+without a launcher, is forked from waveui for one step); either way it leaves
+waveui's session at once, so nothing that happens to waveui reaches it: not
+``kill -9``, not a closed terminal. waveui follows a supervised step through
+files only: it reads the log as it grows, with the line reader it was given
+(``::waveui`` lines, and the agent's own result lines), and learns the end
+from the status, which it reads from the status file or, when that could not
+be written, from the pid file (see :mod:`waveui.executors.local.supervisor`).
+A pipe whose end the supervisor closes once the status is out, or the
+supervisor's exit, wakes waveui at once; polling catches the rest.
 The next waveui can do exactly the same with a step it did not start; that
 is adoption. :func:`live_steps` lists the supervisors still running in any
 run of a repository.
