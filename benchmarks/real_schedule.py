@@ -28,12 +28,18 @@ for every task's end (its command exited, then its work merged):
 
 * dispatch: the last dependency's ``done`` to the task's ``preparing`` (in a
   graph, mostly waiting for a worker: ``--chain`` measures the hop alone);
-* prepare: ``preparing`` to the command's first line (worktree, journal, supervisor);
+* prepare: ``preparing`` to the command's first line (worktree, journal, supervisor),
+  of which ``waiting``: a task prepared ahead of a worker waiting for one;
 * commit: the command's last line to ``merging`` (the task's work committed);
 * merge: ``merging`` to ``done``;
 
 with their medians and 90th percentiles, and how many git processes the run
-started (each call through ``waveui/git/command.py``), per task.
+started (each call through ``waveui/git/command.py``), per task. On a graph
+whose optimum is bound by its work rather than its critical path, every
+millisecond a worker spends on waveui's own work delays the end: the worker
+time around each command (from the task's worker given to its merging, the
+command's own time left out) and the workers' share of time spent in commands
+tell how much.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ DEFAULT_GRAPHS = ("rand/50/rand0000.stg", "rand/50/rand0010.stg", "rand/50/rand0
 # The command's own clock, on lines of its log: what it took, apart from waveui's work around it.
 COMMAND = ('echo "bench-start $(date +%s.%N)"; sleep {seconds:.4f}; echo {id} > out/{id}.txt; '
            'echo "bench-end $(date +%s.%N)"')
-SEGMENTS = ("dispatch", "prepare", "commit", "merge")
+SEGMENTS = ("dispatch", "prepare", "waiting", "commit", "merge")
 
 
 class GitCounter:
@@ -100,6 +106,8 @@ class Outcome:
     segments: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     hop: list[float] = field(default_factory=list)  # last dependency merged -> command started
     landing: list[float] = field(default_factory=list)  # command ended -> work merged
+    around: list[float] = field(default_factory=list)  # worker time around the command, per task
+    in_commands: float = 0.0  # the commands' own time, summed
     git_calls: dict[str, int] = field(default_factory=dict)
     tasks: int = 0
 
@@ -158,9 +166,12 @@ def command_times(log: Path) -> tuple[float, float]:
 
 def analyse(run_dir: Path, epic: Epic, wall: float, git_calls: dict[str, int]) -> Outcome:
     first: dict[tuple[str, str], float] = {}
+    given: dict[str, float] = {}  # when each task got its worker
     for event in read_events(run_dir / "events.jsonl"):
         if isinstance(event, TaskStateChanged):
             first.setdefault((event.task, event.state), event.t)
+            if event.state in ("preparing", "running") and event.worker is not None:
+                given.setdefault(event.task, event.t)
     outcome = Outcome(0.0, wall, git_calls=git_calls, tasks=len(epic.tasks))
     begun = min(first[t.id, "preparing"] for t in epic.tasks)
     outcome.makespan = max(first[t.id, "done"] for t in epic.tasks) - begun
@@ -172,6 +183,9 @@ def analyse(run_dir: Path, epic: Epic, wall: float, git_calls: dict[str, int]) -
             outcome.segments["dispatch"].append(preparing - freed)
             outcome.hop.append(started - freed)
         outcome.segments["prepare"].append(started - preparing)
+        outcome.segments["waiting"].append(given[task.id] - preparing)
+        outcome.around.append(merging - given[task.id] - (ended - started))
+        outcome.in_commands += ended - started
         outcome.segments["commit"].append(merging - ended)
         outcome.segments["merge"].append(done - merging)
         outcome.landing.append(done - ended)
@@ -200,6 +214,9 @@ def print_hops(outcomes: list[Outcome]) -> None:
           f"   = dispatch {ms(merged['dispatch'])} + prepare {ms(merged['prepare'])}")
     print(f"     command ended -> work merged               {ms(landing)}"
           f"   = commit {ms(merged['commit'])} + merge {ms(merged['merge'])}")
+    print(f"     of prepare, waiting for a worker (prepared ahead) {ms(merged['waiting'])}")
+    around = [value for outcome in outcomes for value in outcome.around]
+    print(f"   worker time around each command, ms (median, p90): {ms(around)}")
     calls: dict[str, int] = defaultdict(int)
     tasks = sum(o.tasks for o in outcomes)
     for outcome in outcomes:
@@ -236,7 +253,8 @@ def run_graphs(args: argparse.Namespace) -> int:
             ratio = outcome.makespan / against
             ratios[kind].append(ratio)
             print(f"  {file} {kind:5}: makespan {outcome.makespan:7.2f} s, {name} {against:7.2f} s, "
-                  f"ratio {ratio:.3f} (whole run {outcome.wall:.2f} s)")
+                  f"ratio {ratio:.3f}, workers in commands {outcome.in_commands / (args.workers * outcome.makespan):.0%} "
+                  f"(whole run {outcome.wall:.2f} s)")
     print()
     for kind, target in (("exact", 1.10), ("noisy", 1.15)):
         values = ratios[kind]

@@ -121,7 +121,11 @@ class Engine:
         self._worktrees: dict[str, object | None] = {}  # the worktree each running job holds until it frees it
         self._jobs: dict[str, asyncio.Task] = {}
         self._free_slots: list[int] = []
-        self._holding: dict[str, int] = {}  # the worker slot each task holds, from its start to its merge
+        self._holding: dict[str, int] = {}  # the worker slot each task holds, from its command to its merge
+        # Tasks whose worktree is prepared without a worker, while every worker is busy, so that the worker
+        # freed next starts a command at once: git's work stays off the workers' time.
+        self._ahead: set[str] = set()
+        self._awaiting_worker: dict[str, asyncio.Future[int]] = {}  # prepared ahead: the worker, once given
         self._wake = asyncio.Event()
         self._stopping: str | None = None
         self._detached = False  # stopped with tasks left running for the next waveui to adopt
@@ -378,21 +382,8 @@ class Engine:
             self._wake.clear()
             if self._stopping:
                 return
-            # slots held, not states: a job just created has not emitted its first state yet
-            room = min(self.state.limit - len(self._holding), len(self._free_slots))
-            if not self.state.paused and room > 0:
-                picked = self.ready.next_ready(room, self.clock(), self.locks.free_for)
-                if picked and not self._check_run_budget():
-                    picked = []  # they stay queued, for a run resumed with a higher budget
-                for task_id in picked:
-                    if not self.locks.free_for(task_id):  # a task picked just before holds its file
-                        continue
-                    if task_id in self._jobs:  # its last attempt is still being kept; its job wakes us when done
-                        continue
-                    self.locks.acquire(task_id)
-                    slot = self._free_slots.pop(0)
-                    self._holding[task_id] = slot
-                    self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
+            if not self.state.paused:
+                self._start_tasks()
             if not self._jobs and (self.ready.settled() or self._budget_reached):
                 if self._closing or not self.options.stay_open:
                     return
@@ -402,6 +393,64 @@ class Engine:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+    def _start_tasks(self) -> None:
+        """Give each free worker to the best task, and prepare the next best ahead of a worker.
+
+        Best is by user priority, then plan rank (critical path first), whether
+        the task was prepared ahead or is only ready: a worker never goes to a
+        prepared task while a better one waits unprepared.
+        """
+        # slots held, not states: a job just created has not emitted its first state yet
+        free = min(self.state.limit - len(self._holding), len(self._free_slots))
+        ahead = max(0, self._ahead_limit() - len(self._ahead))
+        picked = self.ready.next_ready(free + ahead, self.clock(), self.locks.free_for) if free + ahead > 0 else []
+        # its last attempt is still being kept: its job wakes us when done
+        candidates = [task_id for task_id in picked if task_id not in self._jobs]
+        if candidates and not self._check_run_budget():
+            candidates = []  # they stay queued, for a run resumed with a higher budget
+        prepared = sorted(self._awaiting_worker, key=self._rank)
+        while free > 0 and (prepared or candidates):
+            if prepared and (not candidates or self._rank(prepared[0]) <= self._rank(candidates[0])):
+                task_id = prepared.pop(0)
+                self._ahead.discard(task_id)
+                self._holding[task_id] = slot = self._free_slots.pop(0)
+                self._awaiting_worker.pop(task_id).set_result(slot)
+                free -= 1
+            elif self._admit(candidates.pop(0), with_worker=True):
+                free -= 1
+        for task_id in candidates[:ahead]:
+            self._admit(task_id, with_worker=False)
+
+    def _admit(self, task_id: str, with_worker: bool) -> bool:
+        """Start the task's job, with a worker or to be prepared ahead of one; False if its files are taken."""
+        if not self.locks.free_for(task_id):  # a task picked just before holds its file
+            return False
+        self.locks.acquire(task_id)
+        slot = None
+        if with_worker:
+            self._holding[task_id] = slot = self._free_slots.pop(0)
+        else:
+            self._ahead.add(task_id)
+        self._jobs[task_id] = asyncio.create_task(self._run_task(task_id, slot))
+        return True
+
+    def _ahead_limit(self) -> int:
+        """How many tasks may be prepared ahead of a worker: some with worktrees to prepare, else none."""
+        if self.pool is None or self.executor is None or self.executor.remote:
+            return 0
+        return max(1, self.state.limit // 4)
+
+    def _rank(self, task_id: str) -> tuple[int, int]:
+        task = self.state.tasks[task_id]
+        return -task.priority, task.rank
+
+    async def _worker_for(self, task_id: str) -> int:
+        """Wait until the dispatch gives this task, prepared ahead, a worker; the worker's number."""
+        given = asyncio.get_running_loop().create_future()
+        self._awaiting_worker[task_id] = given
+        self._wake.set()
+        return await given
 
     # ------------------------------------------------------------ one task
 
@@ -484,7 +533,9 @@ class Engine:
         if process is not None:  # else it is being started: _run_commands stops it once it is
             self._loop.create_task(process.terminate(self.options.grace))
 
-    async def _run_task(self, task_id: str, slot: int, adopted: Adoption | None = None) -> None:
+    async def _run_task(self, task_id: str, slot: int | None, adopted: Adoption | None = None) -> None:
+        """One attempt of the task, from its worktree to its merge; ``slot`` is its worker, None if it is
+        prepared ahead of one (then given one before its setup and commands)."""
         task = self.tasks[task_id]
         attempt = adopted.attempt if adopted else self.state.tasks[task_id].attempt + 1
         self.ready.retry_at.pop(task_id, None)
@@ -505,7 +556,10 @@ class Engine:
                     self._worktrees[task_id] = worktree
                     # journaled before the command starts, so a task adopted after a crash knows its base
                     self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
-                                    start_point=start_point)
+                                    start_point=start_point, reason="" if slot is not None else "waiting for a worker")
+                    if slot is None:
+                        slot = await self._worker_for(task_id)
+                        self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
                     if not await self._setup(task, worktree, attempt):
                         return
             worktree = self._worktrees[task_id]
@@ -542,6 +596,8 @@ class Engine:
             if worktree is not None and not left_running:  # a task left running keeps its worktree
                 await self._release(task_id, worktree, attempt)
             self._free_worker(task_id)
+            self._ahead.discard(task_id)
+            self._awaiting_worker.pop(task_id, None)
             if self.state.tasks[task_id].state != "merging":
                 self.locks.release(task_id)
             self._jobs.pop(task_id, None)

@@ -1,0 +1,102 @@
+"""Preparing a worktree ahead of a worker: git's work off the workers' time, the best task still first."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from waveui.engine.engine import Engine, RunOptions
+from waveui.run.events import TaskStateChanged
+from waveui.run.journal import read_events
+from tests.engine_helpers import make_repo, write_epic
+
+WAIT = 60.0  # a deadline for a loaded machine, never a measure of speed
+
+
+def _epic(repo: Path, gate: Path, others: list[str]):
+    rows = "".join(f'[[task]]\nid = "{name}"\n' for name in others)
+    return write_epic(repo, f"""
+        [epic]
+        name = "ahead"
+        max_parallel = 1
+        command = 'echo "$WAVEUI_TASK_ID" > "$WAVEUI_TASK_ID.txt"'
+        [[task]]
+        id = "long"
+        story_points = 5  # the longest path: it takes the one worker first
+        command = 'while [ ! -e {gate} ]; do sleep 0.05; done; echo long > long.txt'
+    """ + rows)
+
+
+async def _until(condition, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def _running_spans(engine: Engine) -> dict[str, tuple[float, float]]:
+    """When each task's command ran, from the journal: its "running" to its next state."""
+    spans: dict[str, list[float]] = {}
+    for event in read_events(engine.run_dir / "events.jsonl"):
+        if isinstance(event, TaskStateChanged):
+            span = spans.get(event.task)
+            if event.state == "running":
+                spans[event.task] = [event.t, float("inf")]
+            elif span is not None and span[1] == float("inf"):
+                span[1] = event.t
+    return {task: (start, end) for task, (start, end) in spans.items()}
+
+
+def test_a_task_is_prepared_while_every_worker_is_busy_and_runs_once_one_is_free(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    gate = tmp_path / "gate"
+    engine = Engine(_epic(repo, gate, ["next"]), repo, RunOptions(grace=0.5))
+    seen = {}
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+        await _until(lambda: "next" in engine.state.tasks and engine.state.tasks["next"].worktree
+                     and engine.state.tasks["long"].state == "running", "next prepared while long runs")
+        tasks = engine.state.tasks
+        await asyncio.sleep(0.3)  # it stays prepared: the one worker is long's
+        seen.update(state=tasks["next"].state, worker=tasks["next"].worker, reason=tasks["next"].reason,
+                    worktree=Path(tasks["next"].worktree))
+        gate.touch()
+        await run
+
+    asyncio.run(drive())
+    assert seen["state"] == "preparing" and seen["worker"] is None and seen["reason"] == "waiting for a worker"
+    assert seen["worktree"].is_dir()
+    tasks = engine.state.tasks
+    assert tasks["long"].state == tasks["next"].state == "done"
+    spans = _running_spans(engine)
+    assert spans["long"][1] <= spans["next"][0]  # never two commands on one worker
+
+
+def test_a_freed_worker_goes_to_a_better_task_than_the_one_prepared_ahead(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    gate = tmp_path / "gate"
+    engine = Engine(_epic(repo, gate, ["one", "two"]), repo, RunOptions(grace=0.5))
+    order = {}
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+
+        def prepared_ahead():
+            tasks = engine.state.tasks  # the run's state, once it has started
+            return next((t for t in ("one", "two") if t in tasks and tasks[t].worktree
+                         and tasks[t].state == "preparing"), None)
+        await _until(lambda: prepared_ahead() is not None and engine.state.tasks["long"].state == "running",
+                     "a task prepared ahead")
+        order["ahead"] = prepared_ahead()
+        order["raised"] = "two" if order["ahead"] == "one" else "one"
+        engine.set_priority(order["raised"], 5)  # now the best, though not prepared
+        gate.touch()
+        await run
+
+    asyncio.run(drive())
+    tasks = engine.state.tasks
+    assert all(task.state == "done" for task in tasks.values())
+    spans = _running_spans(engine)
+    assert spans[order["raised"]][0] < spans[order["ahead"]][0]
+    assert spans[order["raised"]][1] <= spans[order["ahead"]][0]  # one worker, one command at a time
