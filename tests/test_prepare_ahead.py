@@ -100,3 +100,44 @@ def test_a_freed_worker_goes_to_a_better_task_than_the_one_prepared_ahead(tmp_pa
     spans = _running_spans(engine)
     assert spans[order["raised"]][0] < spans[order["ahead"]][0]
     assert spans[order["raised"]][1] <= spans[order["ahead"]][0]  # one worker, one command at a time
+
+
+def _waiting(engine: Engine, task_id: str) -> bool:
+    task = engine.state.tasks.get(task_id)
+    return task is not None and task.reason == "waiting for a worker"
+
+
+def test_a_task_cancelled_while_prepared_ahead_never_runs(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    gate = tmp_path / "gate"
+    engine = Engine(_epic(repo, gate, ["one", "two"]), repo, RunOptions(grace=0.5))
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+        await _until(lambda: _waiting(engine, "one") or _waiting(engine, "two"), "a task prepared ahead")
+        cancelled = "one" if _waiting(engine, "one") else "two"
+        engine.cancel(cancelled)
+        gate.touch()  # the worker frees: it must not go to the cancelled task
+        await asyncio.wait_for(run, WAIT)
+        return cancelled
+
+    cancelled = asyncio.run(drive())
+    other = "two" if cancelled == "one" else "one"
+    assert engine.state.tasks[cancelled].state == "cancelled"
+    assert engine.state.tasks[other].state == engine.state.tasks["long"].state == "done"
+    assert cancelled not in _running_spans(engine)
+
+
+def test_stopping_the_run_lets_go_of_a_task_waiting_for_a_worker(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    engine = Engine(_epic(repo, tmp_path / "gate", ["next"]), repo, RunOptions(grace=0.5))
+
+    async def drive():
+        run = asyncio.create_task(engine.run())
+        await _until(lambda: _waiting(engine, "next"), "next prepared ahead")
+        engine.stop(leave_resumable=False)
+        await asyncio.wait_for(run, WAIT)  # nothing waits for a worker that will not come
+
+    asyncio.run(drive())
+    assert "next" not in _running_spans(engine)
+    assert not list((repo / ".waveui" / "worktrees").glob("slot-*/next.txt"))

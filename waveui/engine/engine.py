@@ -445,8 +445,8 @@ class Engine:
         task = self.state.tasks[task_id]
         return -task.priority, task.rank
 
-    async def _worker_for(self, task_id: str) -> int:
-        """Wait until the dispatch gives this task, prepared ahead, a worker; the worker's number."""
+    async def _worker_for(self, task_id: str) -> int | None:
+        """Wait until the dispatch gives this task, prepared ahead, a worker; its number, None if cancelled."""
         given = asyncio.get_running_loop().create_future()
         self._awaiting_worker[task_id] = given
         self._wake.set()
@@ -554,11 +554,15 @@ class Engine:
                     start_point, worktree = await asyncio.to_thread(self._prepare_worktree, task_id, attempt,
                                                                     resume_from)
                     self._worktrees[task_id] = worktree
+                    if self.state.tasks[task_id].state == "cancelled":  # while its worktree was made
+                        return
                     # journaled before the command starts, so a task adopted after a crash knows its base
                     self._set_state(task_id, "preparing", attempt=attempt, worker=slot, worktree=str(worktree.path),
                                     start_point=start_point, reason="" if slot is not None else "waiting for a worker")
                     if slot is None:
                         slot = await self._worker_for(task_id)
+                        if slot is None:  # cancelled while it waited
+                            return
                         self._set_state(task_id, "preparing", attempt=attempt, worker=slot)
                     if not await self._setup(task, worktree, attempt):
                         return
@@ -977,6 +981,9 @@ class Engine:
             return
         self.ready.retry_at.pop(task_id, None)
         self._set_state(task_id, "cancelled", reason="cancelled by user")
+        waiting = self._awaiting_worker.pop(task_id, None)
+        if waiting is not None:  # prepared ahead of a worker: it needs none now
+            waiting.set_result(None)
         process = self._processes.get(task_id)
         if process:
             asyncio.get_running_loop().create_task(process.terminate(self.options.grace))
@@ -996,6 +1003,10 @@ class Engine:
         """
         self._stopping = "interrupted" if leave_resumable else "stopped"
         self._detached = leave_resumable
+        for waiting in self._awaiting_worker.values():
+            if not waiting.done():
+                waiting.set_result(None)  # prepared ahead of a worker that will not come now
+        self._awaiting_worker.clear()
         if leave_resumable:
             current = asyncio.current_task()
             for job in self._jobs.values():
