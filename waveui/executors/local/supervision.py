@@ -115,11 +115,11 @@ async def _readable(fd: int, timeout: float) -> None:
         if not ready.done():
             ready.set_result(None)
     loop.add_reader(fd, wake)
+    timer = loop.call_later(timeout, wake)  # the timeout wakes it as the pipe would: no wait_for around it
     try:
-        await asyncio.wait_for(ready, timeout)
-    except asyncio.TimeoutError:
-        pass
+        await ready
     finally:
+        timer.cancel()
         loop.remove_reader(fd)
 
 
@@ -158,13 +158,15 @@ class SupervisedStep:
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
-        if heading:  # the log is the owner's only, as the supervisor would make it
-            log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
+        # The log is the owner's only, as the supervisor would make it; where it ends is where the step's
+        # output begins (told by the same descriptor: no stat of it by name).
+        log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            if heading:
                 os.write(log, (heading + "\n").encode())
-            finally:
-                os.close(log)
-        offset = files.log.stat().st_size if files.log.exists() else 0
+            offset = os.lseek(log, 0, os.SEEK_END)
+        finally:
+            os.close(log)
         supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
         deadline = time.monotonic() + START_WAIT_SECONDS
         try:
@@ -300,12 +302,24 @@ class SupervisedStep:
         return found
 
     def _exit_signal(self) -> asyncio.Event:
-        """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll."""
+        """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll.
+
+        Set at once when it has exited already (a short step often has); never set where there are no
+        pidfds: polling alone notices the end then. A pidfd that is open and has not fired tells the
+        supervisor is alive without asking the process table.
+        """
         ended = asyncio.Event()
         try:
             fd = os.pidfd_open(self.supervisor)
+        except ProcessLookupError:
+            ended.set()
+            return ended
         except (AttributeError, OSError):
-            return ended  # no pidfd here (or already gone): polling alone notices the end
+            return ended
+        if not self.supervisor_alive():  # gone already, or its pid taken by another process before we opened it
+            os.close(fd)
+            ended.set()
+            return ended
         loop = asyncio.get_running_loop()
 
         def exited() -> None:
@@ -332,7 +346,16 @@ class SupervisedStep:
         return self._result
 
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
+        first = True
         while True:
+            # Woken by the supervisor's exit, else every POLL_SECONDS to read what the log gained. With a
+            # pidfd to wake it, a short step is looked at once, when it has ended, not once before as well.
+            if not ended.is_set() and (self._exit_fd is not None or not first):
+                try:
+                    await asyncio.wait_for(ended.wait(), POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+            first = False
             await self._read_more()
             status = read_status(self.files)  # a small file: a thread would cost more than the read
             if status is not None:
@@ -347,17 +370,13 @@ class SupervisedStep:
                 self._reap()
                 return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
-            if not self.supervisor_alive():
+            if ended.is_set() or (self._exit_fd is None and not self.supervisor_alive()):
                 self._reap()
                 # Alive, it would still be trying to leave its status: only a supervisor gone without
-                # one (killed) means the result is lost.
+                # one (killed) means the result is lost. Found now, it is read on the next pass.
                 if await asyncio.to_thread(read_status, self.files) is None:
                     self._signal(signal.SIGKILL)
                     return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
-            try:
-                await asyncio.wait_for(ended.wait(), POLL_SECONDS)
-            except asyncio.TimeoutError:
-                pass
 
     def _reap(self) -> None:
         if self._child:
