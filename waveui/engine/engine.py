@@ -680,7 +680,10 @@ class Engine:
                 process, reason = adopted.process, "adopted: it went on while waveui was away"
                 adopted = None
             else:
-                await self.journal.durable()  # its "preparing" (or retry) is on disk before anything starts
+                # Its "preparing" (or retry) is written, not synced: the page cache outlives a killed waveui,
+                # and a machine crash that loses the line ends the step too. The next run starts the task
+                # again; work the step left in its worktree is kept when the slot is reused. What must reach
+                # the disk before acting is a merge (see _merge_commit): the integration branch moves.
                 sandbox = await self._sandbox(task, command, workdir, env)
                 process = await self.executor.start(task.id, state, command, workdir, env, timeout,
                                                     self.options.grace, self._on_directive(task.id),
