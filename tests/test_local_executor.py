@@ -27,3 +27,31 @@ def test_a_step_started_is_found_again_by_a_later_executor_of_the_same_run(tmp_p
     assert later.adopt("t1", "running", lambda _values: None) is not None
     assert later.live_steps() == []
     assert LocalExecutor(tmp_path, "run-2").ended("t1", "running") is None
+
+
+def test_the_last_line_of_a_step_is_read_without_an_end_of_line(tmp_path):
+    async def scenario():
+        progress = []
+        step = await LocalExecutor(tmp_path, "run-1").start(
+            "t1", "running", "echo '::waveui progress=10'; printf '::waveui progress=90'", tmp_path,
+            dict(os.environ), None, 1.0, progress.append)
+        return await step.wait(), progress
+
+    ended, progress = asyncio.run(scenario())
+    assert ended.exit_code == 0
+    assert [values["progress"] for values in progress] == [10, 90]
+
+
+def test_a_step_whose_supervisor_is_gone_before_it_is_followed_gives_its_result_and_output(tmp_path):
+    async def scenario():
+        progress = []
+        step = await LocalExecutor(tmp_path, "run-1").start(
+            "t1", "running", "echo '::waveui progress=30'; exit 4", tmp_path, dict(os.environ), None, 1.0,
+            progress.append)
+        while step.supervisor_alive():  # its pid no process has any more when it is followed
+            await asyncio.sleep(0.01)
+        return await step.wait(), progress
+
+    ended, progress = asyncio.run(scenario())
+    assert ended.exit_code == 4
+    assert [values["progress"] for values in progress] == [30]

@@ -272,12 +272,15 @@ class SupervisedStep:
         The report reaches the engine, which journals it and folds it into the
         run's state; doing that from the reading thread raced the loop's own events.
         A large read goes to a thread; a few kilobytes are read at once, as
-        handing them to a thread costs more than reading them.
+        handing them to a thread costs more than reading them; a log that did not
+        grow is not opened.
         """
         try:
             grown = os.stat(self.files.log).st_size - self._offset
-        except OSError:
-            grown = 0
+        except OSError:  # deleted, or its folder replaced: the status still tells the end
+            return
+        if grown <= 0:
+            return
         found = self._read_log() if grown <= INLINE_READ else await asyncio.to_thread(self._read_log)
         for values in found:
             self._on_directive(values)
@@ -305,8 +308,7 @@ class SupervisedStep:
         """Set when the supervisor exits: a pidfd wakes us at once instead of at the next poll.
 
         Set at once when it has exited already (a short step often has); never set where there are no
-        pidfds: polling alone notices the end then. A pidfd that is open and has not fired tells the
-        supervisor is alive without asking the process table.
+        pidfds: polling alone notices the end then.
         """
         ended = asyncio.Event()
         try:
@@ -315,10 +317,6 @@ class SupervisedStep:
             ended.set()
             return ended
         except (AttributeError, OSError):
-            return ended
-        if not self.supervisor_alive():  # gone already, or its pid taken by another process before we opened it
-            os.close(fd)
-            ended.set()
             return ended
         loop = asyncio.get_running_loop()
 
@@ -364,13 +362,17 @@ class SupervisedStep:
                     await self._read_more()
                     if self._offset == offset:
                         break
-                if self._partial:
-                    self._partial += b"\n"
-                    await self._read_more()
+                if self._partial:  # its last line, which no end of line will follow
+                    values = self._read_line(self._partial)
+                    self._partial = b""
+                    if values:
+                        self._on_directive(values)
                 self._reap()
                 return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
-            if ended.is_set() or (self._exit_fd is None and not self.supervisor_alive()):
+            # Woken by its pidfd, the supervisor has exited (the process table is asked only when polling:
+            # a pid reused before the pidfd was opened would keep that from firing).
+            if ended.is_set() or not self.supervisor_alive():
                 self._reap()
                 # Alive, it would still be trying to leave its status: only a supervisor gone without
                 # one (killed) means the result is lost. Found now, it is read on the next pass.
