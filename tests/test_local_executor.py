@@ -55,3 +55,23 @@ def test_a_step_whose_supervisor_is_gone_before_it_is_followed_gives_its_result_
     ended, progress = asyncio.run(scenario())
     assert ended.exit_code == 4
     assert [values["progress"] for values in progress] == [30]
+
+
+def test_a_step_reports_its_own_output_only_under_its_heading_in_the_log_of_earlier_steps(tmp_path):
+    async def scenario():
+        executor = LocalExecutor(tmp_path, "run-1")
+        reported = {}
+        for step, command in (("running", "for n in 1 2 3; do echo \"::waveui progress=$n\"; done"),
+                              ("verifying", "echo '::waveui progress=70'")):
+            reported[step] = []
+            started = await executor.start("t1", step, command, tmp_path, dict(os.environ, WAVEUI_ATTEMPT="2"),
+                                           None, 1.0, reported[step].append)
+            assert (await started.wait()).exit_code == 0
+        return reported
+
+    reported = asyncio.run(scenario())
+    assert reported == {"running": [{"progress": 1}, {"progress": 2}, {"progress": 3}], "verifying": [{"progress": 70}]}
+    log = tmp_path / ".waveui" / "runs" / "run-1" / "logs" / "t1.log"
+    assert log.read_text().splitlines() == ["--- attempt 2 (running) ---", "::waveui progress=1", "::waveui progress=2",
+                                            "::waveui progress=3", "--- attempt 2 (verifying) ---",
+                                            "::waveui progress=70"]

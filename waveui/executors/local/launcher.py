@@ -95,11 +95,14 @@ class Launcher:
             return cls._shared
 
     def launch(self, command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
-               grace: float, started_fd: int) -> None:
-        """Have a supervisor forked for the step; ``started_fd`` (the pipe's write end) goes with it. OSError if not."""
+               grace: float, started_fd: int, heading: str = "") -> None:
+        """Have a supervisor forked for the step; ``started_fd`` (the pipe's write end) goes with it. OSError if not.
+
+        ``heading``: the line the supervisor puts in the log before the step's output.
+        """
         request = json.dumps({"command": command, "cwd": str(cwd), "env": env, "log": str(files.log),
                               "pidfile": str(files.pidfile), "status": str(files.status),
-                              "timeout": timeout, "grace": grace}).encode()
+                              "timeout": timeout, "grace": grace, "heading": heading}).encode()
         with self._lock:
             socket.send_fds(self._socket, [_HEADER.pack(len(request))], [started_fd])
             self._socket.sendall(request)
@@ -151,7 +154,7 @@ def serve(connection: socket.socket) -> None:
         if os.fork() == 0:
             become_supervisor(request["command"], Path(request["cwd"]), request["env"],
                               StepFiles(Path(request["log"]), Path(request["pidfile"]), Path(request["status"])),
-                              request["timeout"], request["grace"], started_fd)
+                              request["timeout"], request["grace"], started_fd, request["heading"])
         os.close(started_fd)
 
 

@@ -53,21 +53,22 @@ def _alive(pid: int | None, started: float | None) -> bool:
 
 
 def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                     timeout: float | None, grace: float) -> tuple[int, int]:
+                     timeout: float | None, grace: float, heading: str) -> tuple[int, int]:
     """The supervisor's pid, and the read end of a pipe that ends once its pid file is written."""
     started, started_in_child = os.pipe()
     pid = os.fork()
     if pid:
         os.close(started_in_child)
         return pid, started
-    become_supervisor(command, cwd, env, files, timeout, grace, started_in_child)
+    become_supervisor(command, cwd, env, files, timeout, grace, started_in_child, heading)
 
 
 def become_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
-                      grace: float, started_fd: int) -> NoReturn:
+                      grace: float, started_fd: int, heading: str = "") -> NoReturn:
     """In a process just forked (from waveui or its launcher): leave the session, supervise the step, exit.
 
-    ``started_fd`` is closed once the step's pid file is written.
+    ``started_fd`` is closed once the step's pid file is written. ``heading``, when given, is put in the
+    log as a line of its own before anything of the step's.
     """
     # From here on only plain, blocking calls, then _exit (never back into the parent's asyncio).
     try:
@@ -85,25 +86,39 @@ def become_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepF
                     os.close(int(name))  # waveui's journal, terminal and sockets are not the supervisor's
                 except OSError:
                     pass
+        if heading:
+            _append_line(files.log, heading)
         supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_fd)
     finally:
         os._exit(0)
 
 
+def _append_line(log: Path, line: str) -> None:
+    """Append ``line`` to the log, made owner-only when it is new, as the supervisor makes it."""
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError:  # its folder is gone: the supervisor makes it again, or leaves a status saying why not
+        return
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                       timeout: float | None, grace: float) -> tuple[int | None, int]:
+                       timeout: float | None, grace: float, heading: str) -> tuple[int | None, int]:
     """Start the step's supervisor: its pid when it is this process's child (None when the launcher forked it),
     and the read end of the pipe that ends once its pid file is written."""
     if launcher is not None:
         started, started_in_child = os.pipe()
         try:
-            launcher.launch(command, cwd, env, files, timeout, grace, started_in_child)
+            launcher.launch(command, cwd, env, files, timeout, grace, started_in_child, heading)
             return None, started
         except OSError:  # the launcher died meanwhile: this process forks the supervisor itself
             os.close(started)
         finally:
             os.close(started_in_child)
-    return _fork_supervisor(command, cwd, env, files, timeout, grace)
+    return _fork_supervisor(command, cwd, env, files, timeout, grace, heading)
 
 
 async def _readable(fd: int, timeout: float) -> None:
@@ -158,16 +173,15 @@ class SupervisedStep:
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
-        # The log is the owner's only, as the supervisor would make it; where it ends is where the step's
-        # output begins (told by the same descriptor: no stat of it by name).
-        log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # The supervisor writes the heading: creating a file costs the kernel more than the rest of a step's
+        # start, better spent outside waveui's one thread. The step's output begins after it.
         try:
-            if heading:
-                os.write(log, (heading + "\n").encode())
-            offset = os.lseek(log, 0, os.SEEK_END)
-        finally:
-            os.close(log)
-        supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
+            offset = os.stat(files.log).st_size
+        except FileNotFoundError:
+            offset = 0
+        if heading:
+            offset += len((heading + "\n").encode())
+        supervisor, started = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace, heading)
         deadline = time.monotonic() + START_WAIT_SECONDS
         try:
             # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
