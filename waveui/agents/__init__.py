@@ -38,6 +38,7 @@ leaves in the worktree, so agents that commit by themselves are told not to.
 
 from __future__ import annotations
 
+import functools
 import re
 from types import ModuleType
 from typing import NamedTuple
@@ -70,8 +71,13 @@ RECIPES: dict[str, Recipe] = {name: Recipe(agent.COMMAND, agent.COMMENT, agent.R
                               for name, agent in AGENTS.items()}
 
 
+@functools.lru_cache(maxsize=1024)
 def agent_for(command: str) -> ModuleType | None:
-    """The agent that ``command`` runs, the first in :data:`AGENTS` to recognise it; None for any other command."""
+    """The agent that ``command`` runs, the first in :data:`AGENTS` to recognise it; None for any other command.
+
+    Remembered per command: recognising one splits it into words for every agent, and an epic's tasks
+    mostly share a command, asked about at every step.
+    """
     return next((agent for agent in AGENTS.values() if agent.matches(command)), None)
 
 
@@ -95,9 +101,7 @@ def line_reader(command: str) -> LineReader:
     counts an agent reports per turn or message (its ``SUMS``) are added up
     there, so every field that leaves it is a total so far.
     """
-    agent = agent_for(command)
-    candidates = [agent] if agent is not None else list(AGENTS.values())
-    readers = [(each.read_line, each.SUMS) for each in candidates if each.read_line is not base.read_line]
+    readers = _readers(command)
     if not readers:
         return read_directive
     totals: dict[str, int | float] = {}
@@ -116,6 +120,14 @@ def line_reader(command: str) -> LineReader:
         return None
 
     return read_line
+
+
+@functools.lru_cache(maxsize=1024)
+def _readers(command: str) -> tuple[tuple[LineReader, tuple[str, ...]], ...]:
+    """The line readers offered the output of ``command``, each with its ``SUMS``."""
+    agent = agent_for(command)
+    candidates = [agent] if agent is not None else list(AGENTS.values())
+    return tuple((each.read_line, each.SUMS) for each in candidates if each.read_line is not base.read_line)
 
 
 def command_line(command: str, key: str = "command") -> str:

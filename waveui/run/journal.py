@@ -7,9 +7,10 @@ a machine crash takes an fsync, which costs milliseconds on a slow disk: there
 :meth:`Journal.durable` runs it in a thread and lets every caller waiting at the
 same time share one (group commit); where the last fsync took well under the
 cost of handing work to a thread, it runs at once. The engine awaits it before
-it acts on a change (before starting a task's process, before moving the
-integration branch). Progress
-and metrics samples never wait for it. Readers tolerate a torn last line: a
+an act a machine crash would not undo: moving the integration branch, or
+sending an attempt to another machine. A local step needs no fsync before it
+starts: a crash that loses its line ends the step too. Progress and metrics
+samples never wait for it. Readers tolerate a torn last line: a
 crash mid-write leaves one. Resume reads with :func:`read_events` and a list
 for :class:`UnreadableLine` entries, so no line it could not read goes unreported.
 """

@@ -104,14 +104,15 @@ class Launcher:
             return cls._shared
 
     def launch(self, command: str, cwd: Path, env: dict[str, str], files: StepFiles, timeout: float | None,
-               grace: float, started_fd: int, ended_fd: int) -> SupervisorLine:
+               grace: float, started_fd: int, ended_fd: int, heading: str = "") -> SupervisorLine:
         """Have the step run by an idle supervisor, or by one forked for it; its line. OSError if neither can.
 
-        ``started_fd`` and ``ended_fd`` (the write ends of two pipes) go with the step.
+        ``started_fd`` and ``ended_fd`` (the write ends of two pipes) go with the step. ``heading``: the
+        line the supervisor puts in the log before the step's output.
         """
         request = json.dumps({"command": command, "cwd": str(cwd), "env": env, "log": str(files.log),
                               "pidfile": str(files.pidfile), "status": str(files.status),
-                              "timeout": timeout, "grace": grace}).encode()
+                              "timeout": timeout, "grace": grace, "heading": heading}).encode()
         while True:
             with self._lock:
                 line = self._idle.pop() if self._idle else None

@@ -579,10 +579,20 @@ def _make_private_dirs(path: Path) -> None:
         os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
 
 
-def open_log(path: Path) -> int:
-    """A task's log, opened for appending (made owner-only, with its folders, if new); its descriptor."""
+def open_log(path: Path, heading: str = "") -> int:
+    """A task's log, opened for appending (made owner-only, with its folders, if new); its descriptor.
+
+    ``heading``, when given, is written first, as a line of its own.
+    """
     _make_private_dirs(path.parent)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    if heading:
+        try:
+            _write_all(fd, (heading + "\n").encode())
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
 
 
 @dataclass

@@ -57,7 +57,7 @@ def _alive(pid: int | None, started: float | None) -> bool:
 
 
 def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                     timeout: float | None, grace: float) -> tuple[int, int]:
+                     timeout: float | None, grace: float, heading: str) -> tuple[int, int]:
     """The supervisor's pid, and the read end of a pipe that ends once its pid file is written."""
     started, started_in_child = os.pipe()
     pid = os.fork()
@@ -66,7 +66,8 @@ def _fork_supervisor(command: str, cwd: Path, env: dict[str, str], files: StepFi
         return pid, started
     try:
         _leave_session(keep={started_in_child})
-        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_in_child)
+        supervise(command, cwd, env, files.log, files.pidfile, files.status, timeout, grace, started_in_child,
+                  heading)
     finally:
         os._exit(0)
 
@@ -93,11 +94,12 @@ def serve_steps(connection_fd: int) -> NoReturn:
                 try:
                     if requests is None:
                         supervise(step["command"], Path(step["cwd"]), step["env"], files.log, files.pidfile,
-                                  files.status, step["timeout"], step["grace"], started_fd)
+                                  files.status, step["timeout"], step["grace"], started_fd, step["heading"])
                         return
                     requests.take()  # signals meant for the step before, sent as it ended
                     supervise_step(step["command"], Path(step["cwd"]), step["env"], files.log, files.pidfile,
-                                   files.status, step["timeout"], step["grace"], started_fd, requests)
+                                   files.status, step["timeout"], step["grace"], started_fd, requests,
+                                   step["heading"])
                 finally:
                     os.close(ended_fd)  # after the status: waveui, following the step, reads this pipe's end
     finally:
@@ -126,14 +128,15 @@ def _leave_session(keep: set[int]) -> None:
 
 
 def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: dict[str, str], files: StepFiles,
-                       timeout: float | None, grace: float) -> tuple[int | None, int, _Ending]:
+                       timeout: float | None, grace: float, heading: str) -> tuple[int | None, int, _Ending]:
     """Have the step started by a supervisor: its pid when it is this process's child (None when the launcher's),
     the read end of the pipe that ends once its pid file is written, and how its end is told."""
     if launcher is not None:
         started, started_in_child = os.pipe()
         ended, ended_in_child = os.pipe()
         try:
-            line = launcher.launch(command, cwd, env, files, timeout, grace, started_in_child, ended_in_child)
+            line = launcher.launch(command, cwd, env, files, timeout, grace, started_in_child, ended_in_child,
+                                   heading)
             return None, started, _Ending(launcher, line, ended)
         except OSError:  # the launcher died meanwhile: this process forks the supervisor itself
             os.close(started)
@@ -141,7 +144,7 @@ def _launch_supervisor(launcher: Launcher | None, command: str, cwd: Path, env: 
         finally:
             os.close(started_in_child)
             os.close(ended_in_child)
-    supervisor, started = _fork_supervisor(command, cwd, env, files, timeout, grace)
+    supervisor, started = _fork_supervisor(command, cwd, env, files, timeout, grace, heading)
     return supervisor, started, _Ending()
 
 
@@ -176,11 +179,11 @@ async def _readable(fd: int, timeout: float) -> None:
         if not ready.done():
             ready.set_result(None)
     loop.add_reader(fd, wake)
+    timer = loop.call_later(timeout, wake)  # the timeout wakes it as the pipe would: no wait_for around it
     try:
-        await asyncio.wait_for(ready, timeout)
-    except asyncio.TimeoutError:
-        pass
+        await ready
     finally:
+        timer.cancel()
         loop.remove_reader(fd)
 
 
@@ -222,14 +225,16 @@ class SupervisedStep:
         """
         files.log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.clear()
-        if heading:  # the log is the owner's only, as the supervisor would make it
-            log = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(log, (heading + "\n").encode())
-            finally:
-                os.close(log)
-        offset = files.log.stat().st_size if files.log.exists() else 0
-        supervisor, started, ending = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace)
+        # The supervisor writes the heading: creating a file costs the kernel more than the rest of a step's
+        # start, better spent outside waveui's one thread. The step's output begins after it.
+        try:
+            offset = os.stat(files.log).st_size
+        except FileNotFoundError:
+            offset = 0
+        if heading:
+            offset += len((heading + "\n").encode())
+        supervisor, started, ending = _launch_supervisor(launcher, command, cwd, env, files, timeout, grace,
+                                                         heading)
         deadline = time.monotonic() + START_WAIT_SECONDS
         try:
             # Woken when the supervisor closes its end of the pipe (its pid file is written, or it
@@ -339,12 +344,15 @@ class SupervisedStep:
         The report reaches the engine, which journals it and folds it into the
         run's state; doing that from the reading thread raced the loop's own events.
         A large read goes to a thread; a few kilobytes are read at once, as
-        handing them to a thread costs more than reading them.
+        handing them to a thread costs more than reading them; a log that did not
+        grow is not opened.
         """
         try:
             grown = os.stat(self.files.log).st_size - self._offset
-        except OSError:
-            grown = 0
+        except OSError:  # deleted, or its folder replaced: the status still tells the end
+            return
+        if grown <= 0:
+            return
         found = self._read_log() if grown <= INLINE_READ else await asyncio.to_thread(self._read_log)
         for values in found:
             self._on_directive(values)
@@ -383,8 +391,11 @@ class SupervisedStep:
             loop.add_reader(pipe, status_out)
         try:
             fd = os.pidfd_open(self.supervisor)
+        except ProcessLookupError:  # exited already (a short step's supervisor of its own often has)
+            ended.set()
+            return ended
         except (AttributeError, OSError):
-            return ended  # no pidfd here (or already gone): polling alone notices the end
+            return ended  # no pidfd here: the pipe, or polling, notices the end
 
         def exited() -> None:
             loop.remove_reader(fd)
@@ -416,7 +427,16 @@ class SupervisedStep:
         return self._result
 
     async def _follow(self, ended: asyncio.Event) -> ExitResult:
+        first = True
         while True:
+            # Woken by the step's end, else every POLL_SECONDS to read what the log gained. With a
+            # wake-up to count on, a short step is looked at once, when it has ended, not once before as well.
+            if not ended.is_set() and (self._exit_fd is not None or self._ending.pipe is not None or not first):
+                try:
+                    await asyncio.wait_for(ended.wait(), POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+            first = False
             await self._read_more()
             status = read_status(self.files)  # a small file: a thread would cost more than the read
             if status is not None:
@@ -425,24 +445,24 @@ class SupervisedStep:
                     await self._read_more()
                     if self._offset == offset:
                         break
-                if self._partial:
-                    self._partial += b"\n"
-                    await self._read_more()
+                if self._partial:  # its last line, which no end of line will follow
+                    values = self._read_line(self._partial)
+                    self._partial = b""
+                    if values:
+                        self._on_directive(values)
                 self._reap()
                 self._status_read = True
                 return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
                                   signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
-            if not self.supervisor_alive():
+            # Woken with no status, the supervisor has exited or given up the step (the process table is
+            # asked only when polling: a pid reused before the pidfd was opened would keep that from firing).
+            if ended.is_set() or not self.supervisor_alive():
                 self._reap()
                 # Alive, it would still be trying to leave its status: only a supervisor gone without
-                # one (killed) means the result is lost.
+                # one (killed) means the result is lost. Found now, it is read on the next pass.
                 if await asyncio.to_thread(read_status, self.files) is None:
                     self._signal(signal.SIGKILL)
                     return ExitResult(exit_code=137, timed_out=False, signal=signal.SIGKILL, seconds=self.seconds)
-            try:
-                await asyncio.wait_for(ended.wait(), POLL_SECONDS)
-            except asyncio.TimeoutError:
-                pass
 
     def _reap(self) -> None:
         if self._child:

@@ -182,12 +182,14 @@ def record_status(status_path: Path, pidfile: PidFile | None, status: dict) -> N
 
 
 def supervise_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
-                   timeout: float | None, grace: float, started_fd: int | None, requests: SignalRequests) -> None:
+                   timeout: float | None, grace: float, started_fd: int | None, requests: SignalRequests,
+                   heading: str = "") -> None:
     """One step, by a supervisor that is a subreaper: run with plain blocking calls (see :class:`ReapedTask`).
 
     ``requests`` are the signals waveui steers the step with, their handlers
-    installed beforehand. ``started_fd`` is closed once the pid file is
-    written, or the status if the step could not start. The supervisor may
+    installed beforehand. ``heading``, when given, is put in the log as a
+    line of its own before the step's output. ``started_fd`` is closed once
+    the pid file is written, or the status if the step could not start. The supervisor may
     run another step afterwards: nothing of this one is left open.
     """
     def tell_started() -> None:  # waveui, waiting for the pid file, reads the end of this pipe
@@ -198,7 +200,7 @@ def supervise_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidf
 
     occupied = occupy(cwd) if Path(cwd).parent.name == "worktrees" else None  # a pooled slot: others see it in use
     try:
-        _run_step(command, cwd, env, log, pidfile, status, timeout, grace, tell_started, requests)
+        _run_step(command, cwd, env, log, pidfile, status, timeout, grace, tell_started, requests, heading)
     finally:
         tell_started()  # the status tells, if the step did not start
         if occupied is not None:
@@ -206,9 +208,10 @@ def supervise_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidf
 
 
 def _run_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path, status: Path,
-              timeout: float | None, grace: float, tell_started: Callable[[], None], requests: SignalRequests) -> None:
+              timeout: float | None, grace: float, tell_started: Callable[[], None], requests: SignalRequests,
+              heading: str) -> None:
     try:
-        output = open_log(log)
+        output = open_log(log, heading)
         try:
             task = ReapedTask(command, cwd, env, output)
         finally:
@@ -250,11 +253,14 @@ def _create_time(pid: int) -> float:
 
 
 async def _supervise_sampled(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: Path,
-                             status: Path, timeout: float | None, grace: float, started_fd: int | None) -> None:
+                             status: Path, timeout: float | None, grace: float, started_fd: int | None,
+                             heading: str) -> None:
     """The supervisor where it cannot be a subreaper: the task run on an event loop, its tree sampled."""
     if Path(cwd).parent.name == "worktrees":
         occupy(cwd)
     try:
+        if heading:
+            os.close(open_log(log, heading))
         # The runner does the work: output to the log, the timeout (paused time not counted),
         # and no process of the task outliving it. waveui reads the log for progress itself.
         process = await start_task(command, cwd, env, log, lambda _values: None, read_line=None,
@@ -284,23 +290,24 @@ async def _supervise_sampled(command: str, cwd: Path, env: dict[str, str], log: 
 
 
 def supervise(command: str, cwd: Path, env: dict[str, str] | None, log: Path, pidfile: Path, status: Path,
-              timeout: float | None, grace: float, started_fd: int | None = None) -> None:
+              timeout: float | None, grace: float, started_fd: int | None = None, heading: str = "") -> None:
     """Run ``command`` to its end: the pid file once it runs, the status file once it and its leftovers are gone.
 
     ``started_fd``, the write end of a pipe, is closed once the pid file is written (or this process ends).
+    ``heading``, when given, is put in the log as a line of its own before the command's output.
     """
     env = dict(os.environ) if env is None else env
     # Before the command starts, so that nothing it starts can escape the tree or find the folder free.
     if become_subreaper():
         requests = SignalRequests(stop=(signal.SIGTERM,), pause=PAUSE_SIGNAL, resume=RESUME_SIGNAL)
-        supervise_step(command, cwd, env, log, pidfile, status, timeout, grace, started_fd, requests)
+        supervise_step(command, cwd, env, log, pidfile, status, timeout, grace, started_fd, requests, heading)
         return
     asyncio.events._set_running_loop(None)  # forked from inside waveui's running loop: start a loop of our own
     # Not asyncio.run: its teardown (joining the thread pool in a new thread) took milliseconds after
     # the status was out, and waveui learns the end when this process exits, which it does right after.
     loop = asyncio.new_event_loop()
     loop.run_until_complete(_supervise_sampled(command, cwd, env, log, pidfile, status, timeout, grace,
-                                               started_fd))
+                                               started_fd, heading))
 
 
 def main(argv: list[str] | None = None) -> int:
