@@ -86,3 +86,17 @@ def test_a_loose_ref_is_read_only_when_it_holds_an_object_id(repository):
     assert repository.loose_ref("refs/tags/light") is None  # packed: git must say
     assert repository.loose_ref("refs/heads/alias") is None  # symbolic
     assert repository.loose_ref("refs/heads/missing") is None
+
+
+def test_refs_packed_while_being_read_are_left_to_git(repository):
+    """`git pack-refs` between reading packed-refs and the loose files would hide the refs it moved."""
+    root = repository.root
+    git(root, "branch", "fresh")  # loose, not yet in packed-refs
+
+    class PackedMidway(RefFiles):
+        def _read_loose(self, *args):
+            git(root, "pack-refs", "--all")  # what a task's `git gc` may do at any moment
+            return super()._read_loose(*args)
+
+    assert PackedMidway(repository.common_dir).read() is None
+    assert RefFiles(repository.common_dir).read() == for_each_ref(root)

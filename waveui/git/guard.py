@@ -16,7 +16,8 @@ compares at every task's end:
   forward when that worktree's index holds the new commit: that is the user
   committing. A ``refs/replace/`` ref a task makes is set aside (it would swap
   objects in every later git command). ``refs/remotes/`` (the user fetching)
-  is not watched.
+  is not watched. Refs are read from git's files while these hold nothing
+  unusual (:mod:`waveui.git.reffiles`), else asked of ``git for-each-ref``.
 * **The user's HEAD.** A switch of the user's checkout to another commit that
   its index does not hold (a task writing the HEAD through the shared git
   dir) is put back, and the run stops; a checkout by the user goes on.

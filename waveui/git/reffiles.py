@@ -36,10 +36,13 @@ class RefFiles:
         """Each ref's name and the object id it holds, as ``git for-each-ref`` lists them; None: ask git."""
         if (self.common_dir / "reftable").exists():
             return None
-        packed = self._read_packed()
+        stamp = self._packed_stamp()
+        packed = self._read_packed(stamp)
         loose: dict[str, str] = {}
         settled: dict[str, tuple[tuple, str]] = {}
         if packed is None or not self._read_loose(self.common_dir / "refs", "refs/", loose, settled):
+            return None
+        if self._packed_stamp() != stamp:  # packed meanwhile (`git pack-refs`): loose files may have gone into it
             return None
         self._loose = settled  # files gone since are forgotten
         refs = {name: sha for name, sha in packed.items() if not name.startswith(self.skipped)}
@@ -57,19 +60,26 @@ class RefFiles:
                 refs[name] = found
         return refs
 
-    def _read_packed(self) -> dict[str, str] | None:
-        path = self.common_dir / "packed-refs"
+    def _packed_stamp(self) -> tuple | None:
+        """What ``packed-refs`` looks like (``()``: there is none); None: it cannot be told."""
         try:
-            st = path.stat()
+            st = (self.common_dir / "packed-refs").stat()
         except FileNotFoundError:
-            return {}
+            return ()
         except OSError:
             return None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def _read_packed(self, stamp: tuple | None) -> dict[str, str] | None:
+        if stamp is None:
+            return None
+        if stamp == ():
+            return {}
         if self._packed is not None and self._packed[0] == stamp:
             return self._packed[1]
         try:
-            lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+            lines = (self.common_dir / "packed-refs").read_text(encoding="utf-8",
+                                                                errors="surrogateescape").splitlines()
         except OSError:
             return None
         refs = {}
@@ -80,7 +90,7 @@ class RefFiles:
             if not OBJECT_ID.fullmatch(sha) or not name.startswith("refs/"):
                 return None
             refs[name] = sha
-        if time.time() - st.st_mtime > _SETTLED_SECONDS:
+        if time.time_ns() - stamp[0] > _SETTLED_SECONDS * 1e9:
             self._packed = (stamp, refs)
         return refs
 
