@@ -34,12 +34,12 @@ for every task's end (its command exited, then its work merged):
 * merge: ``merging`` to ``done``;
 
 with their medians and 90th percentiles, and how many git processes the run
-started (each call through ``waveui/git/command.py``), per task. On a graph
-whose optimum is bound by its work rather than its critical path, every
-millisecond a worker spends on waveui's own work delays the end: the worker
-time around each command (from the task's worker given to its merging, the
-command's own time left out) and the workers' share of time spent in commands
-tell how much.
+started (each call through ``waveui/git/command.py``), per task; with
+``--callers``, by the function that ran each. On a graph whose optimum is
+bound by its work rather than its critical path, every millisecond a worker
+spends on waveui's own work delays the end: the worker time around each
+command (from the task's worker given to its merging, the command's own time
+left out) and the workers' share of time spent in commands tell how much.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,16 +76,25 @@ SEGMENTS = ("dispatch", "prepare", "waiting", "commit", "merge")
 
 
 class GitCounter:
-    """Counts the git processes waveui starts, by wrapping the one function that runs them."""
+    """Counts the git processes waveui starts, by wrapping the one function that runs them.
 
-    def __init__(self) -> None:
+    With ``callers``, each is also counted by where it was asked: the first
+    function of ``waveui/git/`` on the stack (acquire, commit, merge,
+    release, the guard's check) and the one that ran the command.
+    """
+
+    def __init__(self, callers: bool = False) -> None:
         self.calls: dict[str, int] = defaultdict(int)
+        self.by_caller: dict[str, int] = defaultdict(int)
+        self._callers = callers
         self._original = git_command._execute
 
     def __enter__(self) -> GitCounter:
         def counted(cwd, args, *rest, **options):
             name = next((a for a in args if not a.startswith("-") and "=" not in a), "?")
             self.calls[name] += 1
+            if self._callers:
+                self.by_caller[f"{name} in {caller()}"] += 1
             return self._original(cwd, args, *rest, **options)
         git_command._execute = counted
         return self
@@ -95,6 +105,17 @@ class GitCounter:
     @property
     def total(self) -> int:
         return sum(self.calls.values())
+
+
+def caller() -> str:
+    """``entry > function``: the outermost call into waveui/git/ on the stack, and the one that ran git."""
+    frames = [frame for frame in traceback.extract_stack()
+              if "/waveui/" in frame.filename and not frame.filename.endswith("/git/command.py")]
+    ours = [frame for frame in frames if "/waveui/git/" in frame.filename]
+    if not frames:
+        return "?"
+    entry, last = (ours or frames)[0].name, frames[-1].name
+    return entry if entry == last else f"{entry} > {last}"
 
 
 @dataclass
@@ -109,6 +130,7 @@ class Outcome:
     around: list[float] = field(default_factory=list)  # worker time around the command, per task
     in_commands: float = 0.0  # the commands' own time, summed
     git_calls: dict[str, int] = field(default_factory=dict)
+    git_callers: dict[str, int] = field(default_factory=dict)
     tasks: int = 0
 
 
@@ -137,19 +159,19 @@ def epic_of(graph: TaskGraph, seconds: list[float], workers: int) -> Epic:
     return Epic(name="bench", tasks=tasks, max_parallel=workers)
 
 
-def run_epic(epic: Epic, workers: int) -> tuple[Path, float, dict[str, int]]:
+def run_epic(epic: Epic, workers: int, callers: bool = False) -> tuple[Path, float, GitCounter]:
     """Run the epic in a fresh repository; the run folder (kept until the caller is done), wall time, git calls."""
     folder = Path(tempfile.mkdtemp(prefix="waveui-real-schedule-"))
     repo = make_repository(folder)
     engine = Engine(epic, repo, RunOptions(max_parallel=workers, sample_seconds=3600))
-    with GitCounter() as counter:
+    with GitCounter(callers) as counter:
         started = time.perf_counter()
         state = asyncio.run(engine.run())
         wall = time.perf_counter() - started
     if not state.ok:
         failed = {t: v.reason for t, v in state.tasks.items() if v.state != "done"}
         raise SystemExit(f"the run did not finish: {failed}")
-    return engine.run_dir, wall, dict(counter.calls)
+    return engine.run_dir, wall, counter
 
 
 def command_times(log: Path) -> tuple[float, float]:
@@ -164,7 +186,7 @@ def command_times(log: Path) -> tuple[float, float]:
     return start, end
 
 
-def analyse(run_dir: Path, epic: Epic, wall: float, git_calls: dict[str, int]) -> Outcome:
+def analyse(run_dir: Path, epic: Epic, wall: float, counter: GitCounter) -> Outcome:
     first: dict[tuple[str, str], float] = {}
     given: dict[str, float] = {}  # when each task got its worker
     for event in read_events(run_dir / "events.jsonl"):
@@ -172,7 +194,8 @@ def analyse(run_dir: Path, epic: Epic, wall: float, git_calls: dict[str, int]) -
             first.setdefault((event.task, event.state), event.t)
             if event.state in ("preparing", "running") and event.worker is not None:
                 given.setdefault(event.task, event.t)
-    outcome = Outcome(0.0, wall, git_calls=git_calls, tasks=len(epic.tasks))
+    outcome = Outcome(0.0, wall, git_calls=dict(counter.calls), git_callers=dict(counter.by_caller),
+                      tasks=len(epic.tasks))
     begun = min(first[t.id, "preparing"] for t in epic.tasks)
     outcome.makespan = max(first[t.id, "done"] for t in epic.tasks) - begun
     for task in epic.tasks:
@@ -224,6 +247,13 @@ def print_hops(outcomes: list[Outcome]) -> None:
             calls[name] += count
     top = ", ".join(f"{name} {count / tasks:.1f}" for name, count in sorted(calls.items(), key=lambda kv: -kv[1])[:8])
     print(f"   git processes per task: {sum(calls.values()) / tasks:.1f} ({top})")
+    callers: dict[str, int] = defaultdict(int)
+    for outcome in outcomes:
+        for name, count in outcome.git_callers.items():
+            callers[name] += count
+    for name, count in sorted(callers.items(), key=lambda kv: (-kv[1], kv[0])):
+        if count / tasks >= 0.05:  # what every task pays, or a good share of them; not the run's opening
+            print(f"     {count / tasks:4.1f}  git {name}")
 
 
 def run_graphs(args: argparse.Namespace) -> int:
@@ -241,8 +271,8 @@ def run_graphs(args: argparse.Namespace) -> int:
             factors = [1.0 if kind == "exact" else 1 + rng.uniform(-args.noise, args.noise) for _ in graph.weight]
             seconds = [w * args.unit * f for w, f in zip(graph.weight, factors)]
             epic = epic_of(graph, seconds, args.workers)
-            run_dir, wall, calls = run_epic(epic, args.workers)
-            outcome = analyse(run_dir, epic, wall, calls)
+            run_dir, wall, counter = run_epic(epic, args.workers, args.callers)
+            outcome = analyse(run_dir, epic, wall, counter)
             outcomes.append(outcome)
             if kind == "exact" and bound is not None and bound.optimal:
                 against, name = bound.best * args.unit, "optimum"
@@ -272,8 +302,8 @@ def run_chain(args: argparse.Namespace) -> int:
     epic = epic_of(graph, [0.0] * count, args.workers)
     outcomes = []
     for _ in range(args.repeat):
-        run_dir, wall, calls = run_epic(epic, args.workers)
-        outcomes.append(analyse(run_dir, epic, wall, calls))
+        run_dir, wall, counter = run_epic(epic, args.workers, args.callers)
+        outcomes.append(analyse(run_dir, epic, wall, counter))
     per_task = [o.makespan / count for o in outcomes]
     print(f"a chain of {count} tasks of no work, {args.repeat} run(s): {1000 * min(per_task):.1f} ms a task "
           f"(best run), whole run {min(o.wall for o in outcomes):.2f} s")
@@ -293,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--chain", type=int, metavar="N", help="run only a chain of N no-op tasks")
     parser.add_argument("--repeat", type=int, default=1, help="runs of the chain")
+    parser.add_argument("--callers", action="store_true",
+                        help="list the git processes per task by the function that ran them")
     args = parser.parse_args(argv)
     if args.chain:
         return run_chain(args)

@@ -271,6 +271,35 @@ def test_commit_task_with_nothing_changed(repo):
     assert pool.commit(wt, start, "nothing") == git(wt.path, "rev-parse", "HEAD")
 
 
+def test_a_commit_keeps_the_attempt_with_the_branch(repo):
+    integ = Integrator(repo, "ep", None)
+    start = integ.ensure_branch()
+    pool = WorktreePool(repo, "ep", None, [])
+    wt = pool.acquire("t1", start)
+    (wt.path / "work.txt").write_text("work\n")
+    commit = pool.commit(wt, start, "t1: work", attempt=2)
+    assert git(repo, "rev-parse", "refs/waveui/ep/t1/2") == git(repo, "rev-parse", "waveui/ep@t1") == commit
+    released = pool.release(wt, 2)
+    assert (released.kept, released.ref) == (commit, "refs/waveui/ep/t1/2")
+
+
+def test_a_commit_after_the_task_moved_its_own_branch_builds_on_it(repo):
+    """The pool knows where acquire put the branch; a task that moved it since is read from git again."""
+    integ = Integrator(repo, "ep", None)
+    start = integ.ensure_branch()
+    pool = WorktreePool(repo, "ep", None, [])
+    wt = pool.acquire("t1", start)
+    (wt.path / "mine.txt").write_text("mine\n")
+    git(wt.path, "add", "mine.txt")
+    git(wt.path, "commit", "-q", "-m", "the task's own commit")
+    own = git(wt.path, "rev-parse", "HEAD")
+    git(wt.path, "pack-refs", "--all")  # its branch no longer in a file of its own
+    (wt.path / "more.txt").write_text("more\n")
+    commit = pool.commit(wt, start, "t1: work")
+    assert parents(repo, commit) == [own]
+    assert git(repo, "rev-parse", "waveui/ep@t1") == commit
+
+
 def test_commit_task_deletions_and_renames(repo):
     integ = Integrator(repo, "ep", None)
     start = integ.ensure_branch()

@@ -242,6 +242,21 @@ def test_stale_index_lock_is_removed(repo):
     assert (again.path / "README.md").read_text() == "hello\n"
 
 
+@pytest.mark.parametrize("head", ["1111111111111111111111111111111111111111", "ref: refs/heads/never-made"])
+def test_a_slot_whose_head_names_no_commit_is_rebuilt_by_the_next_acquire(repo, head):
+    notices = []
+    pool = Pool(repo, "ep", None, [], on_notice=notices.append)
+    wt = pool.acquire("t1", "main")
+    pool.release(wt)
+    gitdir = Path(git(wt.path, "rev-parse", "--absolute-git-dir"))
+    (gitdir / "HEAD").write_text(head + "\n")
+
+    again = pool.acquire("t2", "main")
+    assert again.slot == wt.slot
+    assert git(again.path, "rev-parse", "HEAD") == git(repo, "rev-parse", "main")
+    assert any("names no commit" in text for text in notices)
+
+
 def test_half_done_rebase_is_forgotten(repo):
     pool = Pool(repo, "ep", None, [])
     wt = pool.acquire("t1", "main")

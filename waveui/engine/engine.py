@@ -789,7 +789,7 @@ class Engine:
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
         """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must)."""
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, self._merge_message(task.id),
-                                         agents.keep_out(task.command or self.epic.command or ""))
+                                         agents.keep_out(task.command or self.epic.command or ""), attempt)
 
         def free_worktree() -> Awaitable[None]:
             # The work is on its branch now: the worktree is cleaned for the next task while the merge runs,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ _KEPT_PREFIXES = ("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_")
 # Options for every command: no hooks, no fsmonitor daemon or command, nothing that could run a task's code.
 _SAFE_OPTIONS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 MIN_VERSION = (2, 38)  # merge-tree --write-tree
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256
 
 
 class GitError(Exception):
@@ -237,6 +239,22 @@ class Repository:
             if text.startswith("ref: "):
                 branches.setdefault(text[len("ref: "):], folder)
         return branches
+
+    def loose_ref(self, ref: str) -> str | None:
+        """The object id the loose file of ``ref`` (``refs/...``) holds, read without a git process.
+
+        None when git keeps the ref otherwise (in ``packed-refs``, as a symbolic
+        ref, in a reftable) or the file holds no object id: ask git then. The
+        id is not checked to name an object; a caller compares it with one it
+        knows, and asks git on any difference.
+        """
+        if not ref.startswith("refs/") or ".." in ref or (self.common_dir / "reftable").exists():
+            return None
+        try:
+            text = (self.common_dir / ref).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text if OBJECT_ID.fullmatch(text) else None
 
     def identity(self) -> list[str]:
         """``-c user.name=... -c user.email=...`` for whichever the repository has not configured.

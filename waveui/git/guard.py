@@ -16,7 +16,8 @@ compares at every task's end:
   forward when that worktree's index holds the new commit: that is the user
   committing. A ``refs/replace/`` ref a task makes is set aside (it would swap
   objects in every later git command). ``refs/remotes/`` (the user fetching)
-  is not watched.
+  is not watched. Refs are read from git's files while these hold nothing
+  unusual (:mod:`waveui.git.reffiles`), else asked of ``git for-each-ref``.
 * **The user's HEAD.** A switch of the user's checkout to another commit that
   its index does not hold (a task writing the HEAD through the shared git
   dir) is put back, and the run stops; a checkout by the user goes on.
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from waveui.run.journal import ensure_private_dir, waveui_dir
 from waveui.git.command import Checkout, GitError, Repository
+from waveui.git.reffiles import RefFiles
 
 _UNWATCHED = ("refs/remotes/", "refs/stash")  # the user fetching; the stash is checked through its entries
 _INFO_FILES = ("exclude", "attributes")
@@ -70,6 +72,7 @@ class RepositoryGuard:
         # refs/waveui/ as a whole: a pool keeps what a reused slot held under the epic that left it.
         self._owned = (f"refs/heads/waveui/{epic}@", "refs/waveui/")
         self._owned_exact = f"refs/heads/waveui/{epic}"
+        self._ref_files = RefFiles(repository.common_dir, skipped=_UNWATCHED)
         self._refs, self._owned_refs = self._read_refs()
         self._stash = self._stash_entries()
         self._head_path = repository.git_dir / "HEAD"  # which branch or commit the user's checkout is on
@@ -135,10 +138,12 @@ class RepositoryGuard:
 
     def _read_refs(self) -> tuple[dict[str, str], dict[str, str]]:
         """The refs to watch (everyone's but waveui's own and the unwatched), and waveui's own."""
-        out = self.repository.run("for-each-ref", "--format=%(objectname) %(refname)").out
+        refs = self._ref_files.read()  # read after every task: from the files when they tell it plainly
+        if refs is None:
+            out = self.repository.run("for-each-ref", "--format=%(objectname) %(refname)").out
+            refs = {name: sha for sha, _, name in (line.partition(" ") for line in out.splitlines())}
         watched, owned = {}, {}
-        for line in out.splitlines():
-            sha, _, name = line.partition(" ")
+        for name, sha in refs.items():
             if name == self._owned_exact or name.startswith(self._owned):
                 owned[name] = sha
             elif not name.startswith(_UNWATCHED):

@@ -82,6 +82,9 @@ class Integrator:
 
     def check_unmoved(self) -> str:
         """The branch's tip, or RefMoved when it is not where waveui last put it."""
+        # Read from the ref's file first: every task's start asks, and a git process costs milliseconds.
+        if self.expected is not None and self.repository.loose_ref(self.ref) == self.expected:
+            return self.expected
         tip = self._resolve(self.ref)
         if tip is not None and tip == self.expected:
             return tip

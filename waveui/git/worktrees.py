@@ -30,7 +30,7 @@ import psutil
 from waveui.run.journal import ensure_private_dir, waveui_dir
 from waveui.core.occupancy import slot_in_use
 from waveui.git.preflight import exclude_waveui
-from waveui.git.command import Checkout, GitError, Repository
+from waveui.git.command import OBJECT_ID, Checkout, GitError, Repository
 from waveui.core.paths import check_name, name_problem
 from waveui.git.names import attempt_ref, integration_branch, task_branch  # noqa: F401  (part of the pool's API)
 
@@ -91,6 +91,9 @@ class _Slot:
     clean: bool = False  # left clean by this pool: nothing in it needs saving before reuse
     ours: bool = False  # made or lent by this pool: no step of an earlier waveui can still run in it
     start: str | None = None  # the commit the lent-out task started from, when known
+    tip: str | None = None  # the commit ``acquire`` put the task's branch and HEAD on (its start, or a kept attempt)
+    tip_tree: str | None = None  # that commit's tree
+    kept_as: tuple[int, str] | None = None  # the attempt whose ref ``commit`` pointed at a commit, and that commit
     task_commit: str | None = None  # what ``commit`` made of the task's work (its start when nothing changed)
 
 
@@ -153,20 +156,26 @@ class WorktreePool:
         tip already holds it.
         """
         branch = task_branch(self.epic, task_id)
-        # One git process for every name the acquire needs (see Checkout.resolve_all).
-        commit, tip, branch_tip = self.repository.resolve_all(
-            f"{start_point}^{{commit}}", f"{resume_from or start_point}^{{commit}}", f"refs/heads/{branch}^{{commit}}")
-        for rev, found in ((start_point, commit), (resume_from, tip)):
-            if found is None:
-                raise GitError(f"start point {rev!r} is not a commit in {self.repo_root}")
-        if commit != tip and not self.repository.is_ancestor(commit, tip):
-            raise GitError(f"{resume_from!r} is not built on the start point {start_point!r}: "
-                           "an attempt can only be resumed on the commit it started from")
         with self._lock:
             slot = self._choose(branch)
             slot.busy = True
         try:
-            checkout = self._make_ready(slot, commit)
+            checkout = self.repository.linked_worktree(slot.path)
+            slot_head = _head_revision(checkout) if checkout is not None else None
+            # One git process for every name the acquire needs, the slot's HEAD among them (see
+            # Checkout.resolve_all).
+            tip_rev = resume_from or start_point
+            commit, tip, tip_tree, branch_tip, *head = self.repository.resolve_all(
+                f"{start_point}^{{commit}}", f"{tip_rev}^{{commit}}", f"{tip_rev}^{{tree}}",
+                f"refs/heads/{branch}^{{commit}}", *([slot_head] if slot_head else []))
+            for rev, found in ((start_point, commit), (resume_from, tip)):
+                if found is None:
+                    raise GitError(f"start point {rev!r} is not a commit in {self.repo_root}")
+            if commit != tip and not self.repository.is_ancestor(commit, tip):
+                raise GitError(f"{resume_from!r} is not built on the start point {start_point!r}: "
+                               "an attempt can only be resumed on the commit it started from")
+            head_is_commit = head[0] is not None if head else None
+            checkout = self._make_ready(slot, commit, checkout, head_is_commit)
             self._free_branch(branch, slot)
             cleaned = slot.clean  # by this pool's release, and nothing ran in it since
             if not cleaned:
@@ -179,6 +188,7 @@ class WorktreePool:
             slot.clean = False
             slot.ours = True
             slot.start, slot.task_commit = commit, None
+            slot.tip, slot.tip_tree = tip, tip_tree
         except BaseException:
             with self._lock:
                 slot.busy = False
@@ -208,8 +218,12 @@ class WorktreePool:
                              f"{self.repo_root} (deleted or replaced while the task ran)")
         return checkout
 
-    def commit(self, wt: Worktree, start: str, message: str, keep_out: tuple[str, ...] = ()) -> str | None:
+    def commit(self, wt: Worktree, start: str, message: str, keep_out: tuple[str, ...] = (),
+               attempt: int | None = None) -> str | None:
         """Commit what the worktree holds onto the task's branch; the commit, or None if nothing changed.
+
+        With ``attempt``, the commit is kept under the attempt's ref at once
+        (``release`` would keep it there otherwise).
 
         Files matching ``keep_out`` (gitignore-style patterns: the files an
         agent writes for itself, such as aider's ``.aider*``) are not staged;
@@ -229,11 +243,17 @@ class WorktreePool:
             self.on_notice(f"{wt.branch}: {', '.join(nested)} {'is a repository' if len(nested) == 1 else 'are repositories'}"
                            " of its own inside the worktree, not committed; kept under .waveui/worktrees/set-aside/")
         tree = checkout.run("write-tree").out.strip()
-        head, start_commit, head_tree, tip = checkout.resolve_all("HEAD^{commit}", f"{start}^{{commit}}",
-                                                                   "HEAD^{tree}", f"{ref}^{{commit}}")
+        slot = self._slots[wt.slot]
+        if (slot.tip is not None and start == slot.start and _read_head(checkout) == f"ref: {ref}"
+                and self.repository.loose_ref(ref) == slot.tip):
+            # HEAD and branch where acquire put them (the task made no commit of its own): known already.
+            head = tip = slot.tip
+            start_commit, head_tree = slot.start, slot.tip_tree
+        else:
+            head, start_commit, head_tree, tip = checkout.resolve_all("HEAD^{commit}", f"{start}^{{commit}}",
+                                                                       "HEAD^{tree}", f"{ref}^{{commit}}")
         if start_commit is None:
             raise GitError(f"start point {start!r} is not a commit in {self.repo_root}")
-        slot = self._slots[wt.slot]
         slot.start = start_commit
         if head is None or not (head == start_commit or self.repository.is_ancestor(start_commit, head)):
             where = _head_name(checkout) or "an unrelated commit"
@@ -252,7 +272,13 @@ class WorktreePool:
             self.repository.run("update-ref", "-m", "waveui: branch moved by the task",
                                 attempt_ref(self.epic, wt.task_id or wt.branch.rpartition("@")[2], f"moved-{tip[:12]}"),
                                 tip)
-        self.repository.run("update-ref", "-m", "waveui: task commit", ref, new, tip or "")
+        # The branch moves by compare-and-swap (a zero id: it must not exist); the attempt's ref, if
+        # given, in the same transaction: one git process, and neither moves without the other.
+        moves = [f"update {ref} {new} {tip or '0' * len(new)}\n"]
+        if attempt is not None:
+            moves.append(f"update {self._attempt_ref(wt, attempt)} {new}\n")
+        self.repository.run("update-ref", "-m", "waveui: task commit", "--stdin", input="".join(moves))
+        slot.kept_as = (attempt, new) if attempt is not None else None
         if _read_head(checkout) != f"ref: {ref}":
             checkout.run("symbolic-ref", "HEAD", ref)  # on its branch again, index and files as committed
         slot.task_commit = new
@@ -310,7 +336,8 @@ class WorktreePool:
         try:
             if attempt is not None and slot.task_commit is not None:
                 # Kept even if the folder is gone since: the commit is in the repository, not the worktree.
-                kept = self._keep_attempt(wt, attempt, slot.task_commit)
+                kept = (slot.task_commit if slot.kept_as == (attempt, slot.task_commit)
+                        else self._keep_attempt(wt, attempt, slot.task_commit))
             checkout = self.repository.linked_worktree(slot.path)
             if checkout is None:
                 self.on_notice(f"worktree {slot.path} was deleted or replaced during {wt.branch}; "
@@ -336,7 +363,7 @@ class WorktreePool:
         finally:
             with self._lock:
                 slot.busy = slot.releasing = False
-                slot.start = slot.task_commit = None
+                slot.start = slot.task_commit = slot.tip = slot.tip_tree = slot.kept_as = None
                 self._released.notify_all()
         return Released(cleaned, kept, kept and self._attempt_ref(wt, attempt))
 
@@ -458,9 +485,13 @@ class WorktreePool:
                 checkout.run("checkout", "-q", "--detach")
             other.branch = None
 
-    def _make_ready(self, slot: _Slot, commit: str) -> Checkout:
-        """The slot as a verified worktree of this repository, creating or rebuilding it."""
-        checkout = self.repository.linked_worktree(slot.path)
+    def _make_ready(self, slot: _Slot, commit: str, checkout: Checkout | None,
+                    head_is_commit: bool | None) -> Checkout:
+        """The slot as a verified worktree of this repository, creating or rebuilding it.
+
+        ``checkout`` is the slot as :meth:`Repository.linked_worktree` just found it, and
+        ``head_is_commit`` whether its HEAD names a commit (None: not asked yet).
+        """
         if checkout is None:
             with self._admin:
                 checkout = self.repository.linked_worktree(slot.path)
@@ -473,7 +504,10 @@ class WorktreePool:
                     checkout = self.repository.linked_worktree(slot.path)
                     if checkout is None:
                         raise BrokenSlot(f"could not create the worktree {slot.path}")
-        if revision(checkout, "HEAD^{commit}") is None:
+            head_is_commit = None  # of the slot as repaired or made: asked now
+        if head_is_commit is None:
+            head_is_commit = revision(checkout, "HEAD^{commit}") is not None
+        if not head_is_commit:
             # A HEAD naming no commit (a task wrote it, or `git gc --prune=now` took its objects) fails
             # every later command in the slot, and the user's own `git gc` too: rebuild the slot.
             with self._admin:
@@ -524,7 +558,8 @@ class WorktreePool:
 
     def _set_aside_nested(self, slot: _Slot, checkout: Checkout) -> None:
         """Move repositories a task made inside its worktree out of the way of ``git clean``, which would delete them."""
-        nested = [p.rstrip("/") for p in _untracked(checkout) if p.endswith("/")] + _stray_dot_gits(checkout)
+        tracked, untracked = _tracked_and_untracked(checkout)
+        nested = [p.rstrip("/") for p in untracked if p.endswith("/")] + _stray_dot_gits(checkout, tracked)
         if not nested:
             return
         aside = ensure_private_dir(self.root / "set-aside") / f"{slot.path.name}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6}"
@@ -708,6 +743,21 @@ def _read_head(checkout: Checkout) -> str | None:
         return None
 
 
+def _head_revision(checkout: Checkout) -> str | None:
+    """What the worktree's HEAD names, as a revision the repository itself can resolve (``X^{commit}``).
+
+    None when only git can tell from the worktree: a HEAD on a ref of the
+    worktree's own (``refs/bisect/``, ``refs/worktree/``), or one that cannot be read.
+    """
+    head = _read_head(checkout)
+    if head is None:
+        return None
+    if head.startswith("ref: "):
+        target = head[len("ref: "):]
+        return f"{target}^{{commit}}" if target.startswith("refs/heads/") and "\n" not in target else None
+    return f"{head}^{{commit}}" if OBJECT_ID.fullmatch(head) else None
+
+
 def _head_branch(checkout: Checkout) -> str | None:
     result = checkout.run("symbolic-ref", "-q", "HEAD", ok=(0, 1, 128))
     return result.out.strip() if result.status == 0 else None
@@ -722,14 +772,13 @@ def _leftovers_ref(branch: str | None, epic: str, slot_name: str, commit: str) -
     return f"refs/waveui/{epic}/leftovers/{slot_name}-{commit[:12]}"
 
 
-def _stray_dot_gits(checkout: Checkout) -> list[str]:
-    """``.git`` entries inside the worktree's tracked folders (the worktree's own excepted).
+def _stray_dot_gits(checkout: Checkout, tracked: list[str]) -> list[str]:
+    """``.git`` entries inside the folders of the worktree's ``tracked`` files (the worktree's own excepted).
 
     Git never lists them, and ``git clean`` never removes them; one that
     points at the shared repository would make the next task's ``git
     commit`` in that folder commit onto the user's branch with the user's index.
     """
-    tracked = checkout.run("ls-files", "-z").out.split("\0")
     folders = {str(PurePosixPath(p).parent) for p in tracked if "/" in p}
     folders |= {str(parent) for folder in list(folders) for parent in PurePosixPath(folder).parents if str(parent) != "."}
     return sorted(f"{folder}/.git" for folder in folders if os.path.lexists(checkout.work_tree / folder / ".git"))
@@ -743,6 +792,20 @@ def _head_name(checkout: Checkout) -> str:
 def some_paths(paths: list[str], shown: int = 5) -> str:
     """The first few paths for a one-line message, and how many more there are."""
     return ", ".join(paths[:shown]) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
+def _tracked_and_untracked(checkout: Checkout) -> tuple[list[str], list[str]]:
+    """The worktree's tracked paths, and its untracked ones as :func:`_untracked` lists them, from one git process.
+
+    ``ls-files -t`` tags each path: ``?`` for an untracked one, a letter for
+    what the index holds (https://git-scm.com/docs/git-ls-files, option ``-t``).
+    """
+    tracked, untracked = [], []
+    for entry in checkout.run("ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard").out.split("\0"):
+        if entry:
+            tag, _, path = entry.partition(" ")
+            (untracked if tag == "?" else tracked).append(path)
+    return tracked, untracked
 
 
 def _untracked(checkout: Checkout) -> list[str]:
