@@ -601,9 +601,11 @@ class Engine:
             await self._failed(task_id, f"internal error: {type(error).__name__}: {error}", attempt, retry=False)
         finally:
             # Left resumable: a task in flight keeps its worktree, even one whose step was being started
-            # when its job was cancelled (not yet in _processes): that step may run, and the next run adopts it.
-            left_running = self._detached and (task_id in self._processes
-                                               or self.state.tasks[task_id].state in SLOT_STATES)
+            # when its job was cancelled (not yet in _processes): that step may run, and the next run adopts
+            # it; so does one whose work was being committed, which the next run commits.
+            view = self.state.tasks[task_id]
+            left_running = self._detached and (task_id in self._processes or view.state in SLOT_STATES
+                                               or (view.state == "merging" and not view.commit))
             self._processes.pop(task_id, None)
             worktree = self._worktrees.pop(task_id, None)
             if worktree is not None and not left_running:  # a task left running keeps its worktree
@@ -787,17 +789,22 @@ class Engine:
         return None
 
     async def _integrate(self, task: Task, worktree, start_point: str, attempt: int) -> None:
-        """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must)."""
+        """Commit the task's work on its branch, free its worktree, then merge (waiting if the merge must).
+
+        Its commands have ended: the task is merging from now on, its worker taking the next task while
+        git commits and merges (unless a resolver of a conflict may have to run for this one). Merging
+        with no commit of its attempt yet, a task interrupted here is adopted by the next run and
+        committed, not run again.
+        """
+        self._set_state(task.id, "merging", reason="committing its work")
+        if self.epic.conflict_policy(task)[0] != "resolve":
+            self._free_worker(task.id)
         commit = await asyncio.to_thread(self.pool.commit, worktree, start_point, self._merge_message(task.id),
                                          agents.keep_out(task.command or self.epic.command or ""), attempt)
 
         def free_worktree() -> Awaitable[None]:
-            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs,
-            # and the worker takes the next task (merging holds no slot), unless a resolver of a conflict
-            # may have to run for this one.
+            # The work is on its branch now: the worktree is cleaned for the next task while the merge runs.
             self._worktrees.pop(task.id, None)
-            if self.epic.conflict_policy(task)[0] != "resolve":
-                self._free_worker(task.id)
             return asyncio.ensure_future(self._release(task.id, worktree, attempt))
         await self._merge_commit(task, commit, start_point, attempt, free_worktree)
 

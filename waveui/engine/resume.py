@@ -256,10 +256,13 @@ class Resume:
                 engine._set_state(task.id, "pending", reason=f"resumed after it was {task.state}")
             elif task.state in ("preparing", "running", "verifying", "paused") and await self._adopt(task):
                 continue
+            elif task.state == "merging" and not task.commit and await self._adopt(task):
+                continue  # its commands had ended, its work was not committed yet: committed now
             elif task.state in SLOT_STATES or task.state in ("merging", "ready"):
                 if task.pid and task.pid_started:
                     await asyncio.to_thread(engine.executor.stop_leftover, task.pid, task.pid_started)
-                if task.state == "merging" and engine.integrator and await asyncio.to_thread(
+                # Without a commit of its attempt its branch is still where it started: merged, but of nothing.
+                if task.state == "merging" and task.commit and engine.integrator and await asyncio.to_thread(
                         engine.integrator.is_merged, engine._branch(task.id)):
                     engine._set_state(task.id, "done", reason="merged before waveui stopped")
                     continue
@@ -329,7 +332,7 @@ class Resume:
         if engine.executor.remote:  # an attempt held on the cluster is followed there, by the name journaled
             return bool(task.remote) and self._follow(task, task.state, None, None)
         step = "running" if task.state == "preparing" else task.state  # it may have started unrecorded
-        if step == "paused":
+        if step in ("paused", "merging"):  # merging: its last step ended, its work not yet committed
             step = "verifying" if engine.executor.began(task.id, "verifying") else "running"
         command = dict(engine._steps(engine.tasks[task.id])).get(step) or ""
         process = engine.executor.adopt(task.id, step, engine._on_directive(task.id),

@@ -363,6 +363,7 @@ def _task_state(state: RunState, e: TaskStateChanged) -> None:
         task.message, task.earlier_cost = "", task.cost
         task.earlier_tokens = (task.tokens_in, task.tokens_out, task.tokens_cached)
         task.failed, task.denied = "", []
+        task.commit = ""  # the commit of this attempt, once it has one
         task.started = e.t
         task.attempts.append(Attempt(e.attempt, e.t))
         task.files, task.undeclared, task.exit_code = [], [], None

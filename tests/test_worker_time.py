@@ -1,4 +1,5 @@
-"""Preparing a worktree ahead of a worker: git's work off the workers' time, the best task still first."""
+"""git's work off the workers' time: worktrees prepared ahead of a worker (the best task still first),
+and a task's work committed after its worker has moved on (and committed by the next run if interrupted)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from waveui.engine.engine import Engine, RunOptions
 from waveui.run.events import TaskStateChanged
 from waveui.run.journal import read_events
-from tests.engine_helpers import make_repo, write_epic
+from tests.engine_helpers import git, make_repo, write_epic
 
 WAIT = 60.0  # a deadline for a loaded machine, never a measure of speed
 
@@ -141,3 +142,30 @@ def test_stopping_the_run_lets_go_of_a_task_waiting_for_a_worker(tmp_path):
     asyncio.run(drive())
     assert "next" not in _running_spans(engine)
     assert not list((repo / ".waveui" / "worktrees").glob("slot-*/next.txt"))
+
+
+def test_a_run_interrupted_while_a_task_commits_commits_it_next_time_without_running_it_again(tmp_path):
+    repo = make_repo(tmp_path / "repo")
+    runs = tmp_path / "runs"  # one line each time the command runs
+    epic = write_epic(repo, f"""
+        [epic]
+        name = "commit"
+        [[task]]
+        id = "t"
+        command = 'echo ran >> {runs}; echo work > work.txt'
+    """)
+
+    def interrupt_at_commit(event) -> None:
+        if isinstance(event, TaskStateChanged) and event.state == "merging" and not event.commit:
+            # Left as a Ctrl-C leaves it, once its job is at its commit: the worker is free, nothing committed.
+            asyncio.get_running_loop().call_soon(lambda: first.stop(leave_resumable=True))
+
+    first = Engine(epic, repo, RunOptions(grace=0.5, listeners=[interrupt_at_commit]))
+    asyncio.run(first.run())
+    assert first.state.tasks["t"].state == "merging" and not first.state.tasks["t"].commit
+
+    second = Engine(epic, repo, RunOptions(grace=0.5))
+    asyncio.run(second.run())
+    assert second.state.tasks["t"].state == "done"
+    assert runs.read_text() == "ran\n"  # committed and merged, not run again
+    assert git(repo, "show", "waveui/commit:work.txt") == "work"
