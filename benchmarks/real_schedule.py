@@ -30,15 +30,17 @@ for every task's end (its command exited, then its work merged):
   graph, mostly waiting for a worker: ``--chain`` measures the hop alone);
 * prepare: ``preparing`` to the command's first line (worktree, journal, supervisor),
   of which ``waiting``: a task prepared ahead of a worker waiting for one;
-* commit: the command's last line to ``merging`` (the task's work committed);
-* merge: ``merging`` to ``done``;
+* commit: the command's last line to the task's work committed (the
+  ``merging`` that names its commit; its worker is free from the first
+  ``merging`` on, as soon as its commands end);
+* merge: committed to ``done``;
 
 with their medians and 90th percentiles, and how many git processes the run
 started (each call through ``waveui/git/command.py``), per task; with
 ``--callers``, by the function that ran each. On a graph whose optimum is
 bound by its work rather than its critical path, every millisecond a worker
 spends on waveui's own work delays the end: the worker time around each
-command (from the task's worker given to its merging, the command's own time
+command (from the task's worker given to its first merging, the command's own time
 left out) and the workers' share of time spent in commands tell how much.
 """
 
@@ -189,11 +191,14 @@ def command_times(log: Path) -> tuple[float, float]:
 def analyse(run_dir: Path, epic: Epic, wall: float, counter: GitCounter) -> Outcome:
     first: dict[tuple[str, str], float] = {}
     given: dict[str, float] = {}  # when each task got its worker
+    committed: dict[str, float] = {}  # when its work was committed
     for event in read_events(run_dir / "events.jsonl"):
         if isinstance(event, TaskStateChanged):
             first.setdefault((event.task, event.state), event.t)
             if event.state in ("preparing", "running") and event.worker is not None:
                 given.setdefault(event.task, event.t)
+            if event.state == "merging" and event.commit:
+                committed.setdefault(event.task, event.t)
     outcome = Outcome(0.0, wall, git_calls=dict(counter.calls), git_callers=dict(counter.by_caller),
                       tasks=len(epic.tasks))
     begun = min(first[t.id, "preparing"] for t in epic.tasks)
@@ -209,8 +214,8 @@ def analyse(run_dir: Path, epic: Epic, wall: float, counter: GitCounter) -> Outc
         outcome.segments["waiting"].append(given[task.id] - preparing)
         outcome.around.append(merging - given[task.id] - (ended - started))
         outcome.in_commands += ended - started
-        outcome.segments["commit"].append(merging - ended)
-        outcome.segments["merge"].append(done - merging)
+        outcome.segments["commit"].append(committed[task.id] - ended)
+        outcome.segments["merge"].append(done - committed[task.id])
         outcome.landing.append(done - ended)
     return outcome
 
