@@ -166,8 +166,10 @@ class SupervisorLine:
         self._socket = connection
 
     def send(self, request: bytes, fds: list[int]) -> None:
-        socket.send_fds(self._socket, [_HEADER.pack(len(request))], fds)
-        self._socket.sendall(request)
+        message = _HEADER.pack(len(request)) + request
+        sent = socket.send_fds(self._socket, [message], fds)  # one call: waking the supervisor costs each
+        if sent < len(message):
+            self._socket.sendall(message[sent:])
 
     def close(self) -> None:
         """The supervisor exits once its step (if any) has ended."""
