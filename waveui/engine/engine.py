@@ -436,8 +436,11 @@ class Engine:
         return True
 
     def _ahead_limit(self) -> int:
-        """How many tasks may be prepared ahead of a worker: some with worktrees to prepare, else none."""
-        if self.pool is None or self.executor is None or self.executor.remote:
+        """How many tasks may be prepared ahead of a worker: some with worktrees to prepare, else none.
+
+        None under a run budget: whether a task may start is decided by what is spent when a worker frees.
+        """
+        if self.pool is None or self.executor is None or self.executor.remote or self.epic.max_cost is not None:
             return 0
         return max(1, self.state.limit // 4)
 
