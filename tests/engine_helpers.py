@@ -1,14 +1,28 @@
-"""Real git repositories and epics for engine tests."""
+"""Real git repositories and epics for engine tests, and waiting for what real processes do."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 from waveui.core import spec
 from waveui.engine.engine import Engine, RunOptions
+
+WAIT = 60.0  # generous: a deadline for a machine under load, never a measure of speed
+
+
+def wait_for(condition, what: str):
+    """What ``condition()`` returns once it is true; fails after WAIT seconds, naming ``what``."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def git(repo: Path, *args: str) -> str:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -19,18 +18,9 @@ from waveui.executors.local import LocalExecutor
 from waveui.executors.local.launcher import Launcher
 from waveui.executors.local.supervision import SupervisedStep
 from waveui.executors.steps import StepFiles, read_status
+from tests.engine_helpers import WAIT, wait_for
 
-WAIT = 60.0  # generous: a deadline for a machine under load, never a measure of speed
 
-
-def _wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 CONTROLLER = textwrap.dedent("""
@@ -66,7 +56,7 @@ def test_a_step_started_through_the_launcher_outlives_its_controller_killed_9(tm
 
     (tmp_path / "go").touch()
     files = StepFiles.of(tmp_path / ".waveui" / "runs" / "run-1" / "logs", "t1", "running")
-    status = _wait_for(lambda: read_status(files), "the step's status")
+    status = wait_for(lambda: read_status(files), "the step's status")
     assert status["exit_code"] == 0
     assert (tmp_path / "out.txt").read_text() == "finished\n"
 

@@ -18,19 +18,10 @@ from pathlib import Path
 import psutil
 
 from waveui.executors.local.supervisor import PAUSE_SIGNAL, RESUME_SIGNAL
+from tests.engine_helpers import WAIT, wait_for
 
-WAIT = 60.0  # a deadline for a loaded machine, never a measure of speed
 ROOT = Path(__file__).parents[1]
 
-
-def _wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 class Supervised:
@@ -44,7 +35,7 @@ class Supervised:
             [sys.executable, "-m", "waveui.executors.local.supervisor", "--log", str(self.log), "--pidfile",
              str(self.pidfile), "--status", str(self.status), "--cwd", str(folder), "--grace", str(grace), *extra,
              command], env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        self.record = _wait_for(lambda: self.pidfile.exists() and json.loads(self.pidfile.read_text()),
+        self.record = wait_for(lambda: self.pidfile.exists() and json.loads(self.pidfile.read_text()),
                                 "the pid file")
 
     def send(self, signum: int) -> None:
@@ -57,7 +48,7 @@ class Supervised:
 
 def test_a_paused_step_makes_no_progress_and_its_clock_stands_still(tmp_path):
     step = Supervised(tmp_path, "i=0; while [ $i -lt 30 ]; do i=$((i+1)); echo $i >> counter; sleep 0.02; done")
-    _wait_for(lambda: (tmp_path / "counter").exists(), "the first count")
+    wait_for(lambda: (tmp_path / "counter").exists(), "the first count")
     step.send(PAUSE_SIGNAL)
     time.sleep(0.2)  # a write under way when the signal came may still land
     size = (tmp_path / "counter").stat().st_size
@@ -88,7 +79,7 @@ def test_a_stop_ends_the_command_with_term_then_kill_and_everything_it_started(t
     # The shell ignores TERM and leaves a detached process behind: both must go.
     step = Supervised(tmp_path, "trap '' TERM; setsid sh -c 'echo $$ > left.pid; exec sleep 300' & "
                                 "while true; do sleep 0.05; done", grace=0.5)
-    left = int(_wait_for(lambda: (tmp_path / "left.pid").exists() and (tmp_path / "left.pid").read_text().strip(),
+    left = int(wait_for(lambda: (tmp_path / "left.pid").exists() and (tmp_path / "left.pid").read_text().strip(),
                          "the detached process"))
     step.send(signal.SIGTERM)
     status = step.result()

@@ -9,9 +9,7 @@ from pathlib import Path
 from waveui.engine.engine import Engine, RunOptions
 from waveui.run.events import TaskStateChanged
 from waveui.run.journal import read_events
-from tests.engine_helpers import git, make_repo, write_epic
-
-WAIT = 60.0  # a deadline for a loaded machine, never a measure of speed
+from tests.engine_helpers import WAIT, git, make_repo, write_epic
 
 
 def _epic(repo: Path, gate: Path, others: list[str]):
