@@ -21,24 +21,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine_helpers import git, make_repo, tree_files, write_epic
+from engine_helpers import WAIT, git, make_repo, tree_files, wait_for, write_epic
 from waveui.git.bundles import BundleRefused, WorkerClone, bundle_bytes, fetch_bundle_bytes
 from waveui.git.command import Repository
 
 pytest.importorskip("distributed")
 
 DASK = Path(sys.executable).parent / "dask"
-WAIT = 60.0  # generous bound for a loaded machine; nothing asserts on time
-
-
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Cluster:

@@ -817,7 +817,7 @@ class Engine:
 
         ``free_worktree`` starts releasing the attempt's worktree; the merge does not wait for it (it
         touches no worktree), so a dependent starts as soon as the merge is in, but the job ends only
-        once both are done: its worker is not lent again before its worktree is free.
+        once both are done: a retry of the task waits until its worktree is free.
         """
         if commit is None:
             denied = self.state.tasks[task.id].denied

@@ -219,7 +219,7 @@ def _run_step(command: str, cwd: Path, env: dict[str, str], log: Path, pidfile: 
     except OSError as error:
         record_status(status, None, _status(exit_code=127, seconds=0.0, error=str(error)))
         return
-    record = {"supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
+    record = {"supervisor": os.getpid(), "supervisor_started": _started_at(),
               "pid": task.pid, "started": _create_time(task.pid), "cwd": os.path.abspath(cwd)}
     try:
         reserved = _pid_file(pidfile, record)
@@ -245,6 +245,17 @@ def _status(exit_code: int, seconds: float, signum: int | None = None, timed_out
     return status if error is None else {**status, "error": error}
 
 
+_start_of: dict[int, float] = {}  # by pid: a process forked from a supervisor inherits the table
+
+
+def _started_at() -> float:
+    """This process's start time, read once: a supervisor runs step after step."""
+    pid = os.getpid()
+    if pid not in _start_of:
+        _start_of[pid] = _create_time(pid)
+    return _start_of[pid]
+
+
 def _create_time(pid: int) -> float:
     try:
         return psutil.Process(pid).create_time()
@@ -268,7 +279,7 @@ async def _supervise_sampled(command: str, cwd: Path, env: dict[str, str], log: 
     except OSError as error:
         record_status(status, None, _status(exit_code=127, seconds=0.0, error=str(error)))
         return
-    record = {"supervisor": os.getpid(), "supervisor_started": psutil.Process().create_time(),
+    record = {"supervisor": os.getpid(), "supervisor_started": _started_at(),
               "pid": process.pid, "started": process.create_time, "cwd": os.path.abspath(cwd)}
     try:
         reserved = _pid_file(pidfile, record)
