@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from waveui.executors import step_failure
 from waveui.executors.local import LocalExecutor
 from waveui.executors.steps import read_status
 
@@ -76,3 +77,16 @@ def test_a_step_reports_its_own_output_only_under_its_heading_in_the_log_of_earl
     assert log.read_text().splitlines() == ["--- attempt 2 (running) ---", "::waveui progress=1", "::waveui progress=2",
                                             "::waveui progress=3", "--- attempt 2 (verifying) ---",
                                             "::waveui progress=70"]
+
+
+def test_a_step_whose_folder_is_gone_says_so_rather_than_an_exit_code(tmp_path):
+    gone = tmp_path / "slot-0"  # a worktree the user deleted while its task waited for a worker
+
+    async def scenario():
+        step = await LocalExecutor(tmp_path, "run-1").start("t1", "running", "true", gone, dict(os.environ), None,
+                                                             1.0, lambda _values: None)
+        return await step.wait()
+
+    ended = asyncio.run(scenario())
+    assert ended.exit_code == 127 and str(gone) in ended.error
+    assert step_failure("running", ended, None) == f"command failed: {ended.error}"

@@ -42,6 +42,7 @@ class StepEnd(Protocol):
     timed_out: bool
     signal: int | None  # the signal that ended the shell, if one did
     seconds: float  # running time, paused time not counted
+    error: str  # why the step could not run, when it could not; "" otherwise
 
 
 class StepHandle(Protocol):
@@ -122,6 +123,8 @@ def step_failure(step: str, end: StepEnd, timeout: float | None) -> str | None:
         return f"timed out after {timeout:g}s"
     if end.exit_code != 0:
         what = "verify" if step == "verifying" else "command"
+        if end.error:  # it never ran, or was stopped for want of a pid file: the exit code says nothing
+            return f"{what} failed: {end.error}"
         how = f"killed by signal {end.signal}" if end.signal else f"exit {end.exit_code}"
         return f"{what} failed ({how})"
     return None

@@ -58,8 +58,7 @@ class LocalExecutor:
         status = read_status(self._files(task_id, step))
         if not status:
             return None
-        return ExitResult(exit_code=status.get("exit_code", 1), timed_out=bool(status.get("timed_out")),
-                          signal=status.get("signal"), seconds=float(status.get("seconds", 0.0)))
+        return ExitResult.of_status(status)
 
     def live_steps(self) -> list[LiveStep]:
         return live_steps(self.repo_root)

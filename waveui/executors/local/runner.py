@@ -267,6 +267,14 @@ class ExitResult:
     signal: int | None  # the signal that ended the shell, if one did
     seconds: float  # running time to the shell's exit, paused time not counted
     leftovers: int = 0  # processes still alive when the shell exited (killed since)
+    error: str = ""  # why the step could not run, when it could not (its folder gone, say)
+
+    @classmethod
+    def of_status(cls, status: dict, seconds: float = 0.0) -> ExitResult:
+        """The result a supervisor left in a step's status file; ``seconds`` when the status has none."""
+        return cls(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
+                   signal=status.get("signal"), seconds=float(status.get("seconds", seconds)),
+                   error=str(status.get("error") or ""))
 
 
 class TaskProcess:

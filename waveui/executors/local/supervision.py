@@ -452,8 +452,7 @@ class SupervisedStep:
                         self._on_directive(values)
                 self._reap()
                 self._status_read = True
-                return ExitResult(exit_code=int(status.get("exit_code", 1)), timed_out=bool(status.get("timed_out")),
-                                  signal=status.get("signal"), seconds=float(status.get("seconds", self.seconds)))
+                return ExitResult.of_status(status, self.seconds)
             # Woken with no status, the supervisor has exited or given up the step (the process table is
             # asked only when polling: a pid reused before the pidfd was opened would keep that from firing).
             if ended.is_set() or not self.supervisor_alive():
